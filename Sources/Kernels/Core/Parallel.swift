@@ -1,0 +1,87 @@
+import Dispatch
+import Foundation
+import CBLAS
+
+/// Intra-op threading: how many threads one op may use, and the loop that splits work over them.
+///
+/// nas-mpi parallelises its kernels itself (over samples or channels) and keeps OpenBLAS at one
+/// thread, so a GEMM called inside a parallel loop never starts threads of its own and N ranks on a
+/// node never start more threads than `threads` each.
+public enum Parallel {
+    nonisolated(unsafe) private static var _threads = 1
+
+    /// The number of threads an op may use (at least 1).
+    public static var threads: Int { _threads }
+
+    /// Sets the intra-op thread count and pins OpenBLAS to one thread.
+    public static func setThreads(_ n: Int) {
+        _threads = max(1, n)
+        openblas_set_num_threads(1)
+    }
+
+    /// Runs `body(worker, range)` over 0..<count split into at most `threads` contiguous chunks.
+    ///
+    /// `worker` is the chunk index in 0..<chunks(count), for indexing per-worker scratch memory.
+    /// With one thread (or one item) the body runs inline on the caller's thread.
+    @inline(__always)
+    public static func forChunks(_ count: Int, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
+        let chunks = Parallel.chunks(count)
+        if chunks <= 1 {
+            if count > 0 { body(0, 0..<count) }
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            body(c, (c * count / chunks)..<((c + 1) * count / chunks))
+        }
+    }
+
+    /// Runs `body(i)` for every i in 0..<count, split over the threads.
+    @inline(__always)
+    public static func forEach(_ count: Int, _ body: (Int) -> Void) {
+        forChunks(count) { _, range in for i in range { body(i) } }
+    }
+
+    /// The number of chunks `forChunks(count)` uses.
+    public static func chunks(_ count: Int) -> Int { min(_threads, max(count, 0)) }
+}
+
+/// Reusable scratch buffers (im2col columns, reduction partials), kept between steps.
+///
+/// `withBuffers` lends `n` buffers of at least `size` floats each; they return to the pool when the
+/// closure ends. The pool only grows, so a training loop reaches a steady state with no allocation.
+public final class ScratchPool: @unchecked Sendable {
+    public static let shared = ScratchPool()
+
+    private var free: [(UnsafeMutablePointer<Float>, Int)] = []
+    private let lock = NSLock()
+
+    /// Lends `n` buffers of at least `size` floats to `body`.
+    public func withBuffers<R>(_ n: Int, size: Int, _ body: ([UnsafeMutablePointer<Float>]) throws -> R) rethrows -> R {
+        var taken: [(UnsafeMutablePointer<Float>, Int)] = []
+        taken.reserveCapacity(n)
+        lock.lock()
+        for _ in 0..<n {
+            if let i = free.firstIndex(where: { $0.1 >= size }) {
+                taken.append(free.remove(at: i))
+            } else if let last = free.popLast() {
+                last.0.deallocate()
+                taken.append((UnsafeMutablePointer<Float>.allocate(capacity: max(size, 1)), size))
+            } else {
+                taken.append((UnsafeMutablePointer<Float>.allocate(capacity: max(size, 1)), size))
+            }
+        }
+        lock.unlock()
+        defer {
+            lock.lock()
+            free.append(contentsOf: taken)
+            lock.unlock()
+        }
+        return try body(taken.map { $0.0 })
+    }
+
+    /// Floats currently held by the pool (for memory reports).
+    public var heldFloats: Int {
+        lock.lock(); defer { lock.unlock() }
+        return free.reduce(0) { $0 + $1.1 }
+    }
+}

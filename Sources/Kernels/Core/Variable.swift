@@ -1,0 +1,102 @@
+/// A tensor that takes part in reverse-mode differentiation: a value and, once backward reaches
+/// it, the gradient of the loss with respect to that value.
+///
+/// Parameters and architecture weights are long-lived leaf variables (`requiresGrad: true`);
+/// every op on a `Tape` returns a new, non-leaf variable.
+public final class Variable {
+    /// The forward value.
+    public var value: Tensor
+    /// The accumulated gradient, allocated (as zeros) by the first backward rule that adds to it.
+    public var grad: Tensor?
+    /// Whether backward computes a gradient for this variable.
+    public var requiresGrad: Bool
+    /// A leaf is created by the user (parameters, inputs); its gradient survives backward.
+    public let isLeaf: Bool
+    /// A name for messages and checkpoints (e.g. `cells.0._ops.0.op.1.weight`).
+    public var name: String
+
+    /// A leaf variable.
+    public init(_ value: Tensor, requiresGrad: Bool = false, name: String = "") {
+        self.value = value
+        self.requiresGrad = requiresGrad
+        self.isLeaf = true
+        self.name = name
+    }
+
+    init(op value: Tensor, requiresGrad: Bool) {
+        self.value = value
+        self.requiresGrad = requiresGrad
+        self.isLeaf = false
+        self.name = ""
+    }
+
+    /// The shape of the value.
+    @inlinable public var shape: [Int] { value.shape }
+
+    /// Drops the gradient (the next backward starts from zero).
+    public func zeroGrad() { grad = nil }
+
+    /// Adds into the gradient through `body`, allocating it as zeros first if needed.
+    @inline(__always)
+    public func accumulateGrad(_ body: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        if grad == nil { grad = Tensor(shape: value.shape) }
+        grad!.scalars.withUnsafeMutableBufferPointer { body($0) }
+    }
+}
+
+/// Records the ops of one forward pass and runs their backward rules in reverse order.
+///
+/// Design: each op is a method on `Tape` that checks its operands, computes the forward value on
+/// contiguous buffers, and (when recording and some input requires a gradient) appends a closure
+/// that reads the output's gradient and accumulates into the inputs' gradients. Recording order is
+/// a topological order, so `backward` runs the closures last to first. A tape is used for one
+/// forward/backward pass; a non-recording tape (`Tape(recording: false)`) evaluates without
+/// keeping anything for backward. After an op's rule has run, the gradient of its (non-leaf)
+/// output is released, so gradient memory lives no longer than backward needs it.
+public final class Tape {
+    /// Whether ops append backward rules.
+    public let isRecording: Bool
+    private var records: [(output: Variable, rule: () -> Void)] = []
+
+    /// A tape; `recording: false` gives inference mode.
+    public init(recording: Bool = true) {
+        self.isRecording = recording
+    }
+
+    /// The number of recorded backward rules.
+    public var count: Int { records.count }
+
+    /// Makes the output of an op; when any input requires a gradient, records `rule`.
+    ///
+    /// `rule` receives the output's gradient (called only if some consumer produced one).
+    @inline(__always)
+    func output(_ value: Tensor, inputs: [Variable], rule: @escaping (_ out: Variable, _ grad: UnsafeBufferPointer<Float>) -> Void) -> Variable {
+        let needs = isRecording && inputs.contains { $0.requiresGrad }
+        let out = Variable(op: value, requiresGrad: needs)
+        if needs {
+            records.append((out, { [unowned out] in
+                guard let g = out.grad else { return }
+                g.scalars.withUnsafeBufferPointer { rule(out, $0) }
+            }))
+        }
+        return out
+    }
+
+    /// Runs backward from a scalar loss, seeding d(loss)/d(loss) = `seed`.
+    public func backward(_ loss: Variable, seed: Float = 1) throws {
+        try requireArgument(loss.value.count == 1, "backward", "loss must hold one element, has shape \(loss.shape)")
+        try backward(loss, gradient: Tensor(shape: loss.shape, repeating: seed))
+    }
+
+    /// Runs backward from `output` with an upstream gradient of the same shape.
+    public func backward(_ output: Variable, gradient: Tensor) throws {
+        try require(gradient.shape == output.shape, "backward", "gradient \(gradient.shape) vs output \(output.shape)")
+        try requireArgument(isRecording, "backward", "the tape was created with recording: false")
+        output.grad = gradient
+        for record in records.reversed() {
+            record.rule()
+            if !record.output.isLeaf, record.output !== output { record.output.grad = nil }
+        }
+        records.removeAll()
+    }
+}

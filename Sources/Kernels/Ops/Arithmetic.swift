@@ -1,0 +1,88 @@
+/// Elementwise arithmetic: sums, scaling, and the weighted sum of a DARTS mixed edge.
+
+extension Tape {
+    /// a + b, same shapes.
+    public func add(_ a: Variable, _ b: Variable) throws -> Variable {
+        try require(a.shape == b.shape, "add", "\(a.shape) vs \(b.shape)")
+        return try sum([a, b])
+    }
+
+    /// The elementwise sum of one or more tensors of the same shape.
+    public func sum(_ xs: [Variable]) throws -> Variable {
+        try require(!xs.isEmpty, "sum", "no inputs")
+        let shape = xs[0].shape
+        try require(xs.allSatisfy { $0.shape == shape }, "sum", "shapes differ: \(xs.map(\.shape))")
+        var y = xs[0].value
+        y.scalars.withUnsafeMutableBufferPointer { yp in
+            for x in xs.dropFirst() {
+                x.value.scalars.withUnsafeBufferPointer { xp in
+                    for i in 0..<yp.count { yp[i] += xp[i] }
+                }
+            }
+        }
+        return output(y, inputs: xs) { _, dy in
+            for x in xs where x.requiresGrad {
+                x.accumulateGrad { dx in for i in 0..<dx.count { dx[i] += dy[i] } }
+            }
+        }
+    }
+
+    /// s * x for a constant s.
+    public func scale(_ x: Variable, _ s: Float) -> Variable {
+        var y = x.value
+        y.scalars.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] *= s } }
+        return output(y, inputs: [x]) { _, dy in
+            x.accumulateGrad { dx in for i in 0..<dx.count { dx[i] += s * dy[i] } }
+        }
+    }
+
+    /// sum_k weights[k] * xs[k]: the output of a mixed edge, with gradients for the inputs and the
+    /// weights (dL/dw_k = <dL/dy, x_k>).
+    ///
+    /// xs: K tensors of one shape; weights: [K] -> that shape.
+    public func weightedSum(_ xs: [Variable], weights w: Variable) throws -> Variable {
+        let op = "weightedSum"
+        try require(!xs.isEmpty, op, "no inputs")
+        try require(w.shape == [xs.count], op, "weights \(w.shape) for \(xs.count) inputs")
+        let shape = xs[0].shape
+        try require(xs.allSatisfy { $0.shape == shape }, op, "shapes differ: \(xs.map(\.shape))")
+        var y = Tensor(shape: shape)
+        let wv = w.value.scalars
+        y.scalars.withUnsafeMutableBufferPointer { yp in
+            for (k, x) in xs.enumerated() {
+                let s = wv[k]
+                x.value.scalars.withUnsafeBufferPointer { xp in
+                    for i in 0..<yp.count { yp[i] += s * xp[i] }
+                }
+            }
+        }
+        return output(y, inputs: xs + [w]) { _, dy in
+            for (k, x) in xs.enumerated() where x.requiresGrad {
+                let s = wv[k]
+                x.accumulateGrad { dx in for i in 0..<dx.count { dx[i] += s * dy[i] } }
+            }
+            if w.requiresGrad {
+                w.accumulateGrad { dw in
+                    for (k, x) in xs.enumerated() {
+                        x.value.scalars.withUnsafeBufferPointer { xp in
+                            var acc = 0.0
+                            for i in 0..<dy.count { acc += Double(dy[i] * xp[i]) }
+                            dw[k] += Float(acc)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Row `index` of x: [R, K] -> [K] (for example one edge's weights out of softmaxed alphas).
+    public func row(_ x: Variable, _ index: Int) throws -> Variable {
+        try require(x.shape.count == 2 && index >= 0 && index < x.shape[0], "row",
+                    "row \(index) of input \(x.shape)")
+        let k = x.shape[1]
+        let y = try Tensor(shape: [k], scalars: Array(x.value.scalars[(index * k)..<((index + 1) * k)]))
+        return output(y, inputs: [x]) { _, dy in
+            x.accumulateGrad { dx in for j in 0..<k { dx[index * k + j] += dy[j] } }
+        }
+    }
+}

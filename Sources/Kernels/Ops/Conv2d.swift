@@ -1,0 +1,372 @@
+/// 2-D convolution (cross-correlation, as PyTorch's `nn.Conv2d`) with stride, zero padding,
+/// dilation and groups, and its backward pass.
+///
+/// Three paths, chosen by geometry:
+/// - pointwise (1x1, stride 1, no padding, one group): one GEMM per sample, no im2col;
+/// - depthwise (groups == in channels == out channels): a direct kernel whose inner loop runs over
+///   a contiguous output row with the in-bounds range computed once per row, so no bounds checks;
+/// - general: im2col per sample and group into reused scratch, then GEMM.
+/// Samples (or channel planes) are split over `Parallel.threads`.
+
+/// The geometry of one convolution.
+public struct ConvGeometry: Equatable, Sendable {
+    public var batch, inChannels, height, width: Int
+    public var outChannels, kernelH, kernelW: Int
+    public var stride, padding, dilation, groups: Int
+
+    public var outHeight: Int { (height + 2 * padding - dilation * (kernelH - 1) - 1) / stride + 1 }
+    public var outWidth: Int { (width + 2 * padding - dilation * (kernelW - 1) - 1) / stride + 1 }
+    public var inPerGroup: Int { inChannels / groups }
+    public var outPerGroup: Int { outChannels / groups }
+    /// Rows of one group's im2col matrix: inPerGroup * kernelH * kernelW.
+    public var patch: Int { inPerGroup * kernelH * kernelW }
+    public var isPointwise: Bool { kernelH == 1 && kernelW == 1 && stride == 1 && padding == 0 && groups == 1 }
+    public var isDepthwise: Bool { groups == inChannels && groups == outChannels && groups > 1 }
+    /// Multiply-accumulates of the forward pass over the whole batch.
+    public var macs: Int { batch * outChannels * outHeight * outWidth * patch }
+
+    /// Validates a conv of input `x` [N, Cin, H, W] with weight `w` [Cout, Cin/groups, KH, KW].
+    public init(input x: [Int], weight w: [Int], stride: Int, padding: Int, dilation: Int, groups: Int) throws {
+        let op = "conv2d"
+        try require(x.count == 4, op, "input must be [N, C, H, W], got \(x)")
+        try require(w.count == 4, op, "weight must be [Cout, Cin/groups, KH, KW], got \(w)")
+        try requireArgument(stride >= 1 && padding >= 0 && dilation >= 1 && groups >= 1, op,
+                            "stride \(stride), padding \(padding), dilation \(dilation), groups \(groups)")
+        try require(x[1] % groups == 0 && w[0] % groups == 0, op,
+                    "input \(x) and weight \(w): channels not divisible by groups \(groups)")
+        try require(w[1] == x[1] / groups, op,
+                    "input \(x) has \(x[1]) channels but weight \(w) with groups \(groups) expects \(w[1] * groups)")
+        self.batch = x[0]; self.inChannels = x[1]; self.height = x[2]; self.width = x[3]
+        self.outChannels = w[0]; self.kernelH = w[2]; self.kernelW = w[3]
+        self.stride = stride; self.padding = padding; self.dilation = dilation; self.groups = groups
+        try require(outHeight >= 1 && outWidth >= 1, op,
+                    "input \(x) is smaller than the dilated kernel \(w) with padding \(padding)")
+    }
+}
+
+/// The output indices o in 0..<outSize whose input index o * stride + offset lies in 0..<inSize.
+@inline(__always)
+func validRange(out outSize: Int, in inSize: Int, stride: Int, offset: Int) -> Range<Int> {
+    // o * s + offset >= 0  <=>  o >= ceil(-offset / s)
+    let lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride
+    // o * s + offset <= inSize - 1  <=>  o <= floor((inSize - 1 - offset) / s)
+    let top = inSize - 1 - offset
+    let hi = top < 0 ? 0 : min(outSize, top / stride + 1)
+    return lo < hi ? lo..<hi : 0..<0
+}
+
+extension Tape {
+    /// y = conv2d(x, w) + b.
+    ///
+    /// x: [N, Cin, H, W], w: [Cout, Cin/groups, KH, KW], b: [Cout] -> [N, Cout, OH, OW].
+    public func conv2d(_ x: Variable, _ w: Variable, bias b: Variable? = nil,
+                       stride: Int = 1, padding: Int = 0, dilation: Int = 1, groups: Int = 1) throws -> Variable {
+        let g = try ConvGeometry(input: x.shape, weight: w.shape, stride: stride, padding: padding,
+                                 dilation: dilation, groups: groups)
+        if let b { try require(b.shape == [g.outChannels], "conv2d", "bias \(b.shape) vs \(g.outChannels) output channels") }
+        var y = Tensor(shape: [g.batch, g.outChannels, g.outHeight, g.outWidth])
+        y.scalars.withUnsafeMutableBufferPointer { yp in
+            x.value.scalars.withUnsafeBufferPointer { xp in
+                w.value.scalars.withUnsafeBufferPointer { wp in
+                    Conv2dKernels.forward(g, x: xp.baseAddress!, w: wp.baseAddress!, y: yp.baseAddress!)
+                }
+            }
+            if let b { Conv2dKernels.addBias(g, b.value.scalars, y: yp.baseAddress!) }
+        }
+        var inputs = [x, w]
+        if let b { inputs.append(b) }
+        return output(y, inputs: inputs) { _, dy in
+            let dyp = dy.baseAddress!
+            if x.requiresGrad {
+                x.accumulateGrad { dx in
+                    w.value.scalars.withUnsafeBufferPointer { wp in
+                        Conv2dKernels.backwardInput(g, dy: dyp, w: wp.baseAddress!, dx: dx.baseAddress!)
+                    }
+                }
+            }
+            if w.requiresGrad {
+                w.accumulateGrad { dw in
+                    x.value.scalars.withUnsafeBufferPointer { xp in
+                        Conv2dKernels.backwardWeight(g, dy: dyp, x: xp.baseAddress!, dw: dw.baseAddress!)
+                    }
+                }
+            }
+            if let b, b.requiresGrad {
+                b.accumulateGrad { db in Conv2dKernels.backwardBias(g, dy: dyp, db: db.baseAddress!) }
+            }
+        }
+    }
+}
+
+/// The convolution kernels on raw buffers. All backward kernels accumulate (+=).
+public enum Conv2dKernels {
+    /// y = conv(x, w); y is overwritten.
+    public static func forward(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        let inPlane = g.inChannels * g.height * g.width
+        let outHW = g.outHeight * g.outWidth
+        let outPlane = g.outChannels * outHW
+        if g.isPointwise {
+            Parallel.forEach(g.batch) { n in
+                BLAS.sgemm(m: g.outChannels, n: outHW, k: g.inChannels, a: w, lda: g.inChannels,
+                           b: x + n * inPlane, ldb: outHW, c: y + n * outPlane, ldc: outHW)
+            }
+        } else if g.isDepthwise {
+            y.update(repeating: 0, count: g.batch * outPlane)
+            Parallel.forEach(g.batch * g.inChannels) { nc in
+                depthwisePlane(g, x: x + nc * g.height * g.width, w: w + (nc % g.inChannels) * g.kernelH * g.kernelW,
+                               y: y + nc * outHW, transpose: false)
+            }
+        } else {
+            let colSize = g.patch * outHW
+            ScratchPool.shared.withBuffers(Parallel.chunks(g.batch), size: colSize) { cols in
+                Parallel.forChunks(g.batch) { worker, range in
+                    let col = cols[worker]
+                    for n in range {
+                        for grp in 0..<g.groups {
+                            im2col(g, x: x + n * inPlane + grp * g.inPerGroup * g.height * g.width, col: col)
+                            BLAS.sgemm(m: g.outPerGroup, n: outHW, k: g.patch,
+                                       a: w + grp * g.outPerGroup * g.patch, lda: g.patch,
+                                       b: col, ldb: outHW,
+                                       c: y + n * outPlane + grp * g.outPerGroup * outHW, ldc: outHW)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// y[n, c] += b[c].
+    static func addBias(_ g: ConvGeometry, _ b: [Float], y: UnsafeMutablePointer<Float>) {
+        let hw = g.outHeight * g.outWidth
+        for n in 0..<g.batch {
+            for c in 0..<g.outChannels {
+                let p = y + (n * g.outChannels + c) * hw
+                let bv = b[c]
+                for i in 0..<hw { p[i] += bv }
+            }
+        }
+    }
+
+    /// dx += convᵀ(dy, w).
+    public static func backwardInput(_ g: ConvGeometry, dy: UnsafePointer<Float>, w: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        let inPlane = g.inChannels * g.height * g.width
+        let outHW = g.outHeight * g.outWidth
+        let outPlane = g.outChannels * outHW
+        if g.isPointwise {
+            Parallel.forEach(g.batch) { n in
+                BLAS.sgemm(transA: true, m: g.inChannels, n: outHW, k: g.outChannels, a: w, lda: g.inChannels,
+                           b: dy + n * outPlane, ldb: outHW, beta: 1, c: dx + n * inPlane, ldc: outHW)
+            }
+        } else if g.isDepthwise {
+            Parallel.forEach(g.batch * g.inChannels) { nc in
+                depthwisePlane(g, x: UnsafePointer(dx + nc * g.height * g.width),
+                               w: w + (nc % g.inChannels) * g.kernelH * g.kernelW,
+                               y: UnsafeMutablePointer(mutating: dy + nc * outHW), transpose: true)
+            }
+        } else {
+            let colSize = g.patch * outHW
+            ScratchPool.shared.withBuffers(Parallel.chunks(g.batch), size: colSize) { cols in
+                Parallel.forChunks(g.batch) { worker, range in
+                    let col = cols[worker]
+                    for n in range {
+                        for grp in 0..<g.groups {
+                            // col = W_gᵀ [patch, outPerGroup] x dY_g [outPerGroup, outHW]
+                            BLAS.sgemm(transA: true, m: g.patch, n: outHW, k: g.outPerGroup,
+                                       a: w + grp * g.outPerGroup * g.patch, lda: g.patch,
+                                       b: dy + n * outPlane + grp * g.outPerGroup * outHW, ldb: outHW,
+                                       c: col, ldc: outHW)
+                            col2im(g, col: col, dx: dx + n * inPlane + grp * g.inPerGroup * g.height * g.width)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// dw += dy ⋆ x, summed over the batch.
+    public static func backwardWeight(_ g: ConvGeometry, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>) {
+        let inPlane = g.inChannels * g.height * g.width
+        let outHW = g.outHeight * g.outWidth
+        let outPlane = g.outChannels * outHW
+        let wCount = g.outChannels * g.patch
+        if g.isDepthwise {
+            // One channel per task: no two tasks write the same weights.
+            let kk = g.kernelH * g.kernelW
+            Parallel.forEach(g.inChannels) { c in
+                for n in 0..<g.batch {
+                    let nc = n * g.inChannels + c
+                    depthwiseWeightGrad(g, x: x + nc * g.height * g.width, dy: dy + nc * outHW, dw: dw + c * kk)
+                }
+            }
+            return
+        }
+        // Per-worker partial sums over samples, then one reduction into dw.
+        let workers = Parallel.chunks(g.batch)
+        let colSize = g.isPointwise ? 0 : g.patch * outHW
+        ScratchPool.shared.withBuffers(workers, size: wCount) { partials in
+            ScratchPool.shared.withBuffers(workers, size: max(colSize, 1)) { cols in
+                Parallel.forChunks(g.batch) { worker, range in
+                    let part = partials[worker]
+                    part.update(repeating: 0, count: wCount)
+                    for n in range {
+                        if g.isPointwise {
+                            BLAS.sgemm(transB: true, m: g.outChannels, n: g.inChannels, k: outHW,
+                                       a: dy + n * outPlane, lda: outHW, b: x + n * inPlane, ldb: outHW,
+                                       beta: 1, c: part, ldc: g.inChannels)
+                        } else {
+                            for grp in 0..<g.groups {
+                                im2col(g, x: x + n * inPlane + grp * g.inPerGroup * g.height * g.width, col: cols[worker])
+                                BLAS.sgemm(transB: true, m: g.outPerGroup, n: g.patch, k: outHW,
+                                           a: dy + n * outPlane + grp * g.outPerGroup * outHW, lda: outHW,
+                                           b: cols[worker], ldb: outHW,
+                                           beta: 1, c: part + grp * g.outPerGroup * g.patch, ldc: g.patch)
+                            }
+                        }
+                    }
+                }
+            }
+            for p in partials {
+                for i in 0..<wCount { dw[i] += p[i] }
+            }
+        }
+    }
+
+    /// db[c] += sum of dy over batch and positions.
+    public static func backwardBias(_ g: ConvGeometry, dy: UnsafePointer<Float>, db: UnsafeMutablePointer<Float>) {
+        let hw = g.outHeight * g.outWidth
+        for n in 0..<g.batch {
+            for c in 0..<g.outChannels {
+                let p = dy + (n * g.outChannels + c) * hw
+                var s: Float = 0
+                for i in 0..<hw { s += p[i] }
+                db[c] += s
+            }
+        }
+    }
+
+    // MARK: Depthwise
+
+    /// One channel plane. transpose == false: y += w ⋆ x. transpose == true: x += wᵀ ⋆ y
+    /// (x is then the gradient being written, y the upstream gradient).
+    @inline(__always)
+    static func depthwisePlane(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+                               y: UnsafeMutablePointer<Float>, transpose: Bool) {
+        let (H, W, OH, OW, s) = (g.height, g.width, g.outHeight, g.outWidth, g.stride)
+        for ky in 0..<g.kernelH {
+            let rowOffset = ky * g.dilation - g.padding
+            let oyRange = validRange(out: OH, in: H, stride: s, offset: rowOffset)
+            for kx in 0..<g.kernelW {
+                let colOffset = kx * g.dilation - g.padding
+                let oxRange = validRange(out: OW, in: W, stride: s, offset: colOffset)
+                if oxRange.isEmpty { continue }
+                let wv = w[ky * g.kernelW + kx]
+                let lo = oxRange.lowerBound, hi = oxRange.upperBound
+                for oy in oyRange {
+                    let xrow = (oy * s + rowOffset) * W + colOffset
+                    let yrow = y + oy * OW
+                    if transpose {
+                        let dxrow = UnsafeMutablePointer(mutating: x) + xrow
+                        if s == 1 {
+                            for ox in lo..<hi { dxrow[ox] += wv * yrow[ox] }
+                        } else {
+                            for ox in lo..<hi { dxrow[ox * s] += wv * yrow[ox] }
+                        }
+                    } else {
+                        let xr = x + xrow
+                        if s == 1 {
+                            for ox in lo..<hi { yrow[ox] += wv * xr[ox] }
+                        } else {
+                            for ox in lo..<hi { yrow[ox] += wv * xr[ox * s] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// dw[ky, kx] += sum over positions of dy * x for one channel plane.
+    @inline(__always)
+    static func depthwiseWeightGrad(_ g: ConvGeometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>) {
+        let (H, W, OH, OW, s) = (g.height, g.width, g.outHeight, g.outWidth, g.stride)
+        for ky in 0..<g.kernelH {
+            let rowOffset = ky * g.dilation - g.padding
+            let oyRange = validRange(out: OH, in: H, stride: s, offset: rowOffset)
+            for kx in 0..<g.kernelW {
+                let colOffset = kx * g.dilation - g.padding
+                let oxRange = validRange(out: OW, in: W, stride: s, offset: colOffset)
+                if oxRange.isEmpty { continue }
+                let lo = oxRange.lowerBound, hi = oxRange.upperBound
+                var acc: Float = 0
+                for oy in oyRange {
+                    let xr = x + (oy * s + rowOffset) * W + colOffset
+                    let dyr = dy + oy * OW
+                    if s == 1 {
+                        for ox in lo..<hi { acc += dyr[ox] * xr[ox] }
+                    } else {
+                        for ox in lo..<hi { acc += dyr[ox] * xr[ox * s] }
+                    }
+                }
+                dw[ky * g.kernelW + kx] += acc
+            }
+        }
+    }
+
+    // MARK: im2col
+
+    /// col[(ci * KH + ky) * KW + kx, oy * OW + ox] = x[ci, oy*s - p + ky*d, ox*s - p + kx*d] (0 outside).
+    static func im2col(_ g: ConvGeometry, x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
+        let (H, W, OH, OW, s) = (g.height, g.width, g.outHeight, g.outWidth, g.stride)
+        let outHW = OH * OW
+        for ci in 0..<g.inPerGroup {
+            let xc = x + ci * H * W
+            for ky in 0..<g.kernelH {
+                let rowOffset = ky * g.dilation - g.padding
+                let oyRange = validRange(out: OH, in: H, stride: s, offset: rowOffset)
+                for kx in 0..<g.kernelW {
+                    let colOffset = kx * g.dilation - g.padding
+                    let oxRange = validRange(out: OW, in: W, stride: s, offset: colOffset)
+                    let dst = col + ((ci * g.kernelH + ky) * g.kernelW + kx) * outHW
+                    dst.update(repeating: 0, count: outHW)
+                    if oxRange.isEmpty { continue }
+                    for oy in oyRange {
+                        let src = xc + (oy * s + rowOffset) * W + colOffset
+                        let d = dst + oy * OW
+                        if s == 1 {
+                            for ox in oxRange { d[ox] = src[ox] }
+                        } else {
+                            for ox in oxRange { d[ox] = src[ox * s] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of im2col: dx[ci, iy, ix] += col[...] for every patch position that read it.
+    static func col2im(_ g: ConvGeometry, col: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        let (H, W, OH, OW, s) = (g.height, g.width, g.outHeight, g.outWidth, g.stride)
+        let outHW = OH * OW
+        for ci in 0..<g.inPerGroup {
+            let dxc = dx + ci * H * W
+            for ky in 0..<g.kernelH {
+                let rowOffset = ky * g.dilation - g.padding
+                let oyRange = validRange(out: OH, in: H, stride: s, offset: rowOffset)
+                for kx in 0..<g.kernelW {
+                    let colOffset = kx * g.dilation - g.padding
+                    let oxRange = validRange(out: OW, in: W, stride: s, offset: colOffset)
+                    if oxRange.isEmpty { continue }
+                    let src = col + ((ci * g.kernelH + ky) * g.kernelW + kx) * outHW
+                    for oy in oyRange {
+                        let d = dxc + (oy * s + rowOffset) * W + colOffset
+                        let r = src + oy * OW
+                        if s == 1 {
+                            for ox in oxRange { d[ox] += r[ox] }
+                        } else {
+                            for ox in oxRange { d[ox * s] += r[ox] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

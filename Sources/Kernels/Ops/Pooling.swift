@@ -1,0 +1,141 @@
+/// Max and average pooling over k x k windows with stride and padding, and global average pooling.
+///
+/// Max pooling pads with -infinity (as PyTorch), so a window's maximum is always a real input; the
+/// forward pass saves the argmax of each window for backward. Average pooling divides by the number
+/// of in-bounds elements of each window (PyTorch's `count_include_pad=False`, as DARTS uses).
+
+/// The geometry of one pooling op.
+public struct PoolGeometry: Equatable, Sendable {
+    public var batch, channels, height, width: Int
+    public var kernel, stride, padding: Int
+    public var outHeight: Int { (height + 2 * padding - kernel) / stride + 1 }
+    public var outWidth: Int { (width + 2 * padding - kernel) / stride + 1 }
+
+    init(op: String, input x: [Int], kernel: Int, stride: Int, padding: Int) throws {
+        try require(x.count == 4, op, "input must be [N, C, H, W], got \(x)")
+        try requireArgument(kernel >= 1 && stride >= 1 && padding >= 0 && padding <= kernel / 2, op,
+                            "kernel \(kernel), stride \(stride), padding \(padding) (padding must be at most kernel/2)")
+        batch = x[0]; channels = x[1]; height = x[2]; width = x[3]
+        self.kernel = kernel; self.stride = stride; self.padding = padding
+        try require(outHeight >= 1 && outWidth >= 1, op, "input \(x) is smaller than the \(kernel)x\(kernel) window")
+    }
+
+    /// The input rows (or columns) that window position o covers, clipped to 0..<size.
+    @inline(__always)
+    func window(_ o: Int, size: Int) -> Range<Int> {
+        let start = o * stride - padding
+        return max(start, 0)..<min(start + kernel, size)
+    }
+}
+
+extension Tape {
+    /// Max pooling. x: [N, C, H, W] -> [N, C, OH, OW].
+    public func maxPool2d(_ x: Variable, kernel: Int, stride: Int = 1, padding: Int = 0) throws -> Variable {
+        let g = try PoolGeometry(op: "maxPool2d", input: x.shape, kernel: kernel, stride: stride, padding: padding)
+        let outHW = g.outHeight * g.outWidth
+        var y = Tensor(shape: [g.batch, g.channels, g.outHeight, g.outWidth])
+        var argmax = [Int32](repeating: 0, count: y.count)
+        x.value.scalars.withUnsafeBufferPointer { xp in
+            y.scalars.withUnsafeMutableBufferPointer { yp in
+                argmax.withUnsafeMutableBufferPointer { ap in
+                    let (xb, yb, ab) = (xp.baseAddress!, yp.baseAddress!, ap.baseAddress!)
+                    Parallel.forEach(g.batch * g.channels) { nc in
+                        let xc = xb + nc * g.height * g.width
+                        for oy in 0..<g.outHeight {
+                            let rows = g.window(oy, size: g.height)
+                            for ox in 0..<g.outWidth {
+                                let cols = g.window(ox, size: g.width)
+                                var best = -Float.infinity
+                                var at = rows.lowerBound * g.width + cols.lowerBound
+                                for iy in rows {
+                                    for ix in cols where xc[iy * g.width + ix] > best {
+                                        best = xc[iy * g.width + ix]
+                                        at = iy * g.width + ix
+                                    }
+                                }
+                                yb[nc * outHW + oy * g.outWidth + ox] = best
+                                ab[nc * outHW + oy * g.outWidth + ox] = Int32(at)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return output(y, inputs: [x]) { _, dy in
+            x.accumulateGrad { dx in
+                let (dxb, dyb) = (dx.baseAddress!, dy.baseAddress!)
+                argmax.withUnsafeBufferPointer { ap in
+                    Parallel.forEach(g.batch * g.channels) { nc in
+                        let d = dxb + nc * g.height * g.width
+                        for i in 0..<outHW { d[Int(ap[nc * outHW + i])] += dyb[nc * outHW + i] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Average pooling; padding is excluded from the count. x: [N, C, H, W] -> [N, C, OH, OW].
+    public func avgPool2d(_ x: Variable, kernel: Int, stride: Int = 1, padding: Int = 0) throws -> Variable {
+        let g = try PoolGeometry(op: "avgPool2d", input: x.shape, kernel: kernel, stride: stride, padding: padding)
+        let outHW = g.outHeight * g.outWidth
+        var y = Tensor(shape: [g.batch, g.channels, g.outHeight, g.outWidth])
+        x.value.scalars.withUnsafeBufferPointer { xp in
+            y.scalars.withUnsafeMutableBufferPointer { yp in
+                let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
+                Parallel.forEach(g.batch * g.channels) { nc in
+                    let xc = xb + nc * g.height * g.width
+                    for oy in 0..<g.outHeight {
+                        let rows = g.window(oy, size: g.height)
+                        for ox in 0..<g.outWidth {
+                            let cols = g.window(ox, size: g.width)
+                            var s: Float = 0
+                            for iy in rows { for ix in cols { s += xc[iy * g.width + ix] } }
+                            yb[nc * outHW + oy * g.outWidth + ox] = s / Float(rows.count * cols.count)
+                        }
+                    }
+                }
+            }
+        }
+        return output(y, inputs: [x]) { _, dy in
+            x.accumulateGrad { dx in
+                let (dxb, dyb) = (dx.baseAddress!, dy.baseAddress!)
+                Parallel.forEach(g.batch * g.channels) { nc in
+                    let d = dxb + nc * g.height * g.width
+                    for oy in 0..<g.outHeight {
+                        let rows = g.window(oy, size: g.height)
+                        for ox in 0..<g.outWidth {
+                            let cols = g.window(ox, size: g.width)
+                            let v = dyb[nc * outHW + oy * g.outWidth + ox] / Float(rows.count * cols.count)
+                            for iy in rows { for ix in cols { d[iy * g.width + ix] += v } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Global average pooling. x: [N, C, H, W] -> [N, C].
+    public func globalAvgPool(_ x: Variable) throws -> Variable {
+        try require(x.shape.count == 4, "globalAvgPool", "input must be [N, C, H, W], got \(x.shape)")
+        let (n, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+        try require(hw > 0, "globalAvgPool", "input \(x.shape) has no positions")
+        var y = Tensor(shape: [n, c])
+        x.value.scalars.withUnsafeBufferPointer { xp in
+            y.scalars.withUnsafeMutableBufferPointer { yp in
+                for i in 0..<(n * c) {
+                    var s: Float = 0
+                    for j in 0..<hw { s += xp[i * hw + j] }
+                    yp[i] = s / Float(hw)
+                }
+            }
+        }
+        return output(y, inputs: [x]) { _, dy in
+            x.accumulateGrad { dx in
+                for i in 0..<(n * c) {
+                    let v = dy[i] / Float(hw)
+                    for j in 0..<hw { dx[i * hw + j] += v }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+/// Ops that move elements without arithmetic: channel concatenation and slicing, spatial crop,
+/// reshape.
+
+extension Tape {
+    /// Concatenates along dimension 1. Each input: [N, C_i, ...rest] -> [N, sum C_i, ...rest].
+    public func concatChannels(_ xs: [Variable]) throws -> Variable {
+        let op = "concatChannels"
+        try require(!xs.isEmpty, op, "no inputs")
+        let first = xs[0].shape
+        try require(first.count >= 2, op, "inputs must have at least 2 dimensions, got \(first)")
+        for x in xs {
+            try require(x.shape.count == first.count && x.shape[0] == first[0] && Array(x.shape.dropFirst(2)) == Array(first.dropFirst(2)),
+                        op, "inputs \(xs.map(\.shape)) differ outside dimension 1")
+        }
+        let n = first[0]
+        let inner = first.dropFirst(2).reduce(1, *)
+        let totalC = xs.reduce(0) { $0 + $1.shape[1] }
+        var outShape = first
+        outShape[1] = totalC
+        var y = Tensor(shape: outShape)
+        y.scalars.withUnsafeMutableBufferPointer { yp in
+            var c0 = 0
+            for x in xs {
+                let ci = x.shape[1]
+                x.value.scalars.withUnsafeBufferPointer { xp in
+                    for i in 0..<n {
+                        let src = xp.baseAddress! + i * ci * inner
+                        let dst = yp.baseAddress! + (i * totalC + c0) * inner
+                        dst.update(from: src, count: ci * inner)
+                    }
+                }
+                c0 += ci
+            }
+        }
+        return output(y, inputs: xs) { _, dy in
+            var c0 = 0
+            for x in xs {
+                let ci = x.shape[1]
+                if x.requiresGrad {
+                    x.accumulateGrad { dx in
+                        for i in 0..<n {
+                            let src = dy.baseAddress! + (i * totalC + c0) * inner
+                            let dst = dx.baseAddress! + i * ci * inner
+                            for j in 0..<(ci * inner) { dst[j] += src[j] }
+                        }
+                    }
+                }
+                c0 += ci
+            }
+        }
+    }
+
+    /// Channels `range` of x: [N, C, ...rest] -> [N, range.count, ...rest].
+    public func sliceChannels(_ x: Variable, _ range: Range<Int>) throws -> Variable {
+        let op = "sliceChannels"
+        try require(x.shape.count >= 2, op, "input must have at least 2 dimensions, got \(x.shape)")
+        let (n, c) = (x.shape[0], x.shape[1])
+        try require(range.lowerBound >= 0 && range.upperBound <= c && !range.isEmpty, op,
+                    "channels \(range) out of 0..<\(c) for input \(x.shape)")
+        let inner = x.shape.dropFirst(2).reduce(1, *)
+        var outShape = x.shape
+        outShape[1] = range.count
+        var y = Tensor(shape: outShape)
+        let k = range.count * inner
+        y.scalars.withUnsafeMutableBufferPointer { yp in
+            x.value.scalars.withUnsafeBufferPointer { xp in
+                for i in 0..<n {
+                    (yp.baseAddress! + i * k).update(from: xp.baseAddress! + (i * c + range.lowerBound) * inner, count: k)
+                }
+            }
+        }
+        return output(y, inputs: [x]) { _, dy in
+            x.accumulateGrad { dx in
+                for i in 0..<n {
+                    let dst = dx.baseAddress! + (i * c + range.lowerBound) * inner
+                    let src = dy.baseAddress! + i * k
+                    for j in 0..<k { dst[j] += src[j] }
+                }
+            }
+        }
+    }
+
+    /// The window rows `top..<top+height`, columns `left..<left+width` of x: [N, C, H, W].
+    /// (FactorizedReduce's `x[:, :, 1:, 1:]` is `crop(x, top: 1, left: 1, height: H-1, width: W-1)`.)
+    public func crop(_ x: Variable, top: Int, left: Int, height: Int, width: Int) throws -> Variable {
+        let op = "crop"
+        try require(x.shape.count == 4, op, "input must be [N, C, H, W], got \(x.shape)")
+        let (nc, H, W) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3])
+        try require(top >= 0 && left >= 0 && height >= 1 && width >= 1 && top + height <= H && left + width <= W, op,
+                    "window rows \(top)..<\(top + height), columns \(left)..<\(left + width) outside input \(x.shape)")
+        var y = Tensor(shape: [x.shape[0], x.shape[1], height, width])
+        y.scalars.withUnsafeMutableBufferPointer { yp in
+            x.value.scalars.withUnsafeBufferPointer { xp in
+                for p in 0..<nc {
+                    for r in 0..<height {
+                        (yp.baseAddress! + (p * height + r) * width)
+                            .update(from: xp.baseAddress! + p * H * W + (top + r) * W + left, count: width)
+                    }
+                }
+            }
+        }
+        return output(y, inputs: [x]) { _, dy in
+            x.accumulateGrad { dx in
+                for p in 0..<nc {
+                    for r in 0..<height {
+                        let dst = dx.baseAddress! + p * H * W + (top + r) * W + left
+                        let src = dy.baseAddress! + (p * height + r) * width
+                        for j in 0..<width { dst[j] += src[j] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The same elements under another shape of equal count.
+    public func reshape(_ x: Variable, _ shape: [Int]) throws -> Variable {
+        try require(shape.reduce(1, *) == x.value.count && shape.allSatisfy { $0 >= 0 }, "reshape",
+                    "cannot view \(x.shape) as \(shape)")
+        let y = try x.value.reshaped(shape)
+        return output(y, inputs: [x]) { _, dy in
+            x.accumulateGrad { dx in for i in 0..<dx.count { dx[i] += dy[i] } }
+        }
+    }
+}

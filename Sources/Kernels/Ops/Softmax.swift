@@ -1,0 +1,91 @@
+import Foundation
+
+/// Softmax over the last dimension and cross-entropy from logits.
+
+extension Tape {
+    /// Softmax over the last dimension. x: [..., K] -> [..., K]; rows sum to 1.
+    public func softmax(_ x: Variable) throws -> Variable {
+        try require(x.shape.count >= 1 && x.shape.last! > 0, "softmax", "input must have a non-empty last dimension, got \(x.shape)")
+        let k = x.shape.last!
+        let rows = x.value.count / k
+        var y = x.value
+        y.scalars.withUnsafeMutableBufferPointer { p in
+            for r in 0..<rows { Self.softmaxRow(p.baseAddress! + r * k, k) }
+        }
+        let yv = y
+        return output(y, inputs: [x]) { _, dy in
+            x.accumulateGrad { dx in
+                yv.scalars.withUnsafeBufferPointer { yp in
+                    for r in 0..<rows {
+                        var dot: Float = 0
+                        for j in 0..<k { dot += dy[r * k + j] * yp[r * k + j] }
+                        for j in 0..<k { dx[r * k + j] += yp[r * k + j] * (dy[r * k + j] - dot) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// In place: p[0..<k] = softmax(p[0..<k]), stabilised by the row maximum.
+    @inline(__always)
+    static func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ k: Int) {
+        var mx = -Float.infinity
+        for j in 0..<k { mx = max(mx, p[j]) }
+        var s: Float = 0
+        for j in 0..<k { p[j] = expf(p[j] - mx); s += p[j] }
+        let inv = 1 / s
+        for j in 0..<k { p[j] *= inv }
+    }
+
+    /// Mean cross-entropy of logits against integer labels, as PyTorch's `nn.CrossEntropyLoss`.
+    ///
+    /// logits: [N, K], labels: N values in 0..<K -> scalar [].
+    public func crossEntropy(_ logits: Variable, labels: [Int]) throws -> Variable {
+        let op = "crossEntropy"
+        try require(logits.shape.count == 2 && logits.shape[0] == labels.count && logits.shape[0] > 0, op,
+                    "logits \(logits.shape) vs \(labels.count) labels")
+        let (n, k) = (logits.shape[0], logits.shape[1])
+        try requireArgument(labels.allSatisfy { $0 >= 0 && $0 < k }, op, "labels must lie in 0..<\(k)")
+        var probs = logits.value
+        var loss = 0.0
+        probs.scalars.withUnsafeMutableBufferPointer { p in
+            for i in 0..<n {
+                let row = p.baseAddress! + i * k
+                var mx = -Float.infinity
+                for j in 0..<k { mx = max(mx, row[j]) }
+                var s = 0.0
+                for j in 0..<k { s += Double(expf(row[j] - mx)) }
+                loss += log(s) + Double(mx) - Double(row[labels[i]])
+                Self.softmaxRow(row, k)
+            }
+        }
+        let y = Tensor(shape: [], repeating: Float(loss / Double(n)))
+        let pv = probs
+        return output(y, inputs: [logits]) { _, dy in
+            let scale = dy[0] / Float(n)
+            logits.accumulateGrad { dx in
+                pv.scalars.withUnsafeBufferPointer { pp in
+                    for i in 0..<n {
+                        for j in 0..<k { dx[i * k + j] += scale * pp[i * k + j] }
+                        dx[i * k + labels[i]] -= scale
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The number of rows of logits [N, K] whose largest entry is at the label (top-1 correct).
+public func correctCount(logits: Tensor, labels: [Int]) -> Int {
+    guard logits.shape.count == 2, logits.shape[0] == labels.count else { return 0 }
+    let k = logits.shape[1]
+    var correct = 0
+    logits.scalars.withUnsafeBufferPointer { p in
+        for i in 0..<labels.count {
+            var best = 0
+            for j in 1..<k where p[i * k + j] > p[i * k + best] { best = j }
+            if best == labels[i] { correct += 1 }
+        }
+    }
+    return correct
+}

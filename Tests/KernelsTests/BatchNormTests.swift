@@ -1,0 +1,57 @@
+import Kernels
+import XCTest
+import _TestSupport
+
+final class BatchNormTests: XCTestCase {
+    func testTrainingModeUsesBatchStatisticsAndUpdatesRunningAverages() throws {
+        let st = BatchNormStatistics(channels: 1)
+        let x = Variable(tensor([2, 1, 1, 2], [1, 2, 3, 4]))
+        let y = try Tape(recording: false).batchNorm(x, statistics: st, training: true).value
+        let inv = 1 / (1.25 + 1e-5 as Float).squareRoot()
+        assertClose(y.scalars, [-1.5 * inv, -0.5 * inv, 0.5 * inv, 1.5 * inv])
+        // momentum 0.1; the running variance uses the unbiased batch variance 5/3.
+        assertClose(st.runningMean.scalars, [0.25])
+        assertClose(st.runningVar.scalars, [0.9 + 0.1 * 5 / 3])
+        XCTAssertEqual(st.batchesTracked, 1)
+    }
+
+    func testEvalModeUsesRunningAveragesAndAffine() throws {
+        let st = BatchNormStatistics(channels: 2)
+        st.runningMean = tensor([2], [1, -1])
+        st.runningVar = tensor([2], [4, 0.25])
+        let x = Variable(tensor([1, 2, 1, 1], [3, 0]))
+        let y = try Tape(recording: false).batchNorm(x, gamma: Variable(tensor([2], [2, 1])), beta: Variable(tensor([2], [0.5, 0])),
+                                                     statistics: st, training: false).value
+        assertClose(y.scalars, [2 * 2 / (4 + 1e-5 as Float).squareRoot() + 0.5, 1 / (0.25 + 1e-5 as Float).squareRoot()], tolerance: 1e-5)
+        XCTAssertEqual(st.batchesTracked, 0)
+    }
+
+    func testGradients() throws {
+        for training in [true, false] {
+            let x = leaf(randomTensor([3, 2, 3, 2], seed: 30))
+            let gamma = leaf(randomTensor([2], seed: 31))
+            let beta = leaf(randomTensor([2], seed: 32))
+            try checkGradients([x, gamma, beta]) { tape in
+                try tape.batchNorm(x, gamma: gamma, beta: beta, statistics: BatchNormStatistics(channels: 2), training: training)
+            }
+            let z = leaf(randomTensor([4, 3, 2, 2], seed: 33))
+            try checkGradients([z]) { tape in
+                try tape.batchNorm(z, statistics: BatchNormStatistics(channels: 3), training: training)
+            }
+        }
+    }
+
+    func testErrors() {
+        let t = Tape(recording: false)
+        assertKernelError("batchNorm", mentions: ["[2, 3, 4, 4]", "2"]) {
+            try t.batchNorm(Variable(Tensor(shape: [2, 3, 4, 4])), statistics: BatchNormStatistics(channels: 2), training: true)
+        }
+        assertKernelError("batchNorm", mentions: ["gamma [2]"]) {
+            try t.batchNorm(Variable(Tensor(shape: [2, 3, 4, 4])), gamma: Variable(Tensor(shape: [2])),
+                            statistics: BatchNormStatistics(channels: 3), training: true)
+        }
+        assertKernelError("batchNorm", mentions: ["[1, 3, 1, 1]"]) {
+            try t.batchNorm(Variable(Tensor(shape: [1, 3, 1, 1])), statistics: BatchNormStatistics(channels: 3), training: true)
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import Kernels
+import XCTest
+import _TestSupport
+
+final class Conv2dTests: XCTestCase {
+    private let t = Tape(recording: false)
+
+    private func conv(_ x: Tensor, _ w: Tensor, stride: Int = 1, padding: Int = 0, dilation: Int = 1, groups: Int = 1) throws -> Tensor {
+        try t.conv2d(Variable(x), Variable(w), stride: stride, padding: padding, dilation: dilation, groups: groups).value
+    }
+
+    func testHandComputedValidConvolution() throws {
+        let x = tensor([1, 1, 3, 3], (1...9).map(Float.init))
+        let y = try conv(x, Tensor(shape: [1, 1, 2, 2], repeating: 1))
+        XCTAssertEqual(y.shape, [1, 1, 2, 2])
+        assertClose(y.scalars, [12, 16, 24, 28])
+    }
+
+    func testHandComputedPaddedStridedConvolution() throws {
+        let x = tensor([1, 1, 3, 3], (1...9).map(Float.init))
+        let y = try conv(x, Tensor(shape: [1, 1, 3, 3], repeating: 1), stride: 2, padding: 1)
+        XCTAssertEqual(y.shape, [1, 1, 2, 2])
+        assertClose(y.scalars, [12, 16, 24, 28])
+    }
+
+    func testHandComputedDilatedConvolution() throws {
+        let x = tensor([1, 1, 5, 5], (1...25).map(Float.init))
+        let y = try conv(x, Tensor(shape: [1, 1, 3, 3], repeating: 1), dilation: 2)
+        XCTAssertEqual(y.shape, [1, 1, 1, 1])
+        assertClose(y.scalars, [1 + 3 + 5 + 11 + 13 + 15 + 21 + 23 + 25])
+    }
+
+    func testHandComputedPointwiseAndDepthwise() throws {
+        let x = tensor([1, 2, 1, 2], [1, 2, 3, 4])
+        assertClose(try conv(x, tensor([1, 2, 1, 1], [1, 10])).scalars, [31, 42])
+        assertClose(try conv(x, tensor([2, 1, 1, 1], [2, -1]), groups: 2).scalars, [2, 4, -3, -4])
+    }
+
+    func testDepthwiseMatchesPerChannelConvolution() throws {
+        // The direct depthwise kernel against the im2col path run one channel at a time.
+        for (k, s, p, d) in [(3, 1, 1, 1), (5, 2, 2, 1), (3, 2, 2, 2), (5, 1, 4, 2)] {
+            let x = randomTensor([2, 3, 9, 8], seed: 1)
+            let w = randomTensor([3, 1, k, k], seed: 2)
+            let y = try conv(x, w, stride: s, padding: p, dilation: d, groups: 3)
+            for c in 0..<3 {
+                let xc = try t.sliceChannels(Variable(x), c..<(c + 1))
+                let wc = try t.sliceChannels(Variable(try w.reshaped([1, 3, k, k])), c..<(c + 1)).value.reshaped([1, 1, k, k])
+                let yc = try t.conv2d(xc, Variable(wc), stride: s, padding: p, dilation: d)
+                let got = try t.sliceChannels(Variable(y), c..<(c + 1)).value
+                assertClose(got.scalars, yc.value.scalars, tolerance: 1e-5)
+            }
+        }
+    }
+
+    func testGroupedMatchesSlicedConvolution() throws {
+        let x = randomTensor([2, 4, 6, 6], seed: 3)
+        let w = randomTensor([6, 2, 3, 3], seed: 4)
+        let y = try conv(x, w, padding: 1, groups: 2)
+        for grp in 0..<2 {
+            let xg = try t.sliceChannels(Variable(x), (2 * grp)..<(2 * grp + 2))
+            let wg = try t.sliceChannels(Variable(try w.reshaped([1, 6, 2 * 9])), (3 * grp)..<(3 * grp + 3)).value.reshaped([3, 2, 3, 3])
+            let yg = try t.conv2d(xg, Variable(wg), padding: 1)
+            assertClose(try t.sliceChannels(Variable(y), (3 * grp)..<(3 * grp + 3)).value.scalars, yg.value.scalars, tolerance: 1e-5)
+        }
+    }
+
+    func testBiasIsAddedPerChannel() throws {
+        let x = Variable(Tensor(shape: [1, 1, 2, 2], repeating: 1))
+        let y = try t.conv2d(x, Variable(tensor([2, 1, 1, 1], [1, 2])), bias: Variable(tensor([2], [10, 20])))
+        assertClose(y.value.scalars, [11, 11, 11, 11, 22, 22, 22, 22])
+    }
+
+    // MARK: Gradients
+
+    private func gradCheck(x xs: [Int], w ws: [Int], stride: Int = 1, padding: Int = 0, dilation: Int = 1, groups: Int = 1, bias: Bool = false,
+                           line: UInt = #line) throws {
+        let x = leaf(randomTensor(xs, seed: 10))
+        let w = leaf(randomTensor(ws, seed: 11))
+        let b = leaf(randomTensor([ws[0]], seed: 12))
+        var inputs = [x, w]
+        if bias { inputs.append(b) }
+        try checkGradients(inputs, line: line) { tape in
+            try tape.conv2d(x, w, bias: bias ? b : nil, stride: stride, padding: padding, dilation: dilation, groups: groups)
+        }
+    }
+
+    func testGradientPointwise() throws { try gradCheck(x: [2, 3, 4, 5], w: [4, 3, 1, 1], bias: true) }
+    func testGradientPointwiseStride2() throws { try gradCheck(x: [2, 3, 5, 5], w: [2, 3, 1, 1], stride: 2) }
+    func testGradientGeneral3x3() throws { try gradCheck(x: [2, 3, 5, 6], w: [4, 3, 3, 3], padding: 1, bias: true) }
+    func testGradientStrided() throws { try gradCheck(x: [2, 2, 7, 7], w: [3, 2, 3, 3], stride: 2, padding: 1) }
+    func testGradientDilated() throws { try gradCheck(x: [2, 2, 7, 7], w: [2, 2, 3, 3], padding: 2, dilation: 2) }
+    func testGradientGrouped() throws { try gradCheck(x: [2, 4, 5, 5], w: [6, 2, 3, 3], padding: 1, groups: 2) }
+    func testGradientDepthwise3x3() throws { try gradCheck(x: [2, 3, 6, 6], w: [3, 1, 3, 3], padding: 1, groups: 3) }
+    func testGradientDepthwise5x5Strided() throws { try gradCheck(x: [2, 3, 8, 7], w: [3, 1, 5, 5], stride: 2, padding: 2, groups: 3) }
+    func testGradientDepthwiseDilated() throws { try gradCheck(x: [2, 2, 9, 9], w: [2, 1, 3, 3], stride: 2, padding: 2, dilation: 2, groups: 2) }
+    func testGradientDepthwiseDilated5x5() throws { try gradCheck(x: [1, 2, 10, 10], w: [2, 1, 5, 5], padding: 4, dilation: 2, groups: 2) }
+
+    // MARK: Errors
+
+    func testShapeErrorsNameOpAndShapes() {
+        assertKernelError("conv2d", mentions: ["[2, 3, 8, 8]", "[4, 2, 3, 3]"]) {
+            try self.conv(Tensor(shape: [2, 3, 8, 8]), Tensor(shape: [4, 2, 3, 3]))
+        }
+        assertKernelError("conv2d", mentions: ["[1, 1, 2, 2]"]) {
+            try self.conv(Tensor(shape: [1, 1, 2, 2]), Tensor(shape: [1, 1, 3, 3]))
+        }
+        assertKernelError("conv2d", mentions: ["[3, 8, 8]"]) {
+            try self.conv(Tensor(shape: [3, 8, 8]), Tensor(shape: [1, 3, 3, 3]))
+        }
+        assertKernelError("conv2d", mentions: ["stride 0"]) {
+            try self.conv(Tensor(shape: [1, 1, 4, 4]), Tensor(shape: [1, 1, 3, 3]), stride: 0)
+        }
+        assertKernelError("conv2d", mentions: ["groups 2"]) {
+            try self.conv(Tensor(shape: [1, 3, 4, 4]), Tensor(shape: [2, 1, 3, 3]), groups: 2)
+        }
+        assertKernelError("conv2d", mentions: ["bias [3]"]) {
+            try self.t.conv2d(Variable(Tensor(shape: [1, 1, 4, 4])), Variable(Tensor(shape: [2, 1, 1, 1])), bias: Variable(Tensor(shape: [3])))
+        }
+    }
+
+    func testMultiThreadedMatchesSingleThreaded() throws {
+        let x = randomTensor([5, 4, 9, 9], seed: 20)
+        let cases: [(w: [Int], s: Int, p: Int, d: Int, g: Int)] = [([6, 4, 1, 1], 1, 0, 1, 1), ([4, 1, 3, 3], 1, 1, 1, 4), ([6, 4, 3, 3], 2, 1, 1, 1)]
+        for c in cases {
+            let w = randomTensor(c.w, seed: 21)
+            var results: [(Tensor, Tensor, Tensor)] = []
+            for threads in [1, 3] {
+                Parallel.setThreads(threads)
+                let xv = leaf(x), wv = leaf(w)
+                let tape = Tape()
+                let y = try tape.conv2d(xv, wv, stride: c.s, padding: c.p, dilation: c.d, groups: c.g)
+                try tape.backward(y, gradient: randomTensor(y.shape, seed: 22))
+                results.append((y.value, xv.grad!, wv.grad!))
+            }
+            Parallel.setThreads(1)
+            assertClose(results[0].0.scalars, results[1].0.scalars, tolerance: 1e-5)
+            assertClose(results[0].1.scalars, results[1].1.scalars, tolerance: 1e-5)
+            assertClose(results[0].2.scalars, results[1].2.scalars, tolerance: 1e-4)
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import Kernels
+import XCTest
+import _TestSupport
+
+final class PoolingTests: XCTestCase {
+    private let t = Tape(recording: false)
+    private let grid = Variable(tensor([1, 1, 4, 4], (1...16).map(Float.init)))
+
+    func testMaxPoolHandComputed() throws {
+        let y = try t.maxPool2d(grid, kernel: 3, stride: 1, padding: 1).value
+        XCTAssertEqual(y.shape, [1, 1, 4, 4])
+        assertClose(y.scalars, [6, 7, 8, 8, 10, 11, 12, 12, 14, 15, 16, 16, 14, 15, 16, 16])
+        let s2 = try t.maxPool2d(grid, kernel: 3, stride: 2, padding: 1).value
+        assertClose(s2.scalars, [6, 8, 14, 16])
+    }
+
+    func testAvgPoolExcludesPaddingFromCount() throws {
+        let y = try t.avgPool2d(grid, kernel: 3, stride: 1, padding: 1).value
+        // Corner: (1 + 2 + 5 + 6) / 4, not / 9. Edge (0, 1): (1+2+3+5+6+7) / 6. Interior (1, 1): 6.
+        XCTAssertEqual(y.scalars[0], 3.5, accuracy: 1e-6)
+        XCTAssertEqual(y.scalars[1], 4, accuracy: 1e-6)
+        XCTAssertEqual(y.scalars[5], 6, accuracy: 1e-6)
+        let s2 = try t.avgPool2d(grid, kernel: 3, stride: 2, padding: 1).value
+        assertClose(s2.scalars, [3.5, 5, 9.5, 11], tolerance: 1e-5)
+    }
+
+    func testGlobalAvgPool() throws {
+        let y = try t.globalAvgPool(Variable(tensor([1, 2, 1, 2], [1, 3, 10, 20]))).value
+        XCTAssertEqual(y.shape, [1, 2])
+        assertClose(y.scalars, [2, 15])
+    }
+
+    func testGradients() throws {
+        for (k, s, p) in [(3, 1, 1), (3, 2, 1), (2, 2, 0)] {
+            let x = leaf(randomTensor([2, 3, 7, 6], seed: 5, spaced: true))
+            try checkGradients([x]) { try $0.maxPool2d(x, kernel: k, stride: s, padding: p) }
+            let z = leaf(randomTensor([2, 3, 7, 6], seed: 6))
+            try checkGradients([z]) { try $0.avgPool2d(z, kernel: k, stride: s, padding: p) }
+        }
+        let g = leaf(randomTensor([2, 3, 4, 5], seed: 7))
+        try checkGradients([g]) { try $0.globalAvgPool(g) }
+    }
+
+    func testErrors() {
+        assertKernelError("maxPool2d", mentions: ["[1, 4, 4]"]) { try self.t.maxPool2d(Variable(Tensor(shape: [1, 4, 4])), kernel: 3) }
+        assertKernelError("avgPool2d", mentions: ["padding 2"]) { try self.t.avgPool2d(self.grid, kernel: 3, padding: 2) }
+        assertKernelError("maxPool2d", mentions: ["[1, 1, 2, 2]"]) { try self.t.maxPool2d(Variable(Tensor(shape: [1, 1, 2, 2])), kernel: 3) }
+    }
+}
