@@ -18,3 +18,4 @@ static inline int nasmpi_any_source(void) { return MPI_ANY_SOURCE; }
 static inline int nasmpi_any_tag(void) { return MPI_ANY_TAG; }
 static inline int nasmpi_success(void) { return MPI_SUCCESS; }
 static inline int nasmpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
+static inline void *nasmpi_in_place(void) { return MPI_IN_PLACE; }

@@ -1,0 +1,25 @@
+import Foundation
+
+/// The single-process communicator: one rank, collectives are identities.
+public final class LocalCommunicator: Communicator {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {}
+    public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {}
+    public func allreduceMax(_ buffer: UnsafeMutableBufferPointer<Double>) throws {}
+    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
+        guard root == 0 else { throw CommunicatorError("broadcast: root \(root) outside the 1 rank of a local run") }
+    }
+    public func barrier() throws {}
+    public func send(_ buffer: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
+        throw CommunicatorError("send: a local run has no rank \(destination) to send to")
+    }
+    public func receive(_ buffer: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws {
+        throw CommunicatorError("receive: a local run has no rank \(source) to receive from")
+    }
+    public func abort(code: Int32, message: String) -> Never {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        exit(code)
+    }
+}

@@ -1,0 +1,146 @@
+import CMPI
+import Foundation
+
+/// The OpenMPI communicator over `MPI_COMM_WORLD`.
+///
+/// `MPIEnvironment.start()` initialises MPI once per process (a binary started without mpirun
+/// becomes a singleton job of one rank) and registers `MPI_Finalize` at exit.
+public final class MPICommunicator: Communicator {
+    private let comm: MPI_Comm
+    public let rank: Int
+    public let size: Int
+
+    init(comm: MPI_Comm) {
+        self.comm = comm
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(comm, &r)
+        MPI_Comm_size(comm, &s)
+        rank = Int(r)
+        size = Int(s)
+    }
+
+    /// The largest element count passed to one MPI call (MPI counts are Int32).
+    static let maxChunk = 1 << 30
+
+    private func check(_ code: Int32, _ what: String) throws {
+        guard code == nasmpi_success() else {
+            var len: Int32 = 0
+            var chars = [CChar](repeating: 0, count: 512)
+            MPI_Error_string(code, &chars, &len)
+            throw CommunicatorError("\(what) failed on rank \(rank): \(String(cString: chars))")
+        }
+    }
+
+    private func chunked(_ count: Int, _ body: (_ offset: Int, _ n: Int32) throws -> Void) rethrows {
+        var offset = 0
+        repeat {
+            let n = min(count - offset, Self.maxChunk)
+            try body(offset, Int32(n))
+            offset += n
+        } while offset < count
+    }
+
+    public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        try chunked(buffer.count) { off, n in
+            try check(MPI_Allreduce(nasmpi_in_place(), base + off, n, nasmpi_float(), nasmpi_op_sum(), comm), "MPI_Allreduce")
+        }
+    }
+
+    public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        try chunked(buffer.count) { off, n in
+            try check(MPI_Allreduce(nasmpi_in_place(), base + off, n, nasmpi_double(), nasmpi_op_sum(), comm), "MPI_Allreduce")
+        }
+    }
+
+    public func allreduceMax(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        try chunked(buffer.count) { off, n in
+            try check(MPI_Allreduce(nasmpi_in_place(), base + off, n, nasmpi_double(), nasmpi_op_max(), comm), "MPI_Allreduce")
+        }
+    }
+
+    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
+        guard root >= 0 && root < size else { throw CommunicatorError("broadcast: root \(root) outside 0..<\(size)") }
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        try chunked(buffer.count) { off, n in
+            try check(MPI_Bcast(base + off, n, nasmpi_byte(), Int32(root), comm), "MPI_Bcast")
+        }
+    }
+
+    public func barrier() throws {
+        try check(MPI_Barrier(comm), "MPI_Barrier")
+    }
+
+    public func send(_ buffer: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
+        guard destination >= 0 && destination < size else { throw CommunicatorError("send: rank \(destination) outside 0..<\(size)") }
+        try chunked(buffer.count) { off, n in
+            try check(MPI_Send(buffer.baseAddress.map { $0 + off }, n, nasmpi_byte(), Int32(destination), Int32(tag), comm), "MPI_Send")
+        }
+    }
+
+    public func receive(_ buffer: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws {
+        guard source >= 0 && source < size else { throw CommunicatorError("receive: rank \(source) outside 0..<\(size)") }
+        try chunked(buffer.count) { off, n in
+            try check(MPI_Recv(buffer.baseAddress.map { $0 + off }, n, nasmpi_byte(), Int32(source), Int32(tag), comm,
+                               nasmpi_status_ignore()), "MPI_Recv")
+        }
+    }
+
+    public func abort(code: Int32, message: String) -> Never {
+        FileHandle.standardError.write(Data("rank \(rank): \(message)\n".utf8))
+        MPI_Abort(comm, code)
+        exit(code)
+    }
+}
+
+/// Process-wide MPI start-up and shutdown.
+public enum MPIEnvironment {
+    nonisolated(unsafe) private static var world: MPICommunicator?
+
+    /// Initialises MPI (once) and returns the world communicator.
+    ///
+    /// Requests `MPI_THREAD_FUNNELED`: only the main thread calls MPI, while kernel threads compute.
+    public static func start() -> MPICommunicator {
+        if let world { return world }
+        var provided: Int32 = 0
+        MPI_Init_thread(nil, nil, nasmpi_thread_funneled(), &provided)
+        let w = MPICommunicator(comm: nasmpi_comm_world())
+        world = w
+        atexit {
+            var finalized: Int32 = 0
+            MPI_Finalized(&finalized)
+            if finalized == 0 { MPI_Finalize() }
+        }
+        return w
+    }
+
+    /// Whether the process was started by an MPI launcher (mpirun, srun) rather than directly.
+    public static var launchedByMPI: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMI_SIZE"] != nil || env["PMIX_RANK"] != nil
+    }
+
+    /// The world communicator when launched under MPI, else a `LocalCommunicator`.
+    ///
+    /// A binary started without mpirun does not touch MPI at all, so it runs where no MPI runtime
+    /// can start (a login node, a container without orted).
+    public static func worldOrLocal() -> Communicator {
+        launchedByMPI ? start() : LocalCommunicator()
+    }
+}
+
+extension MPIEnvironment {
+    /// Ranks on this node as the launcher reports them (1 when not launched by MPI).
+    public static var localRanks: Int {
+        let env = ProcessInfo.processInfo.environment
+        return Int(env["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? env["MPI_LOCALNRANKS"] ?? env["SLURM_NTASKS_PER_NODE"] ?? "") ?? 1
+    }
+
+    /// The default intra-op thread count: this node's cores divided by its ranks, at least 1, so
+    /// 8 ranks on 2 cores do not start 16 threads.
+    public static var defaultThreads: Int {
+        max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, localRanks))
+    }
+}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+/// `nas-mpi bench ...`: measurements that the documentation quotes.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure kernel and communication speed.",
+        subcommands: [BenchKernels.self, BenchAllreduce.self]
+    )
+}

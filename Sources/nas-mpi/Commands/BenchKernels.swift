@@ -1,0 +1,153 @@
+import ArgumentParser
+import Foundation
+import Kernels
+
+/// `nas-mpi bench kernels`: convolution forward/backward speed at DARTS supernet shapes, beside
+/// OpenBLAS sgemm measured in the same run.
+struct BenchKernels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Time the convolution kernels at DARTS supernet shapes and OpenBLAS sgemm.",
+        discussion: """
+            For each channel count and image size, times forward and backward (input and weight \
+            gradients) of a 1x1 convolution, a dense 3x3 convolution, depthwise 3x3 and 5x5, and \
+            dilated (2) depthwise 3x3 and 5x5, on a batch of random data. GFLOP/s counts 2 FLOPs per \
+            multiply-accumulate; backward does twice the forward's work.
+            """
+    )
+
+    @Option(help: "Batch size.") var batch = 64
+    @Option(help: "Channel counts, comma-separated.") var channels = "16,32,64"
+    @Option(help: "Image sizes (height = width), comma-separated.") var sizes = "32,16"
+    @Option(help: "Timed repetitions per measurement (after one warm-up).") var repeats = 3
+    @OptionGroup var threading: ThreadOptions
+
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+        _ = try parsePositiveList(channels, flag: "--channels")
+        _ = try parsePositiveList(sizes, flag: "--sizes")
+    }
+
+    func run() throws {
+        let threads = threading.apply()
+        let channelList = try parsePositiveList(channels, flag: "--channels")
+        let sizeList = try parsePositiveList(sizes, flag: "--sizes")
+        print("nas-mpi \(NasMPI.version) bench kernels: batch \(batch), \(threads) thread(s), median of \(repeats) after 1 warm-up")
+        print("OpenBLAS: \(BLAS.configuration)")
+        print("")
+        benchSGEMM(threads: threads)
+        print("")
+        let header = ["shape", "op", "MMACs", "fwd ms", "fwd GFLOP/s", "bwd ms", "bwd GFLOP/s"]
+        var rows: [[String]] = []
+        var rng = RandomGenerator(seed: 1, stream: .initialisation)
+        for size in sizeList {
+            for c in channelList {
+                let kinds: [(String, [Int], Int, Int, Int)] = [
+                    ("conv 1x1", [c, c, 1, 1], 0, 1, 1),
+                    ("conv 3x3", [c, c, 3, 3], 1, 1, 1),
+                    ("dw 3x3", [c, 1, 3, 3], 1, 1, c),
+                    ("dw 5x5", [c, 1, 5, 5], 2, 1, c),
+                    ("dil dw 3x3 d2", [c, 1, 3, 3], 2, 2, c),
+                    ("dil dw 5x5 d2", [c, 1, 5, 5], 4, 2, c),
+                ]
+                var x = Tensor(shape: [batch, c, size, size])
+                rng.fillUniform(&x, -1, 1)
+                for (name, wShape, pad, dil, groups) in kinds {
+                    var w = Tensor(shape: wShape)
+                    rng.fillUniform(&w, -0.5, 0.5)
+                    let g = try ConvGeometry(input: x.shape, weight: wShape, stride: 1, padding: pad, dilation: dil, groups: groups)
+                    let (fwd, bwd) = timeConv(g, x: x, w: w)
+                    let flops = 2 * Double(g.macs)
+                    rows.append([
+                        "\(batch)x\(c)x\(size)x\(size)", name, String(format: "%.1f", Double(g.macs) / 1e6),
+                        String(format: "%.2f", fwd.median * 1e3), String(format: "%.1f", flops / fwd.median / 1e9),
+                        String(format: "%.2f", bwd.median * 1e3), String(format: "%.1f", 2 * flops / bwd.median / 1e9),
+                    ])
+                }
+            }
+        }
+        printTable(header: header, rows: rows)
+        print("")
+        print(String(format: "peak resident memory: %.1f MB", Double(ResourceUsage.peakResidentBytes) / 1e6))
+    }
+
+    private func timeConv(_ g: ConvGeometry, x: Tensor, w: Tensor) -> (TimingSummary, TimingSummary) {
+        var y = [Float](repeating: 0, count: g.batch * g.outChannels * g.outHeight * g.outWidth)
+        var dy = y
+        for i in dy.indices { dy[i] = Float(i % 7) * 0.1 - 0.3 }
+        var dx = [Float](repeating: 0, count: x.count)
+        var dw = [Float](repeating: 0, count: w.count)
+        let fwd = x.scalars.withUnsafeBufferPointer { xp in
+            w.scalars.withUnsafeBufferPointer { wp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    TimingSummary.measure(repeats: repeats) {
+                        Conv2dKernels.forward(g, x: xp.baseAddress!, w: wp.baseAddress!, y: yp.baseAddress!)
+                    }
+                }
+            }
+        }
+        let bwd = x.scalars.withUnsafeBufferPointer { xp in
+            w.scalars.withUnsafeBufferPointer { wp in
+                dy.withUnsafeBufferPointer { dyp in
+                    dx.withUnsafeMutableBufferPointer { dxp in
+                        dw.withUnsafeMutableBufferPointer { dwp in
+                            TimingSummary.measure(repeats: repeats) {
+                                Conv2dKernels.backwardInput(g, dy: dyp.baseAddress!, w: wp.baseAddress!, dx: dxp.baseAddress!)
+                                Conv2dKernels.backwardWeight(g, dy: dyp.baseAddress!, x: xp.baseAddress!, dw: dwp.baseAddress!)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (fwd, bwd)
+    }
+
+    /// OpenBLAS sgemm GFLOP/s at a large square size and at DARTS-like 1x1-convolution shapes.
+    private func benchSGEMM(threads: Int) {
+        let shapes = [(1024, 1024, 1024), (64, 1024, 64), (16, 1024, 16)]
+        var rows: [[String]] = []
+        for (m, n, k) in shapes {
+            let a = [Float](repeating: 0.5, count: m * k)
+            let b = [Float](repeating: 0.25, count: k * n)
+            var c = [Float](repeating: 0, count: m * n)
+            var cells = ["sgemm M=\(m) N=\(n) K=\(k)"]
+            for t in Set([1, threads]).sorted() {
+                BLAS.setThreads(t)
+                // Enough calls that one measurement lasts a few milliseconds.
+                let calls = max(1, Int(2e8 / Double(2 * m * n * k)))
+                let s = a.withUnsafeBufferPointer { ap in
+                    b.withUnsafeBufferPointer { bp in
+                        c.withUnsafeMutableBufferPointer { cp in
+                            TimingSummary.measure(repeats: repeats) {
+                                for _ in 0..<calls {
+                                    BLAS.sgemm(m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, ldb: n,
+                                               c: cp.baseAddress!, ldc: n)
+                                }
+                            }
+                        }
+                    }
+                }
+                cells.append("\(t) thread(s): \(String(format: "%.1f", 2 * Double(m * n * k) * Double(calls) / s.median / 1e9)) GFLOP/s")
+            }
+            rows.append(cells)
+        }
+        BLAS.setThreads(1)
+        for r in rows { print(r.joined(separator: "  ")) }
+    }
+}
+
+/// Prints rows under a header, columns padded to their widest cell.
+func printTable(header: [String], rows: [[String]]) {
+    let all = [header] + rows
+    let widths = header.indices.map { i in all.map { $0[i].count }.max() ?? 0 }
+    func line(_ r: [String]) -> String {
+        r.enumerated().map { i, cell in
+            i < 2 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                  : String(repeating: " ", count: widths[i] - cell.count) + cell
+        }.joined(separator: "  ")
+    }
+    print(line(header))
+    for r in rows { print(line(r)) }
+}

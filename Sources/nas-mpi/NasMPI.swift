@@ -1,0 +1,17 @@
+import ArgumentParser
+
+/// The nas-mpi command line.
+@main
+struct NasMPI: ParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "nas-mpi",
+        abstract: "Differentiable architecture search (DARTS) on CPUs, as a plain process or an MPI job.",
+        discussion: """
+            Run a command under `mpirun -np N nas-mpi ...` to use N ranks; started directly it runs as one rank.
+            """,
+        version: version,
+        subcommands: [Bench.self]
+    )
+}

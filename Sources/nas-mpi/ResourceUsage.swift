@@ -1,0 +1,47 @@
+import Foundation
+
+/// Process resource figures for benchmark reports.
+enum ResourceUsage {
+    /// Peak resident set size in bytes (VmHWM from /proc/self/status; 0 where unavailable).
+    static var peakResidentBytes: Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+            return kb * 1024
+        }
+        return 0
+    }
+
+    /// Monotonic seconds.
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+}
+
+/// Min and median of timings.
+struct TimingSummary {
+    let min: Double
+    let median: Double
+    let max: Double
+
+    init(_ samples: [Double]) {
+        let s = samples.sorted()
+        min = s.first ?? 0
+        max = s.last ?? 0
+        median = s.isEmpty ? 0 : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
+    }
+
+    /// Times `body` `repeats` times after `warmup` untimed runs.
+    static func measure(repeats: Int, warmup: Int = 1, _ body: () -> Void) -> TimingSummary {
+        for _ in 0..<warmup { body() }
+        var samples: [Double] = []
+        for _ in 0..<repeats {
+            let t0 = ResourceUsage.now()
+            body()
+            samples.append(ResourceUsage.now() - t0)
+        }
+        return TimingSummary(samples)
+    }
+}

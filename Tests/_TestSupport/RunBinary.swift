@@ -1,0 +1,59 @@
+import Foundation
+import XCTest
+
+/// The result of running the built `nas-mpi` binary.
+public struct CommandResult {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+}
+
+/// The path of the `nas-mpi` binary built beside the test bundle (or `$NASMPI_BINARY`).
+public func nasMPIBinary() throws -> URL {
+    if let path = ProcessInfo.processInfo.environment["NASMPI_BINARY"] {
+        return URL(fileURLWithPath: path)
+    }
+    let productDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for dir in [productDir, productDir.deletingLastPathComponent()] {
+        let candidate = dir.appendingPathComponent("nas-mpi")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+    }
+    throw XCTSkip("nas-mpi binary not found next to \(productDir.path); build it with `swift build` first")
+}
+
+/// Runs `nas-mpi` with arguments, as a user would (swift-argument-parser's AssertExecuteCommand
+/// idea), and returns its exit status and output.
+public func runNasMPI(_ arguments: [String], environment: [String: String] = [:], currentDirectory: URL? = nil) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = try nasMPIBinary()
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    for (k, v) in environment { env[k] = v }
+    process.environment = env
+    if let currentDirectory { process.currentDirectoryURL = currentDirectory }
+    // Output goes to files, so a chatty child never blocks on a full pipe.
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nas-mpi-run-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let outURL = dir.appendingPathComponent("stdout"), errURL = dir.appendingPathComponent("stderr")
+    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: outURL)
+    process.standardError = try FileHandle(forWritingTo: errURL)
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    let outData = (try? Data(contentsOf: outURL)) ?? Data()
+    let errData = (try? Data(contentsOf: errURL)) ?? Data()
+    return CommandResult(status: process.terminationStatus,
+                         stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// A fresh temporary directory, removed when the test ends.
+public func temporaryDirectory(_ test: XCTestCase) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("nas-mpi-test-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+    return url
+}
