@@ -31,6 +31,12 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
         .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .systemLibrary(
             name: "CMPI",
             path: "Sources/CMPI",
             pkgConfig: "ompi-c",
@@ -40,7 +46,7 @@ let package = Package(
         // MARK: - Libraries
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: swiftSettings),
         .target(name: "Distributed", dependencies: ["Kernels", "CMPI"], swiftSettings: swiftSettings),
-        .target(name: "Search", dependencies: ["Kernels", "Distributed"], swiftSettings: swiftSettings),
+        .target(name: "Search", dependencies: ["Kernels", "Distributed", "CZlib"], swiftSettings: swiftSettings),
 
         // MARK: - Command line
         .executableTarget(

@@ -13,6 +13,9 @@ final class ElementwiseTests: XCTestCase {
         assertClose(try t.add(a, b).value.scalars, [0, 3, -2, 5])
         assertClose(t.scale(a, 0.5).value.scalars, [-0.5, 1, -1.5, 2])
         assertClose(try t.weightedSum([a, b], weights: Variable(tensor([2], [2, -1]))).value.scalars, [-3, 3, -7, 7])
+        assertClose(try t.weightedSum([b], weights: Variable(tensor([3], [0, 0, 5])), indices: [2]).value.scalars, [5, 5, 5, 5])
+        assertClose(try t.multiply(a, a).value.scalars, [1, 4, 9, 16])
+        XCTAssertEqual(t.sumAll(a).value.scalars, [2])
         // [1, 2] x [[1, 0], [0, 1], [1, 1]]ᵀ + [0, 0, 10]
         let lin = try t.linear(Variable(tensor([1, 2], [1, 2])), Variable(tensor([3, 2], [1, 0, 0, 1, 1, 1])),
                                bias: Variable(tensor([3], [0, 0, 10])))
@@ -43,6 +46,9 @@ final class ElementwiseTests: XCTestCase {
         try checkGradients([a, b]) { try $0.add(a, b) }
         try checkGradients([a]) { $0.scale(a, -1.5) }
         try checkGradients([a, b, w]) { try $0.weightedSum([a, b, a], weights: w) }
+        try checkGradients([a, b, w]) { try $0.weightedSum([b, a], weights: w, indices: [2, 0]) }
+        try checkGradients([a, b]) { try $0.multiply(a, b) }
+        try checkGradients([b]) { $0.sumAll(b) }
         try checkGradients([a, c]) { try $0.concatChannels([a, c, a]) }
         try checkGradients([a]) { try $0.sliceChannels(a, 1..<3) }
         try checkGradients([a]) { try $0.crop(a, top: 1, left: 0, height: 1, width: 2) }
@@ -93,7 +99,9 @@ final class ElementwiseTests: XCTestCase {
         assertKernelError("linear", mentions: ["[2, 3]", "[4, 2]"]) { try self.t.linear(v, Variable(Tensor(shape: [4, 2]))) }
         assertKernelError("crossEntropy", mentions: ["[2, 3]", "3 labels"]) { try self.t.crossEntropy(v, labels: [0, 1, 2]) }
         assertKernelError("crossEntropy", mentions: ["0..<3"]) { try self.t.crossEntropy(v, labels: [0, 3]) }
-        assertKernelError("weightedSum", mentions: ["[3]"]) { try self.t.weightedSum([v, v], weights: Variable(Tensor(shape: [3]))) }
+        assertKernelError("weightedSum", mentions: ["[1]"]) { try self.t.weightedSum([v, v], weights: Variable(Tensor(shape: [1]))) }
+        assertKernelError("weightedSum", mentions: ["[0, 5]"]) { try self.t.weightedSum([v, v], weights: Variable(Tensor(shape: [3])), indices: [0, 5]) }
+        assertKernelError("multiply", mentions: ["[2, 3]", "[3, 2]"]) { try self.t.multiply(v, Variable(Tensor(shape: [3, 2]))) }
         assertKernelError("sliceChannels", mentions: ["2..<4"]) { try self.t.sliceChannels(v, 2..<4) }
         assertKernelError("concatChannels", mentions: ["[2, 3]", "[3, 3]"]) { try self.t.concatChannels([v, Variable(Tensor(shape: [3, 3]))]) }
         assertKernelError("crop", mentions: ["[1, 1, 2, 2]"]) {

@@ -66,6 +66,10 @@ public final class Tape {
     /// The number of recorded backward rules.
     public var count: Int { records.count }
 
+    /// Multiply-accumulates of the convolutions and linear layers run on this tape (whole batch),
+    /// the analytic count that `nas-mpi summary` and the benchmarks report.
+    public internal(set) var multiplyAccumulates: Int = 0
+
     /// Makes the output of an op; when any input requires a gradient, records `rule`.
     ///
     /// `rule` receives the output's gradient (called only if some consumer produced one).

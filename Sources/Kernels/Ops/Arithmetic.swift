@@ -36,21 +36,24 @@ extension Tape {
         }
     }
 
-    /// sum_k weights[k] * xs[k]: the output of a mixed edge, with gradients for the inputs and the
-    /// weights (dL/dw_k = <dL/dy, x_k>).
+    /// sum_k weights[indices[k]] * xs[k]: the output of a mixed edge, with gradients for the inputs
+    /// and the weights (dL/dw_i = <dL/dy, x_k>).
     ///
-    /// xs: K tensors of one shape; weights: [K] -> that shape.
-    public func weightedSum(_ xs: [Variable], weights w: Variable) throws -> Variable {
+    /// xs: K tensors of one shape; weights: [M]; indices: which weight scales each input (default
+    /// 0..<K; a mixed edge skips its `none` op, whose output is zero) -> that shape.
+    public func weightedSum(_ xs: [Variable], weights w: Variable, indices: [Int]? = nil) throws -> Variable {
         let op = "weightedSum"
         try require(!xs.isEmpty, op, "no inputs")
-        try require(w.shape == [xs.count], op, "weights \(w.shape) for \(xs.count) inputs")
+        let idx = indices ?? Array(0..<xs.count)
+        try require(w.shape.count == 1 && idx.count == xs.count && idx.allSatisfy { $0 >= 0 && $0 < w.shape[0] }, op,
+                    "weights \(w.shape) for \(xs.count) inputs at indices \(idx)")
         let shape = xs[0].shape
         try require(xs.allSatisfy { $0.shape == shape }, op, "shapes differ: \(xs.map(\.shape))")
         var y = Tensor(shape: shape)
         let wv = w.value.scalars
         y.scalars.withUnsafeMutableBufferPointer { yp in
             for (k, x) in xs.enumerated() {
-                let s = wv[k]
+                let s = wv[idx[k]]
                 x.value.scalars.withUnsafeBufferPointer { xp in
                     for i in 0..<yp.count { yp[i] += s * xp[i] }
                 }
@@ -58,7 +61,7 @@ extension Tape {
         }
         return output(y, inputs: xs + [w]) { _, dy in
             for (k, x) in xs.enumerated() where x.requiresGrad {
-                let s = wv[k]
+                let s = wv[idx[k]]
                 x.accumulateGrad { dx in for i in 0..<dx.count { dx[i] += s * dy[i] } }
             }
             if w.requiresGrad {
@@ -67,11 +70,40 @@ extension Tape {
                         x.value.scalars.withUnsafeBufferPointer { xp in
                             var acc = 0.0
                             for i in 0..<dy.count { acc += Double(dy[i] * xp[i]) }
-                            dw[k] += Float(acc)
+                            dw[idx[k]] += Float(acc)
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// a * b elementwise, same shapes.
+    public func multiply(_ a: Variable, _ b: Variable) throws -> Variable {
+        try require(a.shape == b.shape, "multiply", "\(a.shape) vs \(b.shape)")
+        var y = a.value
+        y.scalars.withUnsafeMutableBufferPointer { yp in
+            b.value.scalars.withUnsafeBufferPointer { bp in for i in 0..<yp.count { yp[i] *= bp[i] } }
+        }
+        return output(y, inputs: [a, b]) { _, dy in
+            if a.requiresGrad {
+                a.accumulateGrad { da in
+                    b.value.scalars.withUnsafeBufferPointer { bp in for i in 0..<da.count { da[i] += dy[i] * bp[i] } }
+                }
+            }
+            if b.requiresGrad {
+                b.accumulateGrad { db in
+                    a.value.scalars.withUnsafeBufferPointer { ap in for i in 0..<db.count { db[i] += dy[i] * ap[i] } }
+                }
+            }
+        }
+    }
+
+    /// The sum of all elements: any shape -> scalar [].
+    public func sumAll(_ x: Variable) -> Variable {
+        let y = Tensor(shape: [], repeating: Float(x.value.sum()))
+        return output(y, inputs: [x]) { _, dy in
+            x.accumulateGrad { dx in for i in 0..<dx.count { dx[i] += dy[0] } }
         }
     }
 

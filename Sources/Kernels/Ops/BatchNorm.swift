@@ -38,10 +38,14 @@ extension Tape {
     /// y = (x - mean) / sqrt(var + eps) * gamma + beta, per channel.
     ///
     /// x: [N, C, H, W]; gamma, beta: [C] or nil (non-affine) -> [N, C, H, W].
-    /// - Parameter training: batch statistics (and a running-average update) when true, running
-    ///   averages when false.
+    /// - Parameters:
+    ///   - training: batch statistics (and a running-average update) when true, running averages
+    ///     when false.
+    ///   - updateStatistics: in training mode, whether to update the running averages (false for
+    ///     the extra forward passes of a second-order architecture step on an unrolled copy).
     public func batchNorm(_ x: Variable, gamma: Variable? = nil, beta: Variable? = nil,
-                          statistics st: BatchNormStatistics, training: Bool) throws -> Variable {
+                          statistics st: BatchNormStatistics, training: Bool,
+                          updateStatistics: Bool = true) throws -> Variable {
         let op = "batchNorm"
         try require(x.shape.count == 4, op, "input must be [N, C, H, W], got \(x.shape)")
         let (n, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
@@ -75,8 +79,10 @@ extension Tape {
                                         let mD = s / Double(m)
                                         let vD = max(s2 / Double(m) - mD * mD, 0)
                                         mu = Float(mD); varB = Float(vD)
-                                        rm[ch] = (1 - st.momentum) * rm[ch] + st.momentum * mu
-                                        rv[ch] = (1 - st.momentum) * rv[ch] + st.momentum * Float(vD * Double(m) / Double(m - 1))
+                                        if updateStatistics {
+                                            rm[ch] = (1 - st.momentum) * rm[ch] + st.momentum * mu
+                                            rv[ch] = (1 - st.momentum) * rv[ch] + st.momentum * Float(vD * Double(m) / Double(m - 1))
+                                        }
                                     } else {
                                         mu = rm[ch]; varB = rv[ch]
                                     }
@@ -95,7 +101,7 @@ extension Tape {
                 }
             }
         }
-        if training { st.batchesTracked += 1 }
+        if training && updateStatistics { st.batchesTracked += 1 }
 
         var inputs = [x]
         if let gamma { inputs.append(gamma) }

@@ -64,6 +64,7 @@ extension Tape {
         let g = try ConvGeometry(input: x.shape, weight: w.shape, stride: stride, padding: padding,
                                  dilation: dilation, groups: groups)
         if let b { try require(b.shape == [g.outChannels], "conv2d", "bias \(b.shape) vs \(g.outChannels) output channels") }
+        multiplyAccumulates += g.macs
         var y = Tensor(shape: [g.batch, g.outChannels, g.outHeight, g.outWidth])
         y.scalars.withUnsafeMutableBufferPointer { yp in
             x.value.scalars.withUnsafeBufferPointer { xp in

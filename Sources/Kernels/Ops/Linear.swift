@@ -8,6 +8,7 @@ extension Tape {
                     "input \(x.shape) vs weight \(w.shape): expected [N, in] and [out, in]")
         let (n, fin, fout) = (x.shape[0], x.shape[1], w.shape[0])
         if let b { try require(b.shape == [fout], op, "bias \(b.shape) vs \(fout) outputs") }
+        multiplyAccumulates += n * fin * fout
         var y = Tensor(shape: [n, fout])
         y.scalars.withUnsafeMutableBufferPointer { yp in
             x.value.scalars.withUnsafeBufferPointer { xp in

@@ -1,0 +1,2 @@
+// zlib, for gzipped data files (MNIST .gz, CSV .gz).
+#include <zlib.h>

@@ -1,0 +1,128 @@
+import Kernels
+
+/// The DARTS operations (reference `operations.py`): the candidate ops of a mixed edge and the
+/// cell preprocessing. Module and parameter names follow the reference so that state-dict names
+/// match (`op.1.weight`, `conv_1.weight`, `bn.running_mean`).
+
+/// ReLU, convolution, BatchNorm (`ReLUConvBN`): children under `op`.
+public final class ReLUConvBN: Layer {
+    public let op: Sequential
+
+    public init(_ cin: Int, _ cout: Int, kernel: Int, stride: Int, padding: Int, affine: Bool, generator: inout RandomGenerator) {
+        op = Sequential([
+            ReLULayer(),
+            Conv2dLayer(cin, cout, kernel: kernel, stride: stride, padding: padding, generator: &generator),
+            BatchNormLayer(cout, affine: affine),
+        ])
+    }
+
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forward(x, ctx) }
+    public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
+}
+
+/// ReLU, depthwise k x k with dilation, 1x1, BatchNorm (`DilConv`).
+public final class DilConv: Layer {
+    public let op: Sequential
+
+    public init(_ cin: Int, _ cout: Int, kernel: Int, stride: Int, padding: Int, dilation: Int, affine: Bool,
+                generator: inout RandomGenerator) {
+        op = Sequential([
+            ReLULayer(),
+            Conv2dLayer(cin, cin, kernel: kernel, stride: stride, padding: padding, dilation: dilation, groups: cin, generator: &generator),
+            Conv2dLayer(cin, cout, kernel: 1, generator: &generator),
+            BatchNormLayer(cout, affine: affine),
+        ])
+    }
+
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forward(x, ctx) }
+    public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
+}
+
+/// Two stacked (ReLU, depthwise, 1x1, BatchNorm) blocks, the first with the stride (`SepConv`).
+public final class SepConv: Layer {
+    public let op: Sequential
+
+    public init(_ cin: Int, _ cout: Int, kernel: Int, stride: Int, padding: Int, affine: Bool, generator: inout RandomGenerator) {
+        op = Sequential([
+            ReLULayer(),
+            Conv2dLayer(cin, cin, kernel: kernel, stride: stride, padding: padding, groups: cin, generator: &generator),
+            Conv2dLayer(cin, cin, kernel: 1, generator: &generator),
+            BatchNormLayer(cin, affine: affine),
+            ReLULayer(),
+            Conv2dLayer(cin, cin, kernel: kernel, stride: 1, padding: padding, groups: cin, generator: &generator),
+            Conv2dLayer(cin, cout, kernel: 1, generator: &generator),
+            BatchNormLayer(cout, affine: affine),
+        ])
+    }
+
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forward(x, ctx) }
+    public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
+}
+
+/// Halves the resolution without losing half the pixels: ReLU, two 1x1 stride-2 convolutions to
+/// cout/2 channels each, the second on the input shifted by one pixel, concatenated, BatchNorm.
+public final class FactorizedReduce: Layer {
+    public let conv1: Conv2dLayer
+    public let conv2: Conv2dLayer
+    public let bn: BatchNormLayer
+
+    public init(_ cin: Int, _ cout: Int, affine: Bool, generator: inout RandomGenerator) {
+        precondition(cout % 2 == 0, "FactorizedReduce needs an even number of output channels, got \(cout)")
+        conv1 = Conv2dLayer(cin, cout / 2, kernel: 1, stride: 2, generator: &generator)
+        conv2 = Conv2dLayer(cin, cout / 2, kernel: 1, stride: 2, generator: &generator)
+        bn = BatchNormLayer(cout, affine: affine)
+    }
+
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
+        let t = ctx.tape
+        let h = t.relu(x)
+        let (H, W) = (x.shape[2], x.shape[3])
+        guard H % 2 == 0, W % 2 == 0 else {
+            throw KernelError.shapeMismatch(op: "FactorizedReduce",
+                                            "input \(x.shape) has an odd size; reduction needs even heights and widths")
+        }
+        let a = try conv1.forward(h, ctx)
+        let b = try conv2.forward(try t.crop(h, top: 1, left: 1, height: H - 1, width: W - 1), ctx)
+        return try bn.forward(try t.concatChannels([a, b]), ctx)
+    }
+
+    public func collect(prefix: String, into state: inout NamedState) {
+        conv1.collect(prefix: qualified(prefix, "conv_1"), into: &state)
+        conv2.collect(prefix: qualified(prefix, "conv_2"), into: &state)
+        bn.collect(prefix: qualified(prefix, "bn"), into: &state)
+    }
+}
+
+/// The identity (skip_connect at stride 1).
+public final class Identity: Layer {
+    public init() {}
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable { x }
+    public func collect(prefix: String, into state: inout NamedState) {}
+}
+
+/// Builds the op for a primitive on C channels, as the reference `OPS` table. Returns nil for
+/// `none`, whose output is zero: a mixed edge skips it (its weight then gets zero gradient, as
+/// in the reference, where it multiplies a zero tensor).
+///
+/// - Parameter poolBatchNorm: append a non-affine BatchNorm after pooling (the search network's
+///   MixedOp does; the evaluation network does not).
+public func makeOperation(_ p: Primitive, channels c: Int, stride: Int, affine: Bool, poolBatchNorm: Bool,
+                          generator: inout RandomGenerator) -> Layer? {
+    switch p {
+    case .none:
+        return nil
+    case .maxPool3x3, .avgPool3x3:
+        let pool = PoolLayer(p == .maxPool3x3 ? .max : .average, stride: stride)
+        return poolBatchNorm ? Sequential([pool, BatchNormLayer(c, affine: false)]) : pool
+    case .skipConnect:
+        return stride == 1 ? Identity() : FactorizedReduce(c, c, affine: affine, generator: &generator)
+    case .sepConv3x3:
+        return SepConv(c, c, kernel: 3, stride: stride, padding: 1, affine: affine, generator: &generator)
+    case .sepConv5x5:
+        return SepConv(c, c, kernel: 5, stride: stride, padding: 2, affine: affine, generator: &generator)
+    case .dilConv3x3:
+        return DilConv(c, c, kernel: 3, stride: stride, padding: 2, dilation: 2, affine: affine, generator: &generator)
+    case .dilConv5x5:
+        return DilConv(c, c, kernel: 5, stride: stride, padding: 4, dilation: 2, affine: affine, generator: &generator)
+    }
+}

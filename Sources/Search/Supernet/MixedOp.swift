@@ -1,0 +1,37 @@
+import Kernels
+
+/// A DARTS mixed edge (reference `MixedOp`): every candidate op applied to the edge's input,
+/// combined with the softmaxed architecture weights of that edge.
+public final class MixedOp: Layer {
+    public let primitives: [Primitive]
+    /// One op per primitive; nil for `none`.
+    public let ops: [Layer?]
+
+    public init(channels c: Int, stride: Int, primitives: [Primitive], generator: inout RandomGenerator) {
+        self.primitives = primitives
+        ops = primitives.map {
+            makeOperation($0, channels: c, stride: stride, affine: false, poolBatchNorm: true, generator: &generator)
+        }
+    }
+
+    /// sum_k weights[k] * op_k(x). weights: [K], the edge's row of softmax(alphas).
+    public func forward(_ x: Variable, weights: Variable, _ ctx: ForwardContext) throws -> Variable {
+        var outputs: [Variable] = []
+        var indices: [Int] = []
+        outputs.reserveCapacity(ops.count)
+        for (k, op) in ops.enumerated() {
+            guard let op else { continue }
+            outputs.append(try op.forward(x, ctx))
+            indices.append(k)
+        }
+        return try ctx.tape.weightedSum(outputs, weights: weights, indices: indices)
+    }
+
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
+        throw KernelError.invalidArgument(op: "MixedOp", "a mixed edge needs its architecture weights")
+    }
+
+    public func collect(prefix: String, into state: inout NamedState) {
+        for (k, op) in ops.enumerated() { op?.collect(prefix: qualified(prefix, "_ops.\(k)"), into: &state) }
+    }
+}

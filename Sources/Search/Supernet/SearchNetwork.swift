@@ -1,0 +1,147 @@
+import Kernels
+
+/// The shape of a supernet: what `nas-mpi summary` and `nas-mpi search` share.
+public struct SupernetConfig: Codable, Equatable, Sendable {
+    /// Initial channels C (16 in the paper).
+    public var channels: Int
+    /// Cells (8 in the paper); reduction cells at layers/3 and 2*layers/3.
+    public var layers: Int
+    /// Input image shape [channels, height, width].
+    public var inputShape: [Int]
+    public var classes: Int
+    public var steps: Int = 4
+    public var stemMultiplier: Int = 3
+    public var primitives: [Primitive] = Primitive.allCases
+
+    public init(channels: Int, layers: Int, inputShape: [Int], classes: Int, primitives: [Primitive] = Primitive.allCases) {
+        self.channels = channels
+        self.layers = layers
+        self.inputShape = inputShape
+        self.classes = classes
+        self.primitives = primitives
+    }
+
+    /// Checks that the network can be built and run on this input.
+    public func validate() throws {
+        func fail(_ m: String) -> SearchConfigError { SearchConfigError(m) }
+        guard channels >= 1 else { throw fail("channels must be at least 1, got \(channels)") }
+        guard layers >= 1 else { throw fail("layers must be at least 1, got \(layers)") }
+        guard classes >= 2 else { throw fail("classes must be at least 2, got \(classes)") }
+        guard inputShape.count == 3, inputShape.allSatisfy({ $0 >= 1 }) else {
+            throw fail("input shape must be CxHxW with positive sizes, got \(inputShape.map(String.init).joined(separator: "x"))")
+        }
+        guard !primitives.isEmpty, primitives.contains(where: { $0 != .none }) else {
+            throw fail("the search space needs at least one primitive other than none")
+        }
+        guard Set(primitives).count == primitives.count else { throw fail("primitives are listed twice: \(primitives.map(\.name))") }
+        // Each reduction halves the resolution with FactorizedReduce, which needs even sizes.
+        var (h, w) = (inputShape[1], inputShape[2])
+        for i in 0..<layers where Self.isReduction(i, layers: layers) {
+            guard h % 2 == 0, w % 2 == 0, h >= 2, w >= 2 else {
+                throw fail("input \(inputShape[1])x\(inputShape[2]) cannot be halved at reduction cell \(i) (size \(h)x\(w) is odd); use even sizes")
+            }
+            h /= 2; w /= 2
+        }
+    }
+
+    /// Whether cell i is a reduction cell.
+    public static func isReduction(_ i: Int, layers: Int) -> Bool {
+        i == layers / 3 || i == 2 * layers / 3
+    }
+}
+
+/// An invalid configuration, with a message a user can act on.
+public struct SearchConfigError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The DARTS search network (reference `model_search.Network`): stem, normal and reduction cells
+/// sharing two sets of architecture weights, global pooling, classifier.
+///
+/// Liu, Simonyan, Yang. DARTS: Differentiable Architecture Search. ICLR 2019.
+public final class SearchNetwork {
+    public let config: SupernetConfig
+    public let stem: Sequential
+    public let cells: [SearchCell]
+    public let classifier: LinearLayer
+    /// Architecture weights of normal cells [edges, K], initialised 1e-3 * N(0, 1).
+    public let alphasNormal: Variable
+    /// Architecture weights of reduction cells [edges, K].
+    public let alphasReduce: Variable
+
+    /// Builds the network; weights from the initialisation stream, alphas from the architecture
+    /// stream of `seed`.
+    public init(_ config: SupernetConfig, seed: UInt64) throws {
+        try config.validate()
+        self.config = config
+        var g = RandomGenerator(seed: seed, stream: .initialisation)
+        let c = config.channels
+        let cStem = config.stemMultiplier * c
+        stem = Sequential([
+            Conv2dLayer(config.inputShape[0], cStem, kernel: 3, padding: 1, generator: &g),
+            BatchNormLayer(cStem, affine: true),
+        ])
+        var (cPrevPrev, cPrev, cCurr) = (cStem, cStem, c)
+        var cells: [SearchCell] = []
+        var reductionPrev = false
+        for i in 0..<config.layers {
+            let reduction = SupernetConfig.isReduction(i, layers: config.layers)
+            if reduction { cCurr *= 2 }
+            cells.append(SearchCell(steps: config.steps, cPrevPrev: cPrevPrev, cPrev: cPrev, c: cCurr,
+                                    reduction: reduction, reductionPrev: reductionPrev,
+                                    primitives: config.primitives, generator: &g))
+            reductionPrev = reduction
+            (cPrevPrev, cPrev) = (cPrev, config.steps * cCurr)
+        }
+        self.cells = cells
+        classifier = LinearLayer(cPrev, config.classes, generator: &g)
+        var a = RandomGenerator(seed: seed, stream: .architecture)
+        let shape = [SearchCell.edgeCount(steps: config.steps), config.primitives.count]
+        var an = Tensor(shape: shape), ar = Tensor(shape: shape)
+        a.fillNormal(&an, std: 1e-3)
+        a.fillNormal(&ar, std: 1e-3)
+        alphasNormal = Variable(an, requiresGrad: true, name: "alphas_normal")
+        alphasReduce = Variable(ar, requiresGrad: true, name: "alphas_reduce")
+    }
+
+    /// Logits [N, classes] for images [N, C, H, W].
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
+        let t = ctx.tape
+        let wNormal = try t.softmax(alphasNormal)
+        let wReduce = try t.softmax(alphasReduce)
+        let s = try stem.forward(x, ctx)
+        var (s0, s1) = (s, s)
+        for cell in cells {
+            (s0, s1) = (s1, try cell.forward(s0, s1, weights: cell.reduction ? wReduce : wNormal, ctx))
+        }
+        return try classifier.forward(try t.globalAvgPool(s1), ctx)
+    }
+
+    /// Mean cross-entropy and logits of a batch.
+    public func loss(_ images: Tensor, _ labels: [Int], _ ctx: ForwardContext) throws -> (loss: Variable, logits: Variable) {
+        let logits = try forward(Variable(images), ctx)
+        return (try ctx.tape.crossEntropy(logits, labels: labels), logits)
+    }
+
+    /// Parameters (weights) and BatchNorm buffers with reference state-dict names; alphas excluded.
+    public var state: NamedState {
+        var s = NamedState()
+        stem.collect(prefix: "stem", into: &s)
+        for (i, c) in cells.enumerated() { c.collect(prefix: "cells.\(i)", into: &s) }
+        classifier.collect(prefix: "classifier", into: &s)
+        return s
+    }
+
+    /// The weights, in state-dict order.
+    public var weights: [Variable] { state.parameters.map(\.variable) }
+
+    /// The architecture parameters [alphas_normal, alphas_reduce].
+    public var architecture: [Variable] { [alphasNormal, alphasReduce] }
+
+    /// The derived genotype under the reference rule.
+    public func genotype() throws -> Genotype {
+        try Genotype.derive(normal: alphasNormal.value, reduce: alphasReduce.value,
+                            primitives: config.primitives, steps: config.steps)
+    }
+}

@@ -1,0 +1,73 @@
+import Kernels
+import Search
+import XCTest
+import _TestSupport
+
+final class SearchNetworkTests: XCTestCase {
+    func testReferenceParameterCounts() throws {
+        // REFERENCE.md: the reference supernet at 10 classes, 3 input channels.
+        let paper = try SearchNetwork(SupernetConfig(channels: 16, layers: 8, inputShape: [3, 32, 32], classes: 10), seed: 1)
+        XCTAssertEqual(paper.state.parameterCount, 1_930_618)
+        let small = try SearchNetwork(SupernetConfig(channels: 8, layers: 5, inputShape: [3, 32, 32], classes: 10), seed: 1)
+        XCTAssertEqual(small.state.parameterCount, 394_210)
+    }
+
+    func testStateDictNamesFollowTheReference() throws {
+        let net = try SearchNetwork(SupernetConfig(channels: 4, layers: 3, inputShape: [3, 8, 8], classes: 10), seed: 1)
+        let names = Set(net.state.parameters.map(\.name))
+        for n in ["stem.0.weight", "stem.1.weight", "stem.1.bias", "cells.0.preprocess0.op.1.weight",
+                  "cells.0._ops.0._ops.4.op.1.weight", "cells.0._ops.0._ops.4.op.6.weight", "cells.0._ops.13._ops.7.op.2.weight",
+                  "cells.1._ops.0._ops.3.conv_1.weight", "cells.2.preprocess0.conv_2.weight", "classifier.weight", "classifier.bias"] {
+            XCTAssertTrue(names.contains(n), "missing \(n)")
+        }
+        XCTAssertTrue(net.state.statistics.map(\.name).contains("cells.0._ops.0._ops.1.1"))
+        XCTAssertFalse(names.contains { $0.contains("_ops.0._ops.0.") }, "none has no parameters")
+        XCTAssertEqual(net.alphasNormal.shape, [14, 8])
+    }
+
+    func testForwardMACsMatchReference() throws {
+        let net = try SearchNetwork(SupernetConfig(channels: 16, layers: 8, inputShape: [3, 32, 32], classes: 10), seed: 1)
+        let tape = Tape(recording: false)
+        _ = try net.forward(Variable(Tensor(shape: [1, 3, 32, 32])), ForwardContext(tape: tape, training: false))
+        // REFERENCE.md: 300.3 M conv + linear multiply-accumulates per 32x32 image.
+        XCTAssertEqual(Double(tape.multiplyAccumulates) / 1e6, 300.3, accuracy: 0.05)
+    }
+
+    func testInvalidConfigurations() {
+        for (config, message) in [
+            (SupernetConfig(channels: 8, layers: 0, inputShape: [3, 32, 32], classes: 10), "layers must be at least 1"),
+            (SupernetConfig(channels: 0, layers: 5, inputShape: [3, 32, 32], classes: 10), "channels must be at least 1"),
+            (SupernetConfig(channels: 8, layers: 5, inputShape: [3, 30, 30], classes: 10), "cannot be halved"),
+            (SupernetConfig(channels: 8, layers: 5, inputShape: [3, 32, 32], classes: 1), "classes must be at least 2"),
+            (SupernetConfig(channels: 8, layers: 5, inputShape: [3, 32, 32], classes: 10, primitives: [.none]), "other than none"),
+        ] {
+            XCTAssertThrowsError(try SearchNetwork(config, seed: 1)) { XCTAssertTrue("\($0)".contains(message), "\($0)") }
+        }
+    }
+
+    func testGradientsReachAlphasAndWeights() throws {
+        let net = try SearchNetwork(SupernetConfig(channels: 2, layers: 3, inputShape: [1, 8, 8], classes: 3), seed: 3)
+        var x = Tensor(shape: [4, 1, 8, 8])
+        var g = RandomGenerator(seed: 1)
+        g.fillUniform(&x, -1, 1)
+        let tape = Tape()
+        let (loss, _) = try net.loss(x, [0, 1, 2, 0], ForwardContext(tape: tape, training: true))
+        try tape.backward(loss)
+        XCTAssertGreaterThan(net.alphasNormal.grad!.squaredNorm(), 0)
+        XCTAssertGreaterThan(net.alphasReduce.grad!.squaredNorm(), 0)
+        XCTAssertTrue(net.weights.allSatisfy { $0.grad != nil }, "every weight gets a gradient")
+    }
+
+    func testAlphaGradientMatchesFiniteDifference() throws {
+        // End-to-end check of the supernet's alpha gradient (eval-mode BN keeps the loss smooth).
+        let net = try SearchNetwork(SupernetConfig(channels: 2, layers: 3, inputShape: [1, 8, 8], classes: 3,
+                                                   primitives: [.none, .avgPool3x3, .skipConnect, .sepConv3x3]), seed: 5)
+        var x = Tensor(shape: [2, 1, 8, 8])
+        var g = RandomGenerator(seed: 2)
+        g.fillUniform(&x, -1, 1)
+        net.alphasNormal.value.scalars = net.alphasNormal.value.scalars.map { $0 * 500 }
+        try checkGradients([net.alphasNormal, net.alphasReduce], epsilon: 1e-2, maxChecksPerInput: 12) { tape in
+            try net.loss(x, [0, 2], ForwardContext(tape: tape, training: false)).loss
+        }
+    }
+}
