@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "_TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "_TestSupport"]),
         .testTarget(name: "SearchTests", dependencies: ["Search", "_TestSupport"]),
-        .testTarget(name: "NasMPITests", dependencies: ["_TestSupport"]),
+        .testTarget(name: "NasMPITests", dependencies: ["Search", "_TestSupport"]),
         // Multi-rank checks: an executable run under `mpirun -np N` by scripts/test.
         .executableTarget(
             name: "mpi-tests",

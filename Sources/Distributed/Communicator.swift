@@ -18,6 +18,9 @@ public protocol Communicator: AnyObject {
     func allreduceMax(_ buffer: UnsafeMutableBufferPointer<Double>) throws
     /// Copies `root`'s buffer into every rank's buffer (same length everywhere).
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
+    /// Collects `count` bytes from every rank at `root`, in rank order (`result` has
+    /// size * count bytes at the root and is untouched elsewhere).
+    func gather(_ buffer: UnsafeRawBufferPointer, into result: UnsafeMutableRawBufferPointer?, root: Int) throws
     /// Blocks until every rank has called it.
     func barrier() throws
     /// Sends bytes to one rank (blocking until the buffer can be reused).
@@ -70,6 +73,30 @@ extension Communicator {
         try length.withUnsafeMutableBytes { try broadcast($0, root: root) }
         if rank != root { bytes = [UInt8](repeating: 0, count: Int(length[0])) }
         try bytes.withUnsafeMutableBytes { try broadcast($0, root: root) }
+    }
+
+    /// Gathers one Double from each rank at `root` (nil elsewhere).
+    public func gather(_ value: Double, root: Int = 0) throws -> [Double]? {
+        let mine = [value]
+        if rank == root {
+            var all = [Double](repeating: 0, count: size)
+            try mine.withUnsafeBytes { m in try all.withUnsafeMutableBytes { try gather(m, into: $0, root: root) } }
+            return all
+        }
+        try mine.withUnsafeBytes { try gather($0, into: nil, root: root) }
+        return nil
+    }
+
+    /// Gathers one UInt64 from each rank at `root` (nil elsewhere).
+    public func gather(_ value: UInt64, root: Int = 0) throws -> [UInt64]? {
+        let mine = [value]
+        if rank == root {
+            var all = [UInt64](repeating: 0, count: size)
+            try mine.withUnsafeBytes { m in try all.withUnsafeMutableBytes { try gather(m, into: $0, root: root) } }
+            return all
+        }
+        try mine.withUnsafeBytes { try gather($0, into: nil, root: root) }
+        return nil
     }
 
     /// Checks that every rank passes the same value (for example a fused buffer's length).

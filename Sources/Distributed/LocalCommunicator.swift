@@ -11,6 +11,12 @@ public final class LocalCommunicator: Communicator {
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
         guard root == 0 else { throw CommunicatorError("broadcast: root \(root) outside the 1 rank of a local run") }
     }
+    public func gather(_ buffer: UnsafeRawBufferPointer, into result: UnsafeMutableRawBufferPointer?, root: Int) throws {
+        guard root == 0, let result, result.count >= buffer.count else {
+            throw CommunicatorError("gather: root \(root) and a result buffer of at least \(buffer.count) bytes are needed on a local run")
+        }
+        if let src = buffer.baseAddress, buffer.count > 0 { result.baseAddress!.copyMemory(from: src, byteCount: buffer.count) }
+    }
     public func barrier() throws {}
     public func send(_ buffer: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
         throw CommunicatorError("send: a local run has no rank \(destination) to send to")

@@ -69,6 +69,21 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    public func gather(_ buffer: UnsafeRawBufferPointer, into result: UnsafeMutableRawBufferPointer?, root: Int) throws {
+        guard root >= 0 && root < size else { throw CommunicatorError("gather: root \(root) outside 0..<\(size)") }
+        guard buffer.count <= Self.maxChunk else { throw CommunicatorError("gather: \(buffer.count) bytes per rank exceeds one MPI call") }
+        if rank == root {
+            guard let result, result.count >= buffer.count * size else {
+                throw CommunicatorError("gather: the root needs a result buffer of \(buffer.count * size) bytes")
+            }
+            try check(MPI_Gather(buffer.baseAddress, Int32(buffer.count), nasmpi_byte(), result.baseAddress, Int32(buffer.count),
+                                 nasmpi_byte(), Int32(root), comm), "MPI_Gather")
+        } else {
+            try check(MPI_Gather(buffer.baseAddress, Int32(buffer.count), nasmpi_byte(), nil, 0, nasmpi_byte(), Int32(root), comm),
+                      "MPI_Gather")
+        }
+    }
+
     public func barrier() throws {
         try check(MPI_Barrier(comm), "MPI_Barrier")
     }

@@ -41,6 +41,29 @@ final class BatchNormTests: XCTestCase {
         }
     }
 
+    func testReducerSeesSumsAndGlobalCount() throws {
+        // A reducer that doubles every sum acts as two ranks holding the same batch: normalisation
+        // and input gradient are unchanged, while the running variance uses the doubled count.
+        let x = tensor([2, 1, 1, 2], [1, 2, 3, 4])
+        var results: [(Tensor, Tensor, BatchNormStatistics)] = []
+        for doubled in [false, true] {
+            let v = leaf(x)
+            let st = BatchNormStatistics(channels: 1)
+            var calls = 0
+            let tape = Tape()
+            let y = try tape.batchNorm(v, statistics: st, training: true, reducer: doubled ? { buf in
+                calls += 1
+                for i in buf.indices { buf[i] *= 2 }
+            } : nil)
+            try tape.backward(y, gradient: tensor([2, 1, 1, 2], [1, -2, 0.5, 3]))
+            if doubled { XCTAssertEqual(calls, 2, "forward statistics and backward sums") }
+            results.append((y.value, v.grad!, st))
+        }
+        assertClose(results[0].0.scalars, results[1].0.scalars, tolerance: 1e-6)
+        assertClose(results[0].1.scalars, results[1].1.scalars, tolerance: 1e-5)
+        assertClose(results[1].2.runningVar.scalars, [0.9 + 0.1 * 1.25 * 8 / 7])
+    }
+
     func testErrors() {
         let t = Tape(recording: false)
         assertKernelError("batchNorm", mentions: ["[2, 3, 4, 4]", "2"]) {

@@ -63,6 +63,16 @@ if size > 1 {
     check("send/receive ring", incoming[0] == Int64(prev))
 }
 
+// gather at the root, in rank order.
+if let all = try comm.gather(Double(rank * 10)) {
+    check("gather at root", rank == 0 && all == (0..<size).map { Double($0 * 10) })
+} else {
+    check("gather elsewhere", rank != 0)
+}
+if let hashes = try comm.gather(UInt64(rank) << 40, root: size - 1) {
+    check("gather UInt64 at last rank", hashes == (0..<size).map { UInt64($0) << 40 })
+}
+
 // The length check that guards fused allreduces.
 check("same length accepted", (try? comm.requireSameOnAllRanks(42, what: "length")) != nil)
 if size > 1 {

@@ -56,7 +56,7 @@ public final class Variable {
 public final class Tape {
     /// Whether ops append backward rules.
     public let isRecording: Bool
-    private var records: [(output: Variable, rule: () -> Void)] = []
+    private var records: [(output: Variable, rule: () throws -> Void)] = []
 
     /// A tape; `recording: false` gives inference mode.
     public init(recording: Bool = true) {
@@ -74,13 +74,13 @@ public final class Tape {
     ///
     /// `rule` receives the output's gradient (called only if some consumer produced one).
     @inline(__always)
-    func output(_ value: Tensor, inputs: [Variable], rule: @escaping (_ out: Variable, _ grad: UnsafeBufferPointer<Float>) -> Void) -> Variable {
+    func output(_ value: Tensor, inputs: [Variable], rule: @escaping (_ out: Variable, _ grad: UnsafeBufferPointer<Float>) throws -> Void) -> Variable {
         let needs = isRecording && inputs.contains { $0.requiresGrad }
         let out = Variable(op: value, requiresGrad: needs)
         if needs {
             records.append((out, { [unowned out] in
                 guard let g = out.grad else { return }
-                g.scalars.withUnsafeBufferPointer { rule(out, $0) }
+                try g.scalars.withUnsafeBufferPointer { try rule(out, $0) }
             }))
         }
         return out
@@ -98,7 +98,7 @@ public final class Tape {
         try requireArgument(isRecording, "backward", "the tape was created with recording: false")
         output.grad = gradient
         for record in records.reversed() {
-            record.rule()
+            try record.rule()
             if !record.output.isLeaf, record.output !== output { record.output.grad = nil }
         }
         records.removeAll()

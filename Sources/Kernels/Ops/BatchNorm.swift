@@ -34,6 +34,10 @@ public final class BatchNormStatistics {
     }
 }
 
+/// Sums per-channel statistics over the ranks of a data-parallel job, in place (synchronised
+/// BatchNorm); nil keeps per-rank statistics.
+public typealias StatisticsReducer = (UnsafeMutableBufferPointer<Double>) throws -> Void
+
 extension Tape {
     /// y = (x - mean) / sqrt(var + eps) * gamma + beta, per channel.
     ///
@@ -43,111 +47,124 @@ extension Tape {
     ///     when false.
     ///   - updateStatistics: in training mode, whether to update the running averages (false for
     ///     the extra forward passes of a second-order architecture step on an unrolled copy).
+    ///   - reducer: in training mode, sums the batch statistics over ranks (forward: sum, sum of
+    ///     squares and count; backward: sum of dy and of dy * xhat), so that N ranks with batch B/N
+    ///     normalise and differentiate exactly as one rank with batch B.
     public func batchNorm(_ x: Variable, gamma: Variable? = nil, beta: Variable? = nil,
                           statistics st: BatchNormStatistics, training: Bool,
-                          updateStatistics: Bool = true) throws -> Variable {
+                          updateStatistics: Bool = true, reducer: StatisticsReducer? = nil) throws -> Variable {
         let op = "batchNorm"
         try require(x.shape.count == 4, op, "input must be [N, C, H, W], got \(x.shape)")
         let (n, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         try require(st.channels == c, op, "input \(x.shape) has \(c) channels, statistics have \(st.channels)")
         if let gamma { try require(gamma.shape == [c], op, "gamma \(gamma.shape) vs \(c) channels") }
         if let beta { try require(beta.shape == [c], op, "beta \(beta.shape) vs \(c) channels") }
-        let m = n * hw
-        if training { try require(m > 1, op, "training needs more than one value per channel, input \(x.shape)") }
+        let reducer = training ? reducer : nil
 
-        var y = Tensor(shape: x.shape)
-        // Per channel: the mean used and 1/sqrt(var + eps).
+        // Per channel: the mean used and 1/sqrt(var + eps); m is the (global) count per channel.
         var mean = [Float](repeating: 0, count: c)
         var invStd = [Float](repeating: 0, count: c)
+        var m = Double(n * hw)
+        if training {
+            // [sum_0..c, sumsq_0..c, count]
+            var sums = [Double](repeating: 0, count: 2 * c + 1)
+            sums[2 * c] = m
+            x.value.scalars.withUnsafeBufferPointer { xp in
+                sums.withUnsafeMutableBufferPointer { sp in
+                    let xb = xp.baseAddress!
+                    Parallel.forEach(c) { ch in
+                        var s = 0.0, s2 = 0.0
+                        for i in 0..<n {
+                            let p = xb + (i * c + ch) * hw
+                            for j in 0..<hw { let v = Double(p[j]); s += v; s2 += v * v }
+                        }
+                        sp[ch] = s; sp[c + ch] = s2
+                    }
+                }
+            }
+            if let reducer { try sums.withUnsafeMutableBufferPointer { try reducer($0) } }
+            m = sums[2 * c]
+            try require(m > 1, op, "training needs more than one value per channel, input \(x.shape)")
+            for ch in 0..<c {
+                let mD = sums[ch] / m
+                let vD = max(sums[c + ch] / m - mD * mD, 0)
+                mean[ch] = Float(mD)
+                invStd[ch] = 1 / (Float(vD) + st.epsilon).squareRoot()
+                if updateStatistics {
+                    st.runningMean.scalars[ch] = (1 - st.momentum) * st.runningMean.scalars[ch] + st.momentum * Float(mD)
+                    st.runningVar.scalars[ch] = (1 - st.momentum) * st.runningVar.scalars[ch] + st.momentum * Float(vD * m / (m - 1))
+                }
+            }
+            if updateStatistics { st.batchesTracked += 1 }
+        } else {
+            for ch in 0..<c {
+                mean[ch] = st.runningMean.scalars[ch]
+                invStd[ch] = 1 / (st.runningVar.scalars[ch] + st.epsilon).squareRoot()
+            }
+        }
+
+        var y = Tensor(shape: x.shape)
         let gammaV = gamma?.value.scalars
         let betaV = beta?.value.scalars
         x.value.scalars.withUnsafeBufferPointer { xp in
             y.scalars.withUnsafeMutableBufferPointer { yp in
-                mean.withUnsafeMutableBufferPointer { meanP in
-                    invStd.withUnsafeMutableBufferPointer { invP in
-                        st.runningMean.scalars.withUnsafeMutableBufferPointer { rm in
-                            st.runningVar.scalars.withUnsafeMutableBufferPointer { rv in
-                                let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
-                                Parallel.forEach(c) { ch in
-                                    var mu: Float, varB: Float
-                                    if training {
-                                        var s = 0.0, s2 = 0.0
-                                        for i in 0..<n {
-                                            let p = xb + (i * c + ch) * hw
-                                            for j in 0..<hw { let v = Double(p[j]); s += v; s2 += v * v }
-                                        }
-                                        let mD = s / Double(m)
-                                        let vD = max(s2 / Double(m) - mD * mD, 0)
-                                        mu = Float(mD); varB = Float(vD)
-                                        if updateStatistics {
-                                            rm[ch] = (1 - st.momentum) * rm[ch] + st.momentum * mu
-                                            rv[ch] = (1 - st.momentum) * rv[ch] + st.momentum * Float(vD * Double(m) / Double(m - 1))
-                                        }
-                                    } else {
-                                        mu = rm[ch]; varB = rv[ch]
-                                    }
-                                    let inv = 1 / (varB + st.epsilon).squareRoot()
-                                    meanP[ch] = mu; invP[ch] = inv
-                                    let scale = inv * (gammaV?[ch] ?? 1)
-                                    let shift = (betaV?[ch] ?? 0) - mu * scale
-                                    for i in 0..<n {
-                                        let off = (i * c + ch) * hw
-                                        for j in 0..<hw { yb[off + j] = xb[off + j] * scale + shift }
-                                    }
-                                }
-                            }
-                        }
+                let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
+                Parallel.forEach(c) { ch in
+                    let scale = invStd[ch] * (gammaV?[ch] ?? 1)
+                    let shift = (betaV?[ch] ?? 0) - mean[ch] * scale
+                    for i in 0..<n {
+                        let off = (i * c + ch) * hw
+                        for j in 0..<hw { yb[off + j] = xb[off + j] * scale + shift }
                     }
                 }
             }
         }
-        if training && updateStatistics { st.batchesTracked += 1 }
 
         var inputs = [x]
         if let gamma { inputs.append(gamma) }
         if let beta { inputs.append(beta) }
+        let globalCount = m
         return output(y, inputs: inputs) { _, dy in
-            // Per channel: sum(dy) and sum(dy * xhat).
-            var sumDy = [Float](repeating: 0, count: c)
-            var sumDyXhat = [Float](repeating: 0, count: c)
+            // Per channel: sum(dy) and sum(dy * xhat) (local; summed over ranks for the input
+            // gradient when synchronised).
+            var sums = [Double](repeating: 0, count: 2 * c)
             x.value.scalars.withUnsafeBufferPointer { xp in
-                sumDy.withUnsafeMutableBufferPointer { sdy in
-                    sumDyXhat.withUnsafeMutableBufferPointer { sdx in
-                        let (xb, dyb) = (xp.baseAddress!, dy.baseAddress!)
-                        Parallel.forEach(c) { ch in
-                            let mu = mean[ch], inv = invStd[ch]
-                            var a = 0.0, b = 0.0
-                            for i in 0..<n {
-                                let off = (i * c + ch) * hw
-                                for j in 0..<hw {
-                                    let d = Double(dyb[off + j])
-                                    a += d
-                                    b += d * Double((xb[off + j] - mu) * inv)
-                                }
+                sums.withUnsafeMutableBufferPointer { sp in
+                    let (xb, dyb) = (xp.baseAddress!, dy.baseAddress!)
+                    Parallel.forEach(c) { ch in
+                        let mu = mean[ch], inv = invStd[ch]
+                        var a = 0.0, b = 0.0
+                        for i in 0..<n {
+                            let off = (i * c + ch) * hw
+                            for j in 0..<hw {
+                                let d = Double(dyb[off + j])
+                                a += d
+                                b += d * Double((xb[off + j] - mu) * inv)
                             }
-                            sdy[ch] = Float(a); sdx[ch] = Float(b)
                         }
+                        sp[ch] = a; sp[c + ch] = b
                     }
                 }
             }
+            // gamma and beta get the local sums: the trainer averages parameter gradients over ranks.
             if let gamma, gamma.requiresGrad {
-                gamma.accumulateGrad { g in for ch in 0..<c { g[ch] += sumDyXhat[ch] } }
+                gamma.accumulateGrad { g in for ch in 0..<c { g[ch] += Float(sums[c + ch]) } }
             }
             if let beta, beta.requiresGrad {
-                beta.accumulateGrad { g in for ch in 0..<c { g[ch] += sumDy[ch] } }
+                beta.accumulateGrad { g in for ch in 0..<c { g[ch] += Float(sums[ch]) } }
             }
             guard x.requiresGrad else { return }
+            if let reducer { try sums.withUnsafeMutableBufferPointer { try reducer($0) } }
             x.accumulateGrad { dx in
                 x.value.scalars.withUnsafeBufferPointer { xp in
                     let (xb, dyb, dxb) = (xp.baseAddress!, dy.baseAddress!, dx.baseAddress!)
                     Parallel.forEach(c) { ch in
                         let mu = mean[ch], inv = invStd[ch]
-                        let gm = gammaV?[ch] ?? 1
+                        let k = (gammaV?[ch] ?? 1) * inv
                         if training {
                             // dx = gamma * inv * (dy - mean(dy) - xhat * mean(dy * xhat))
-                            let k = gm * inv
-                            let mdy = sumDy[ch] / Float(m)
-                            let mdx = sumDyXhat[ch] / Float(m)
+                            let mdy = Float(sums[ch] / globalCount)
+                            let mdx = Float(sums[c + ch] / globalCount)
                             for i in 0..<n {
                                 let off = (i * c + ch) * hw
                                 for j in 0..<hw {
@@ -156,7 +173,6 @@ extension Tape {
                                 }
                             }
                         } else {
-                            let k = gm * inv
                             for i in 0..<n {
                                 let off = (i * c + ch) * hw
                                 for j in 0..<hw { dxb[off + j] += k * dyb[off + j] }

@@ -11,7 +11,7 @@ public struct DataSource: Codable, Equatable, Sendable {
     public var imageShape: [Int]?
     public var labelColumn: CSVDataset.LabelColumn = .last
     /// synthetic: images in the training set (and a fifth as many test images), classes.
-    public var syntheticCount: Int = 2000
+    public var syntheticCount: Int = 1200
     public var syntheticClasses: Int = 10
     /// synthetic: generator seed (fixed, independent of the run seed, so every run sees one dataset).
     public var syntheticSeed: UInt64 = 20190101

@@ -26,14 +26,14 @@ public enum SyntheticDataset {
             let theta = Double(k % orientations) * Double.pi / Double(orientations)
             let cycles = k < orientations ? 1.5 : 3.0
             let phase = Double(g.uniform()) * 2 * Double.pi
-            let contrast = 40 + 40 * Double(g.uniform())
+            let contrast = 20 + 40 * Double(g.uniform())
             let (ct, st) = (cos(theta), sin(theta))
             let tint = (0..<c).map { _ in 0.6 + 0.8 * Double(g.uniform()) }
             for ch in 0..<c {
                 for y in 0..<h {
                     for x in 0..<w {
                         let u = (Double(x) / Double(w)) * ct + (Double(y) / Double(h)) * st
-                        let v = 128 + contrast * tint[ch] * sin(2 * Double.pi * cycles * u + phase) + 24 * Double(g.normal())
+                        let v = 128 + contrast * tint[ch] * sin(2 * Double.pi * cycles * u + phase) + 40 * Double(g.normal())
                         pixels[((i * c + ch) * h + y) * w + x] = UInt8(max(0, min(255, v.rounded())))
                     }
                 }

@@ -1,0 +1,64 @@
+import Foundation
+import Kernels
+
+/// The files of one run. Only rank 0 writes; every file but the log is replaced atomically.
+///
+///     config.json       the resolved configuration
+///     metrics.jsonl     one JSON object per finished epoch
+///     alphas.jsonl      softmaxed alphas after each epoch
+///     genotype.json     the current genotype (JSON), genotype.txt (the reference's Python form)
+///     checkpoint.bin    weights, alphas, optimiser states, epoch and step
+///     cost.json         wall time, ranks, threads, core-seconds
+///     log.txt           the log, appended
+public struct RunDirectory {
+    public let url: URL
+
+    public init(_ path: String) { url = URL(fileURLWithPath: path, isDirectory: true) }
+
+    public func file(_ name: String) -> URL { url.appendingPathComponent(name) }
+    public var config: URL { file("config.json") }
+    public var metrics: URL { file("metrics.jsonl") }
+    public var alphas: URL { file("alphas.jsonl") }
+    public var genotypeJSON: URL { file("genotype.json") }
+    public var genotypeText: URL { file("genotype.txt") }
+    public var checkpoint: URL { file("checkpoint.bin") }
+    public var cost: URL { file("cost.json") }
+    public var log: URL { file("log.txt") }
+
+    /// Creates the directory for a new run; refuses one that already holds a run.
+    public func create() throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: config.path) || fm.fileExists(atPath: checkpoint.path) {
+            throw RunError("\(url.path) already holds a run; pass --resume to continue it, or choose another --out")
+        }
+        do { try fm.createDirectory(at: url, withIntermediateDirectories: true) } catch {
+            throw RunError("cannot create run directory \(url.path): \(error.localizedDescription)")
+        }
+    }
+
+    /// Appends a line to log.txt.
+    public func appendLog(_ line: String) {
+        guard let h = FileHandle(forWritingAtPath: log.path) ?? {
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            return FileHandle(forWritingAtPath: log.path)
+        }() else { return }
+        h.seekToEndOfFile()
+        h.write(Data((line + "\n").utf8))
+        try? h.close()
+    }
+
+    /// Writes JSON lines atomically.
+    public func writeLines(_ values: [JSONValue], to url: URL) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let lines = try values.map { String(decoding: try enc.encode($0), as: UTF8.self) }
+        try AtomicFile.write(lines.map { $0 + "\n" }.joined(), to: url)
+    }
+
+    /// Writes one Encodable value as pretty JSON, atomically.
+    public func writeJSON<T: Encodable>(_ value: T, to url: URL) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try enc.encode(value) + Data("\n".utf8), to: url)
+    }
+}

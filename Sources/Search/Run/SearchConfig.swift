@@ -1,0 +1,73 @@
+import Foundation
+
+/// Everything that defines a search run; written to `config.json` in the run directory and read
+/// back on `--resume`.
+public struct SearchConfig: Codable, Equatable, Sendable {
+    public enum Preset: String, Codable, CaseIterable, Sendable {
+        /// DARTS paper settings: C=16, 8 layers, batch 64, 50 epochs.
+        case paper
+        /// Small settings that finish in minutes on a laptop: C=8, 5 layers, batch 32, 10 epochs.
+        case quick
+    }
+
+    public var preset: Preset
+    public var data: DataSource
+    public var channels: Int
+    public var layers: Int
+    public var primitives: [Primitive]
+    public var epochs: Int
+    /// Images per step (per rank count: see the README).
+    public var batchSize: Int
+    public var learningRate: Float
+    public var learningRateMin: Float
+    public var momentum: Float
+    public var weightDecay: Float
+    public var archLearningRate: Float
+    public var archWeightDecay: Float
+    public var gradClip: Float
+    /// Share of the training set used for weights; the rest is the architecture's validation split.
+    public var trainPortion: Double
+    /// Architecture gradient order: 1 (first order) or 2 (unrolled, second order).
+    public var order: Int
+    public var seed: UInt64
+    /// Use only the first N training images (nil: all).
+    public var trainLimit: Int?
+
+    /// The preset's values with the embedded synthetic dataset.
+    public static func preset(_ p: Preset) -> SearchConfig {
+        switch p {
+        case .paper:
+            return SearchConfig(preset: p, data: DataSource(kind: .synthetic, imageShape: [3, 32, 32]), channels: 16, layers: 8,
+                                primitives: Primitive.allCases, epochs: 50, batchSize: 64, learningRate: 0.025,
+                                learningRateMin: 0.001, momentum: 0.9, weightDecay: 3e-4, archLearningRate: 3e-4,
+                                archWeightDecay: 1e-3, gradClip: 5, trainPortion: 0.5, order: 1, seed: 2, trainLimit: nil)
+        case .quick:
+            var c = preset(.paper)
+            c.preset = .quick
+            c.data = DataSource(kind: .synthetic)
+            c.channels = 8
+            c.layers = 5
+            c.epochs = 10
+            c.batchSize = 32
+            c.archLearningRate = 3e-3
+            return c
+        }
+    }
+
+    /// Checks values a user can set; messages name the flag.
+    public func validate() throws {
+        func fail(_ m: String) -> SearchConfigError { SearchConfigError(m) }
+        guard epochs >= 1 else { throw fail("--epochs must be at least 1, got \(epochs)") }
+        guard batchSize >= 2 else { throw fail("--batch-size must be at least 2 (BatchNorm needs two images), got \(batchSize)") }
+        guard order == 1 || order == 2 else { throw fail("--order must be 1 or 2, got \(order)") }
+        guard trainPortion > 0 && trainPortion < 1 else { throw fail("--train-portion must lie strictly between 0 and 1, got \(trainPortion)") }
+        guard learningRate > 0, learningRateMin >= 0, learningRateMin <= learningRate else {
+            throw fail("learning rates must satisfy 0 <= --learning-rate-min <= --learning-rate, 0 < --learning-rate")
+        }
+        guard archLearningRate > 0 else { throw fail("--arch-learning-rate must be positive") }
+        guard momentum >= 0 && momentum < 1, weightDecay >= 0, archWeightDecay >= 0, gradClip > 0 else {
+            throw fail("momentum must lie in [0, 1), weight decays must be >= 0, --grad-clip must be positive")
+        }
+        if let trainLimit { guard trainLimit >= 4 else { throw fail("--train-limit must be at least 4, got \(trainLimit)") } }
+    }
+}

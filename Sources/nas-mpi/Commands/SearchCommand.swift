@@ -1,0 +1,153 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import Kernels
+import Search
+
+/// `nas-mpi search`: DARTS architecture search.
+struct SearchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "search",
+        abstract: "Run a DARTS architecture search and write its run directory.",
+        discussion: """
+            Presets: 'paper' is the DARTS paper's procedure (C=16, 8 layers, batch 64, 50 epochs, SGD lr 0.025 \
+            cosine to 0.001, momentum 0.9, weight decay 3e-4, Adam 3e-4 on the alphas, clip 5, half of the \
+            training set for the architecture). 'quick' is C=8, 5 layers, batch 32, 10 epochs on 3x16x16 \
+            synthetic images, with a 10x larger architecture learning rate (3e-3) so the alphas move within \
+            a short run. Flags override the preset. Without --dataset the embedded synthetic data is used.
+            """
+    )
+
+    @Option(help: "Preset: quick or paper.") var preset: SearchConfig.Preset = .quick
+    @OptionGroup var network: NetworkOptions
+    @OptionGroup var dataOptions: DataOptions
+    @Option(help: "Epochs.") var epochs: Int?
+    @Option(help: "Images per step.") var batchSize: Int?
+    @Option(help: "Weight learning rate (cosine annealed).") var learningRate: Float?
+    @Option(help: "Final weight learning rate.") var learningRateMin: Float?
+    @Option(help: "Weight SGD momentum.") var momentum: Float?
+    @Option(help: "Weight decay of the weights.") var weightDecay: Float?
+    @Option(help: "Architecture (alpha) Adam learning rate.") var archLearningRate: Float?
+    @Option(help: "Architecture weight decay.") var archWeightDecay: Float?
+    @Option(help: "Gradient clipping norm for the weights.") var gradClip: Float?
+    @Option(help: "Share of the training images used for the weights; the rest train the alphas.") var trainPortion: Double?
+    @Option(help: "Architecture gradient: 1 (first order) or 2 (second order, unrolled).") var order: Int?
+    @Option(help: "Random seed.") var seed: UInt64?
+    @Option(help: "Use only the first N training images.") var trainLimit: Int?
+    @Option(help: "Run directory (default runs/search-DATE-TIME).") var out: String?
+    @Flag(help: "Continue the run in --out from its checkpoint, with its saved configuration.") var resume = false
+    @Option(help: "Without a terminal: log a progress line every N steps (default: 10 per epoch).") var logEvery: Int?
+    @OptionGroup var threading: ThreadOptions
+
+    /// Flags that change the configuration (refused with --resume).
+    private var configurationFlags: [String] {
+        var given: [String] = []
+        let pairs: [(String, Any?)] = [
+            ("--channels", network.channels), ("--layers", network.layers), ("--input", network.input), ("--classes", network.classes),
+            ("--primitives", network.primitives), ("--dataset", dataOptions.dataset), ("--data", dataOptions.data),
+            ("--label-column", dataOptions.labelColumn), ("--synthetic-count", dataOptions.syntheticCount), ("--epochs", epochs),
+            ("--batch-size", batchSize), ("--learning-rate", learningRate), ("--learning-rate-min", learningRateMin),
+            ("--momentum", momentum), ("--weight-decay", weightDecay), ("--arch-learning-rate", archLearningRate),
+            ("--arch-weight-decay", archWeightDecay), ("--grad-clip", gradClip), ("--train-portion", trainPortion),
+            ("--order", order), ("--seed", seed), ("--train-limit", trainLimit),
+        ]
+        for (name, value) in pairs where value != nil { given.append(name) }
+        return given
+    }
+
+    func validate() throws {
+        if resume {
+            guard out != nil else { throw ValidationError("--resume needs --out, the run directory to continue") }
+            let flags = configurationFlags
+            guard flags.isEmpty else {
+                throw ValidationError("--resume continues the saved configuration; drop \(flags.joined(separator: ", "))")
+            }
+        }
+        if let logEvery, logEvery < 0 { throw ValidationError("--log-every must be at least 0") }
+        let kind = dataOptions.dataset ?? .synthetic
+        if kind == .cifar10 || kind == .mnist {
+            if network.input != nil { throw ValidationError("--input applies to --dataset synthetic or csv; \(kind.rawValue) images have a fixed shape") }
+            if network.classes != nil { throw ValidationError("--classes applies to --dataset synthetic; \(kind.rawValue) has 10 classes") }
+        }
+        if kind == .csv, network.input == nil { throw ValidationError("--dataset csv needs --input CxHxW, the image shape of a row") }
+        if kind != .synthetic, dataOptions.data == nil { throw ValidationError("--dataset \(kind.rawValue) needs --data PATH") }
+        if kind != .synthetic, dataOptions.syntheticCount != nil { throw ValidationError("--synthetic-count applies to --dataset synthetic") }
+        _ = try resolvedConfig()
+    }
+
+    /// The preset with the flags applied.
+    func resolvedConfig() throws -> SearchConfig {
+        var c = SearchConfig.preset(preset)
+        let kind = dataOptions.dataset ?? .synthetic
+        if kind != .synthetic {
+            c.data = DataSource(kind: kind, path: dataOptions.data, imageShape: try network.parsedInput())
+        } else if let shape = try network.parsedInput() {
+            c.data.imageShape = shape
+        }
+        if let lc = dataOptions.labelColumn { c.data.labelColumn = lc }
+        if let n = dataOptions.syntheticCount { c.data.syntheticCount = n }
+        if let k = network.classes { c.data.syntheticClasses = k }
+        if let v = network.channels { c.channels = v }
+        if let v = network.layers { c.layers = v }
+        if let v = try network.parsedPrimitives() { c.primitives = v }
+        if let v = epochs { c.epochs = v }
+        if let v = batchSize { c.batchSize = v }
+        if let v = learningRate { c.learningRate = v }
+        if let v = learningRateMin { c.learningRateMin = v }
+        if let v = momentum { c.momentum = v }
+        if let v = weightDecay { c.weightDecay = v }
+        if let v = archLearningRate { c.archLearningRate = v }
+        if let v = archWeightDecay { c.archWeightDecay = v }
+        if let v = gradClip { c.gradClip = v }
+        if let v = trainPortion { c.trainPortion = v }
+        if let v = order { c.order = v }
+        if let v = seed { c.seed = v }
+        if let v = trainLimit { c.trainLimit = v }
+        do { try c.validate() } catch { throw ValidationError("\(error)") }
+        return c
+    }
+
+    func run() throws {
+        let comm = MPIEnvironment.worldOrLocal()
+        let threads = threading.apply()
+        let dir = RunDirectory(out ?? "runs/search-" + Self.timestamp())
+        let config = resume ? try Searcher.savedConfig(dir) : try resolvedConfig()
+        Interrupt.install()
+        let terminal = isatty(STDOUT_FILENO) == 1
+        var progressShown = false
+        let searcher = try Searcher(config: config, directory: dir, resume: resume, communicator: comm, threads: threads)
+        searcher.log = { line in
+            if progressShown { print("\r\u{1B}[K", terminator: ""); progressShown = false }
+            print(line)
+            fflush(stdout)
+        }
+        if terminal {
+            searcher.progress = { line in
+                print("\r\u{1B}[K" + line, terminator: "")
+                fflush(stdout)
+                progressShown = true
+            }
+        } else {
+            searcher.logEvery = logEvery ?? max(1, searcher.stepsPerEpoch / 10)
+        }
+        if comm.rank == 0 && !resume {
+            searcher.log("search: \(config.preset.rawValue) preset, \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)")
+            searcher.log("run directory: \(dir.url.path)")
+        }
+        switch try searcher.run() {
+        case .finished(let genotype):
+            if comm.rank == 0 {
+                searcher.log("genotype: \(genotype.pythonDescription)")
+                searcher.log("written: \(dir.genotypeJSON.path), \(dir.genotypeText.path)")
+            }
+        case .interrupted(let sig):
+            throw ExitCode(Interrupt.exitStatus(sig))
+        }
+    }
+
+    static func timestamp() -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyyMMdd-HHmmss"
+        return f.string(from: Date())
+    }
+}

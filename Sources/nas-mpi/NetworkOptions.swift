@@ -1,0 +1,53 @@
+import ArgumentParser
+import Search
+
+extension DataSource.Kind: ExpressibleByArgument {}
+extension CSVDataset.LabelColumn: ExpressibleByArgument {}
+extension SearchConfig.Preset: ExpressibleByArgument {}
+
+/// The supernet's shape, shared by `summary` and `search`.
+struct NetworkOptions: ParsableArguments {
+    @Option(help: "Initial channels C (paper: 16).") var channels: Int?
+    @Option(help: "Cells (paper: 8); reduction cells at layers/3 and 2*layers/3.") var layers: Int?
+    @Option(help: "Image shape CxHxW, e.g. 3x32x32 (search: the synthetic or CSV image shape).") var input: String?
+    @Option(help: "Classes (search: for synthetic data).") var classes: Int?
+    @Option(help: "Comma-separated primitives restricting the search space (default: all 8 DARTS primitives).") var primitives: String?
+
+    func parsedInput() throws -> [Int]? {
+        guard let input else { return nil }
+        let parts = input.lowercased().split(separator: "x").map { Int($0) }
+        guard parts.count == 3, parts.allSatisfy({ ($0 ?? 0) >= 1 }) else {
+            throw ValidationError("--input expects CxHxW with positive integers, e.g. 3x32x32, got '\(input)'")
+        }
+        return parts.map { $0! }
+    }
+
+    func parsedPrimitives() throws -> [Primitive]? {
+        guard let primitives else { return nil }
+        do {
+            return try primitives.split(separator: ",").map { try Primitive(name: $0.trimmingCharacters(in: .whitespaces)) }
+        } catch {
+            throw ValidationError("--primitives: \(error)")
+        }
+    }
+
+    func validate() throws {
+        _ = try parsedInput()
+        _ = try parsedPrimitives()
+        if let channels, channels < 1 { throw ValidationError("--channels must be at least 1, got \(channels)") }
+        if let layers, layers < 1 { throw ValidationError("--layers must be at least 1, got \(layers)") }
+        if let classes, classes < 2 { throw ValidationError("--classes must be at least 2, got \(classes)") }
+    }
+}
+
+/// Where the images come from.
+struct DataOptions: ParsableArguments {
+    @Option(help: "Dataset: synthetic (embedded default), cifar10, mnist or csv.") var dataset: DataSource.Kind?
+    @Option(help: "Data location: the cifar-10-batches-bin or MNIST directory, or the CSV file.") var data: String?
+    @Option(help: "CSV: the label column, first or last.") var labelColumn: CSVDataset.LabelColumn?
+    @Option(help: "Synthetic: number of training images.") var syntheticCount: Int?
+
+    func validate() throws {
+        if let syntheticCount, syntheticCount < 4 { throw ValidationError("--synthetic-count must be at least 4, got \(syntheticCount)") }
+    }
+}
