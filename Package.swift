@@ -67,7 +67,7 @@ let package = Package(
         // Multi-rank checks: an executable run under `mpirun -np N` by scripts/test.
         .executableTarget(
             name: "mpi-tests",
-            dependencies: ["Kernels", "Distributed"],
+            dependencies: ["Kernels", "Distributed", "Search"],
             path: "Tests/MPITests"
         ),
     ],

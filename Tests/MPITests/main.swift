@@ -5,6 +5,8 @@
 // "N passed, M failed". The exit status is non-zero when any rank failed a check.
 import Distributed
 import Foundation
+import Kernels
+import Search
 
 let comm = MPIEnvironment.start()
 let (rank, size) = (comm.rank, comm.size)
@@ -81,6 +83,117 @@ if size > 1 {
     check("different lengths refused", message.contains("gradient buffer length differs across ranks"))
 }
 check("bad root refused", (try? comm.broadcast(&means, root: size)) == nil)
+try comm.barrier()
+
+// MARK: Data-parallel search
+
+/// A temporary run directory shared by all ranks (rank 0 chooses the name).
+func sharedDirectory(_ tag: String) throws -> RunDirectory {
+    var name = Array((FileManager.default.temporaryDirectory.path + "/nas-mpi-mpitest-\(tag)-\(getpid())").utf8)
+    try comm.broadcast(bytes: &name)
+    return RunDirectory(String(decoding: name, as: UTF8.self))
+}
+
+func tinyConfig(order: Int, epochs: Int = 1) -> SearchConfig {
+    var c = SearchConfig.preset(.quick)
+    c.data = DataSource(kind: .synthetic, imageShape: [1, 8, 8])
+    c.data.syntheticCount = 64
+    c.channels = 2
+    c.layers = 3
+    c.batchSize = 8
+    c.epochs = epochs
+    c.order = order
+    c.seed = 11
+    return c
+}
+
+func cleanup(_ dir: RunDirectory) throws {
+    try comm.barrier()
+    if rank == 0 { try? FileManager.default.removeItem(at: dir.url) }
+}
+
+// Identical weights and alphas on every rank after several steps, first and second order.
+for order in [1, 2] {
+    let dir = try sharedDirectory("order\(order)")
+    let searcher = try Searcher(config: tinyConfig(order: order), directory: dir, resume: false, communicator: comm, threads: 1)
+    searcher.log = { _ in }
+    searcher.consistencyInterval = 1
+    _ = try searcher.run()
+    let hashes = try comm.gather(searcher.stateHash())
+    if rank == 0 { check("identical parameters on all ranks, order \(order)", Set(hashes!).count == 1) }
+    try cleanup(dir)
+}
+
+// Sharding: over an epoch the ranks' shards are disjoint and cover the global batches exactly once.
+do {
+    let n = 40, batch = 8
+    var seen = [Double](repeating: 0, count: n)
+    for step in 0..<(n / batch) {
+        let start = Searcher.shardStart(step: step, batch: batch, rank: rank, ranks: size)
+        for p in start..<(start + batch / size) { seen[p] += 1 }
+    }
+    try comm.allreduceSum(&seen)
+    check("shards cover every sample exactly once per epoch", seen.allSatisfy { $0 == 1 })
+}
+
+// --sync-bn: N ranks with batch B/N give the gradients of one rank with batch B.
+do {
+    let config = SupernetConfig(channels: 2, layers: 3, inputShape: [1, 8, 8], classes: 3)
+    let data = try SyntheticDataset.make(count: 8 * size, imageShape: [1, 8, 8], classes: 3, seed: 4)
+    var g = RandomGenerator(seed: 1)
+    let whole = data.batch(Array(0..<data.count), augment: false, generator: &g)
+    let local = data.count / size
+    let mine = data.batch(Array((rank * local)..<((rank + 1) * local)), augment: false, generator: &g)
+
+    let reference = try SearchNetwork(config, seed: 5)
+    let t1 = Tape()
+    try t1.backward(try reference.loss(whole.images, whole.labels, ForwardContext(tape: t1, training: true)).loss)
+
+    let distributed = try SearchNetwork(config, seed: 5)
+    let averager = GradientAverager(comm)
+    let t2 = Tape()
+    try t2.backward(try distributed.loss(mine.images, mine.labels,
+                                         ForwardContext(tape: t2, training: true, statisticsReducer: averager.statisticsReducer)).loss)
+    let all2 = distributed.weights + distributed.architecture
+    try averager.average(all2)
+    var worst = 0.0
+    for (a, b) in zip(reference.weights + reference.architecture, all2) {
+        let ga = a.grad!, gb = b.grad!
+        var diff = 0.0
+        for j in 0..<ga.count { diff += Double(ga.scalars[j] - gb.scalars[j]) * Double(ga.scalars[j] - gb.scalars[j]) }
+        let norm = ga.squaredNorm().squareRoot()
+        if norm > 1e-6 { worst = max(worst, diff.squareRoot() / norm) }
+    }
+    check("sync-bn gradients of \(size) ranks equal one rank's within 1e-4 relative (worst \(worst))", worst <= 1e-4)
+    if rank == 0 { print(String(format: "sync-bn: worst relative gradient difference %.2e over %d tensors", worst, all2.count)) }
+}
+
+// A resumed run matches an uninterrupted one.
+do {
+    let whole = try sharedDirectory("whole")
+    let a = try Searcher(config: tinyConfig(order: 1, epochs: 2), directory: whole, resume: false, communicator: comm, threads: 1)
+    a.log = { _ in }
+    _ = try a.run()
+
+    let cut = try sharedDirectory("cut")
+    let b = try Searcher(config: tinyConfig(order: 1, epochs: 2), directory: cut, resume: false, communicator: comm, threads: 1)
+    b.log = { _ in }
+    var steps = 0
+    b.stopRequested = { steps += 1; return steps == 3 * 2 - 1 && rank == size - 1 ? SIGTERM : nil }  // the last rank asks, in the second epoch
+    let first = try b.run()
+    check("run interrupted by one rank stops all", first == .interrupted(signal: SIGTERM))
+    let c = try Searcher(config: tinyConfig(order: 1, epochs: 2), directory: cut, resume: true, communicator: comm, threads: 1)
+    c.log = { _ in }
+    _ = try c.run()
+    check("resumed \(size)-rank run matches the uninterrupted one", c.stateHash() == a.stateHash())
+    if rank == 0 {
+        let ga = try String(contentsOf: whole.genotypeText, encoding: .utf8)
+        let gc = try String(contentsOf: cut.genotypeText, encoding: .utf8)
+        check("resumed run writes the same genotype", ga == gc)
+    }
+    try cleanup(whole)
+    try cleanup(cut)
+}
 try comm.barrier()
 
 var failed = [Double(failures.count)]

@@ -23,9 +23,27 @@ public func nasMPIBinary() throws -> URL {
 
 /// Runs `nas-mpi` with arguments, as a user would (swift-argument-parser's AssertExecuteCommand
 /// idea), and returns its exit status and output.
-public func runNasMPI(_ arguments: [String], environment: [String: String] = [:], currentDirectory: URL? = nil) throws -> CommandResult {
+public func runNasMPI(_ arguments: [String], environment: [String: String] = [:], currentDirectory: URL? = nil,
+                      timeout: TimeInterval = 600) throws -> CommandResult {
+    try runProgram(try nasMPIBinary(), arguments, environment: environment, currentDirectory: currentDirectory, timeout: timeout)
+}
+
+/// `nas-mpi` under `scripts/mpirun-local -np N` (oversubscribed, as root where needed).
+public func runNasMPIUnderMPI(ranks: Int, _ arguments: [String], timeout: TimeInterval = 600) throws -> CommandResult {
+    try runProgram(packageRoot().appendingPathComponent("scripts/mpirun-local"), ["-np", "\(ranks)", try nasMPIBinary().path] + arguments,
+            timeout: timeout)
+}
+
+/// The package's root directory (two levels above this file's folder).
+public func packageRoot() -> URL {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+}
+
+/// Runs a program; one still running after `timeout` seconds is killed (status 137 is reported).
+public func runProgram(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], currentDirectory: URL? = nil,
+                timeout: TimeInterval = 600) throws -> CommandResult {
     let process = Process()
-    process.executableURL = try nasMPIBinary()
+    process.executableURL = executable
     process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     for (k, v) in environment { env[k] = v }
@@ -42,6 +60,13 @@ public func runNasMPI(_ arguments: [String], environment: [String: String] = [:]
     process.standardError = try FileHandle(forWritingTo: errURL)
     process.standardInput = FileHandle.nullDevice
     try process.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    while process.isRunning && Date() < deadline { usleep(20_000) }
+    if process.isRunning {
+        kill(-process.processIdentifier, SIGKILL)
+        process.terminate()
+        kill(process.processIdentifier, SIGKILL)
+    }
     process.waitUntilExit()
     let outData = (try? Data(contentsOf: outURL)) ?? Data()
     let errData = (try? Data(contentsOf: errURL)) ?? Data()

@@ -87,15 +87,38 @@ public struct ImageDataset {
     /// A normalised batch; with `augment`, random crop (zero padding) and horizontal flip drawn
     /// from `generator`.
     public func batch(_ indices: [Int], augment: Bool, generator: inout RandomGenerator) -> Batch {
+        var g = generator
+        defer { generator = g }
+        return batch(indices, augment: augment) { _, draw in draw(&g) }
+    }
+
+    /// A normalised batch whose sample k draws its augmentation from `generatorFor(k)` (per-sample
+    /// streams make a rank's shard of a global batch identical to the same rows of the whole batch).
+    public func batch(_ indices: [Int], augment: Bool, generatorFor: (Int) -> RandomGenerator) -> Batch {
+        batch(indices, augment: augment) { k, draw in
+            var g = generatorFor(k)
+            draw(&g)
+        }
+    }
+
+    private func batch(_ indices: [Int], augment: Bool,
+                       withGenerator: (Int, (inout RandomGenerator) -> Void) -> Void) -> Batch {
         let (c, h, w) = (imageShape[0], imageShape[1], imageShape[2])
         var images = Tensor(shape: [indices.count, c, h, w])
         let pad = augment ? cropPadding : 0
         images.scalars.withUnsafeMutableBufferPointer { out in
             pixels.withUnsafeBufferPointer { px in
                 for (b, idx) in indices.enumerated() {
-                    let dy = pad > 0 ? generator.int(below: 2 * pad + 1) - pad : 0
-                    let dx = pad > 0 ? generator.int(below: 2 * pad + 1) - pad : 0
-                    let flip = augment && horizontalFlip && generator.bernoulli(0.5)
+                    var (dy, dx, flip) = (0, 0, false)
+                    if augment && (pad > 0 || horizontalFlip) {
+                        withGenerator(b) { g in
+                            if pad > 0 {
+                                dy = g.int(below: 2 * pad + 1) - pad
+                                dx = g.int(below: 2 * pad + 1) - pad
+                            }
+                            flip = horizontalFlip && g.bernoulli(0.5)
+                        }
+                    }
                     for ch in 0..<c {
                         let scale = 1 / (255 * std[ch])
                         let shift = -mean[ch] / std[ch]

@@ -7,11 +7,14 @@ public struct ForwardContext {
     public let training: Bool
     /// In training mode, whether BatchNorm updates its running averages.
     public var updateStatistics: Bool
+    /// Synchronised BatchNorm: sums batch statistics over ranks (nil: per-rank statistics).
+    public var statisticsReducer: StatisticsReducer?
 
-    public init(tape: Tape, training: Bool, updateStatistics: Bool = true) {
+    public init(tape: Tape, training: Bool, updateStatistics: Bool = true, statisticsReducer: StatisticsReducer? = nil) {
         self.tape = tape
         self.training = training
         self.updateStatistics = updateStatistics
+        self.statisticsReducer = statisticsReducer
     }
 }
 
@@ -79,7 +82,7 @@ public final class BatchNormLayer: Layer {
 
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
         try ctx.tape.batchNorm(x, gamma: gamma, beta: beta, statistics: statistics, training: ctx.training,
-                               updateStatistics: ctx.updateStatistics)
+                               updateStatistics: ctx.updateStatistics, reducer: ctx.statisticsReducer)
     }
 
     public func collect(prefix: String, into state: inout NamedState) {

@@ -32,6 +32,8 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     public var seed: UInt64
     /// Use only the first N training images (nil: all).
     public var trainLimit: Int?
+    /// Synchronised BatchNorm: batch statistics over all ranks' shards (default: per rank).
+    public var syncBatchNorm: Bool = false
 
     /// The preset's values with the embedded synthetic dataset.
     public static func preset(_ p: Preset) -> SearchConfig {

@@ -6,9 +6,17 @@ import Kernels
 /// validation batch, then a weight update on a training batch; per epoch a validation pass,
 /// metrics, alphas, genotype and a checkpoint.
 ///
-/// Randomness is counter-based: the data order of epoch e and the augmentation of step s are drawn
-/// from generators made from (seed, e, s), so a run resumed from a checkpoint taken at any step
-/// repeats exactly what the uninterrupted run would have done (same seed, ranks and threads).
+/// Randomness is counter-based: the data order of epoch e and the augmentation of the sample at
+/// position p of the epoch are drawn from generators made from (seed, e, p), so a run resumed from a
+/// checkpoint taken at any step repeats exactly what the uninterrupted run would have done (same
+/// seed, ranks and threads).
+///
+/// Data parallel: `batchSize` is the global batch. At each step every rank takes its contiguous
+/// 1/size share of the global batch (the epoch's permutation is the same on all ranks, so the
+/// shards are disjoint and cover every sample once per epoch), computes gradients, and the
+/// gradients of weights and alphas are averaged with one fused allreduce per backward pass — for
+/// second order also every gradient of the unrolled step and the Hessian-vector product. All ranks
+/// thus apply the identical update; rank 0 broadcasts the initial state, and only rank 0 writes.
 public final class Searcher {
     public let config: SearchConfig
     public let directory: RunDirectory
@@ -25,6 +33,12 @@ public final class Searcher {
     public var progress: ((String) -> Void)?
     /// Log a plain progress line every this many steps when `progress` is nil (0: never).
     public var logEvery = 0
+    /// Compare a checksum of weights and alphas across ranks every this many steps (0: never).
+    public var consistencyInterval = 0
+    /// Asked after every step whether to stop (checkpoint and return); by default, whether a
+    /// SIGINT or SIGTERM arrived. Ranks agree: any rank asking to stop stops all.
+    public var stopRequested: () -> Int32? = { Interrupt.received }
+    public let averager: GradientAverager
 
     public private(set) var epoch = 0
     public private(set) var stepInEpoch = 0
@@ -39,7 +53,14 @@ public final class Searcher {
     public init(config: SearchConfig, directory: RunDirectory, resume: Bool, communicator: Communicator = LocalCommunicator(),
                 threads: Int = Parallel.threads) throws {
         try config.validate()
+        guard config.batchSize % communicator.size == 0 else {
+            throw SearchConfigError("--batch-size \(config.batchSize) (the global batch) must be divisible by the \(communicator.size) ranks")
+        }
+        guard config.batchSize / communicator.size >= 2 || config.syncBatchNorm else {
+            throw SearchConfigError("--batch-size \(config.batchSize) over \(communicator.size) ranks leaves \(config.batchSize / communicator.size) image per rank; BatchNorm needs 2 (or use --sync-bn)")
+        }
         self.config = config
+        averager = GradientAverager(communicator)
         self.directory = directory
         self.comm = communicator
         self.threads = threads
@@ -65,13 +86,26 @@ public final class Searcher {
                         weightDecay: config.weightDecay)
         schedule = CosineAnnealing(base: config.learningRate, minimum: config.learningRateMin, period: config.epochs)
 
-        if resume {
-            let saved = try JSONDecoder().decode(SearchConfig.self, from: try Data(contentsOf: directory.config))
-            guard saved == config else { throw RunError("\(directory.config.path) differs from the configuration being resumed") }
-            try restore(try CheckpointFile.read(from: directory.checkpoint))
-        } else if comm.rank == 0 {
-            try directory.create()
-            try directory.writeJSON(config, to: directory.config)
+        architect.reduceGradients = { [averager] vs in try averager.average(vs) }
+        if config.syncBatchNorm && comm.size > 1 { architect.statisticsReducer = averager.statisticsReducer }
+
+        // Rank 0 reads the checkpoint (or creates the run directory) and sends its state to all.
+        var state: [UInt8] = []
+        if comm.rank == 0 {
+            if resume {
+                guard let data = FileManager.default.contents(atPath: directory.checkpoint.path) else {
+                    throw RunError("no checkpoint at \(directory.checkpoint.path)")
+                }
+                state = [UInt8](data)
+            } else {
+                try directory.create()
+                try directory.writeJSON(config, to: directory.config)
+                if comm.size > 1 { state = [UInt8](try makeCheckpoint().encoded()) }
+            }
+        }
+        if resume || comm.size > 1 {
+            try comm.broadcast(bytes: &state)
+            try apply(try CheckpointFile(data: Data(state), path: directory.checkpoint.path), announce: resume)
         }
     }
 
@@ -89,6 +123,8 @@ public final class Searcher {
     }
 
     public var stepsPerEpoch: Int { trainSet.count / config.batchSize }
+    /// Images per rank per step.
+    public var localBatch: Int { config.batchSize / comm.size }
 
     /// The outcome of `run`.
     public enum Outcome: Equatable {
@@ -99,9 +135,9 @@ public final class Searcher {
     /// Runs the remaining epochs. Returns early after writing a checkpoint when a signal arrives.
     public func run() throws -> Outcome {
         let steps = stepsPerEpoch
-        let b = config.batchSize
+        let (b, local) = (config.batchSize, localBatch)
         let params = network.weights
-        architect.reduceGradients = { [comm] vs in try Self.averageGradients(vs, comm) }
+        let reducer = config.syncBatchNorm && comm.size > 1 ? averager.statisticsReducer : nil
         while epoch < config.epochs {
             let lr = schedule.learningRate(at: epoch)
             optimizer.learningRate = lr
@@ -110,12 +146,17 @@ public final class Searcher {
             let valOrder = orderGenerator.permutation(validationSet.count)
             let epochStart = Date()
             let firstStep = stepInEpoch
+            averager.resetTimer()
             while stepInEpoch < steps {
                 let s = stepInEpoch
-                var aug = RandomGenerator(seed: config.seed, streamID: Self.stream(.augmentation, epoch, s))
-                let train = trainSet.batch(Array(trainOrder[(s * b)..<((s + 1) * b)]), augment: true, generator: &aug)
-                let valIndices = (0..<b).map { valOrder[(s * b + $0) % valOrder.count] }
-                let val = validationSet.batch(valIndices, augment: true, generator: &aug)
+                // This rank's shard of the global batch; sample p of the epoch augments from stream (e, p).
+                let first = Self.shardStart(step: s, batch: b, rank: comm.rank, ranks: comm.size)
+                let train = trainSet.batch(Array(trainOrder[first..<(first + local)]), augment: true) { k in
+                    RandomGenerator(seed: self.config.seed, streamID: Self.stream(.augmentation, self.epoch, first + k))
+                }
+                let val = validationSet.batch((0..<local).map { valOrder[(first + $0) % valOrder.count] }, augment: true) { k in
+                    RandomGenerator(seed: self.config.seed, streamID: Self.stream(.augmentation, self.epoch, (1 << 23) + first + k))
+                }
 
                 let archLoss = try architect.step(train: train, validation: val, eta: lr, weightOptimizer: optimizer,
                                                   secondOrder: config.order == 2)
@@ -123,20 +164,30 @@ public final class Searcher {
                 // Weight step: the alphas are constants here.
                 network.architecture.forEach { $0.requiresGrad = false }
                 let tape = Tape()
-                let (loss, logits) = try network.loss(train.images, train.labels, ForwardContext(tape: tape, training: true))
+                let (loss, logits) = try network.loss(train.images, train.labels,
+                                                      ForwardContext(tape: tape, training: true, statisticsReducer: reducer))
                 try tape.backward(loss)
                 network.architecture.forEach { $0.requiresGrad = true }
-                try Self.averageGradients(params, comm)
+                try averager.average(params)
                 clipGradientNorm(params, maxNorm: config.gradClip)
                 optimizer.step()
                 optimizer.zeroGrad()
 
-                epochLoss += Double(loss.value.scalars[0]) * Double(b)
-                epochArchLoss += Double(archLoss) * Double(b)
-                epochCorrect += correctCount(logits: logits.value, labels: train.labels)
+                // Loss, architecture loss and correct count summed over ranks (for the log only).
+                var stats = [Double(loss.value.scalars[0]) * Double(local), Double(archLoss) * Double(local),
+                             Double(correctCount(logits: logits.value, labels: train.labels)), stopRequested().map(Double.init) ?? 0]
+                if comm.size > 1 {
+                    try comm.allreduceSum(&stats)
+                }
+                epochLoss += stats[0]
+                epochArchLoss += stats[1]
+                epochCorrect += Int(stats[2])
                 epochSeen += b
                 stepInEpoch += 1
 
+                if consistencyInterval > 0, (epoch * steps + stepInEpoch) % consistencyInterval == 0 {
+                    try checkConsistency()
+                }
                 let elapsed = Date().timeIntervalSince(epochStart)
                 let done = stepInEpoch - firstStep
                 let rate = Double(done * b) / max(elapsed, 1e-9)
@@ -147,7 +198,9 @@ public final class Searcher {
                 if comm.rank == 0 {
                     if let progress { progress(line) } else if logEvery > 0, stepInEpoch % logEvery == 0 || stepInEpoch == steps { record(line) }
                 }
-                if let sig = Interrupt.received {
+                // A signal on any rank stops all ranks after the same step.
+                if stats[3] > 0 {
+                    let sig = stopRequested() ?? SIGTERM
                     try checkpoint()
                     record("received signal \(sig): checkpoint written at epoch \(epoch + 1) step \(stepInEpoch); continue with --resume")
                     return .interrupted(signal: sig)
@@ -158,8 +211,45 @@ public final class Searcher {
         return .finished(try network.genotype())
     }
 
+    /// The position in the epoch's permutation where `rank`'s shard of step `step` starts: the
+    /// global batch is positions step*batch ..< (step+1)*batch, split into `ranks` contiguous shards.
+    public static func shardStart(step: Int, batch: Int, rank: Int, ranks: Int) -> Int {
+        step * batch + rank * (batch / ranks)
+    }
+
+    /// Compares a hash of every rank's weights and alphas with rank 0's.
+    /// - Throws: `RunError` naming the ranks that diverged.
+    public func checkConsistency() throws {
+        guard comm.size > 1 else { return }
+        let hash = stateHash()
+        var verdict: [Float] = [-1]
+        if let all = try comm.gather(hash), let first = all.indices.first(where: { all[$0] != all[0] }) {
+            verdict[0] = Float(first)
+        }
+        try comm.broadcast(&verdict, root: 0)
+        if verdict[0] >= 0 {
+            throw RunError("ranks diverged at epoch \(epoch + 1) step \(stepInEpoch): rank \(Int(verdict[0]))'s weights and alphas differ from rank 0's")
+        }
+    }
+
+    /// FNV-1a over the bit patterns of weights and alphas. (BatchNorm running statistics differ
+    /// between ranks without --sync-bn; they are averaged before each validation pass.)
+    public func stateHash() -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ t: Tensor) {
+            t.scalars.withUnsafeBufferPointer { p in
+                for v in p { h = (h ^ UInt64(v.bitPattern)) &* 0x100_0000_01b3 }
+            }
+        }
+        let state = network.state
+        state.parameters.forEach { mix($0.variable.value) }
+        network.architecture.forEach { mix($0.value) }
+        return h
+    }
+
     /// Validation pass, metrics, alphas, genotype and checkpoint at the end of an epoch.
     private func finishEpoch(lr: Float, seconds: Double) throws {
+        try averageRunningStatistics()
         let (valLoss, valAcc) = try evaluate(validationSet)
         let genotype = try network.genotype()
         let record: [String: JSONValue] = [
@@ -172,6 +262,8 @@ public final class Searcher {
             "val_acc": .number(valAcc),
             "seconds": .number(seconds),
             "images_per_second": .number(Double(epochSeen) / max(seconds, 1e-9)),
+            "communication_seconds": .number(averager.communicationSeconds),
+            "ranks": .number(Double(comm.size)),
             "genotype": .string(genotype.pythonDescription),
         ]
         metrics.append(.object(record))
@@ -197,31 +289,59 @@ public final class Searcher {
         try checkpoint()
     }
 
-    /// Mean loss and top-1 accuracy over a dataset in eval mode (running BatchNorm statistics).
+    /// Mean loss and top-1 accuracy over a dataset in eval mode (running BatchNorm statistics);
+    /// the images are split over the ranks and the sums allreduced.
     public func evaluate(_ data: ImageDataset) throws -> (loss: Double, accuracy: Double) {
-        var lossSum = 0.0, correct = 0
+        var sums = [0.0, 0.0]
         var g = RandomGenerator(seed: config.seed)
+        let mine = Array(stride(from: comm.rank, to: data.count, by: comm.size))
         var start = 0
-        while start < data.count {
-            let idx = Array(start..<min(start + config.batchSize, data.count))
+        while start < mine.count {
+            let idx = Array(mine[start..<min(start + config.batchSize, mine.count)])
             let batch = data.batch(idx, augment: false, generator: &g)
             let (loss, logits) = try network.loss(batch.images, batch.labels, ForwardContext(tape: Tape(recording: false), training: false))
-            lossSum += Double(loss.value.scalars[0]) * Double(idx.count)
-            correct += correctCount(logits: logits.value, labels: batch.labels)
+            sums[0] += Double(loss.value.scalars[0]) * Double(idx.count)
+            sums[1] += Double(correctCount(logits: logits.value, labels: batch.labels))
             start += idx.count
         }
-        return (lossSum / Double(max(data.count, 1)), Double(correct) / Double(max(data.count, 1)))
+        if comm.size > 1 { try comm.allreduceSum(&sums) }
+        return (sums[0] / Double(max(data.count, 1)), sums[1] / Double(max(data.count, 1)))
+    }
+
+    /// Averages the BatchNorm running statistics over ranks (with per-rank batch statistics each
+    /// rank tracked its own shards), so that validation and checkpoints see one set.
+    private func averageRunningStatistics() throws {
+        guard comm.size > 1 else { return }
+        let stats = network.state.statistics.map(\.statistics)
+        var flat: [Float] = []
+        for s in stats { flat += s.runningMean.scalars; flat += s.runningVar.scalars }
+        try comm.allreduceMean(&flat)
+        var o = 0
+        for s in stats {
+            let c = s.channels
+            s.runningMean.scalars = Array(flat[o..<(o + c)])
+            s.runningVar.scalars = Array(flat[(o + c)..<(o + 2 * c)])
+            o += 2 * c
+        }
     }
 
     // MARK: Checkpoints
 
+    /// Writes the checkpoint (rank 0) and cost.json.
     private func checkpoint() throws {
         guard comm.rank == 0 else { return }
+        try makeCheckpoint().write(to: directory.checkpoint)
+        try writeCost()
+    }
+
+    /// The complete training state.
+    private func makeCheckpoint() throws -> CheckpointFile {
         var file = CheckpointFile(metadata: [
             "kind": .string("search"),
             "epoch": .number(Double(epoch)),
             "step": .number(Double(stepInEpoch)),
             "seed": .number(Double(config.seed)),
+            "ranks": .number(Double(comm.size)),
             "adam_step": .number(Double(architect.optimizer.stepCount)),
             "epoch_loss": .number(epochLoss), "epoch_arch_loss": .number(epochArchLoss),
             "epoch_correct": .number(Double(epochCorrect)), "epoch_seen": .number(Double(epochSeen)),
@@ -244,11 +364,11 @@ public final class Searcher {
             file.add("architect.exp_avg." + name, architect.optimizer.firstMoments[k])
             file.add("architect.exp_avg_sq." + name, architect.optimizer.secondMoments[k])
         }
-        try file.write(to: directory.checkpoint)
-        try writeCost()
+        return file
     }
 
-    private func restore(_ file: CheckpointFile) throws {
+    /// Restores the state from a checkpoint.
+    private func apply(_ file: CheckpointFile, announce: Bool) throws {
         guard file.metadata["kind"]?.string == "search" else { throw RunError("\(directory.checkpoint.path) is not a search checkpoint") }
         let state = network.state
         for (name, v) in state.parameters { v.value = try file.tensor(name, shape: v.shape) }
@@ -278,7 +398,11 @@ public final class Searcher {
         metrics = m["metrics"]?.array ?? []
         alphaHistory = m["alphas"]?.array ?? []
         previousSeconds = m["seconds"]?.double ?? 0
-        record("resumed from \(directory.checkpoint.path) at epoch \(epoch + 1) step \(stepInEpoch)")
+        if announce {
+            let ranks = m["ranks"]?.int ?? comm.size
+            record("resumed from \(directory.checkpoint.path) at epoch \(epoch + 1) step \(stepInEpoch)"
+                   + (ranks != comm.size ? " (saved by \(ranks) ranks, continuing on \(comm.size): not bit-identical to an uninterrupted run)" : ""))
+        }
     }
 
     // MARK: Helpers
@@ -309,28 +433,6 @@ public final class Searcher {
     /// A stream id for (kind, epoch, index): counter-based randomness.
     static func stream(_ kind: RandomStream, _ epoch: Int, _ index: Int) -> UInt64 {
         kind.rawValue << 48 | UInt64(epoch & 0xFFFFFF) << 24 | UInt64(index & 0xFFFFFF)
-    }
-
-    /// Averages gradients over ranks in one fused buffer (a no-op for one rank).
-    static func averageGradients(_ vs: [Variable], _ comm: Communicator) throws {
-        guard comm.size > 1 else { return }
-        var total = 0
-        for v in vs { total += v.value.count }
-        try comm.requireSameOnAllRanks(total, what: "fused gradient buffer length")
-        var buffer = [Float](repeating: 0, count: total)
-        var o = 0
-        for v in vs {
-            if let g = v.grad { for j in 0..<g.count { buffer[o + j] = g.scalars[j] } }
-            o += v.value.count
-        }
-        try comm.allreduceMean(&buffer)
-        o = 0
-        for v in vs {
-            var g = Tensor(shape: v.shape)
-            for j in 0..<g.count { g.scalars[j] = buffer[o + j] }
-            v.grad = g
-            o += v.value.count
-        }
     }
 
     static func duration(_ s: Double) -> String {

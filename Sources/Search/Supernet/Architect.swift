@@ -27,6 +27,8 @@ public final class Architect {
     /// Averages gradients over ranks after each backward pass (identity for one process). Called
     /// with the variables whose gradients were just computed, in the same order on every rank.
     public var reduceGradients: ([Variable]) throws -> Void = { _ in }
+    /// Synchronised BatchNorm for the architect's forward passes (nil: per-rank statistics).
+    public var statisticsReducer: StatisticsReducer?
 
     /// - Parameters: the reference architecture optimiser: Adam lr 3e-4, betas (0.5, 0.999),
     ///   weight decay 1e-3.
@@ -147,7 +149,8 @@ public final class Architect {
     /// Forward and backward of the mean loss of a batch in training mode; returns the loss.
     private func backward(_ batch: Batch, updateStatistics: Bool) throws -> Float {
         let tape = Tape()
-        let loss = try model.loss(on: batch, ForwardContext(tape: tape, training: true, updateStatistics: updateStatistics))
+        let loss = try model.loss(on: batch, ForwardContext(tape: tape, training: true, updateStatistics: updateStatistics,
+                                                            statisticsReducer: statisticsReducer))
         try tape.backward(loss)
         return loss.value.scalars[0]
     }

@@ -36,6 +36,10 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Use only the first N training images.") var trainLimit: Int?
     @Option(help: "Run directory (default runs/search-DATE-TIME).") var out: String?
     @Flag(help: "Continue the run in --out from its checkpoint, with its saved configuration.") var resume = false
+    @Flag(name: .customLong("sync-bn"), help: "Synchronised BatchNorm: batch statistics over all ranks (default: per rank).")
+    var syncBatchNorm = false
+    @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
+    var checkConsistency = 0
     @Option(help: "Without a terminal: log a progress line every N steps (default: 10 per epoch).") var logEvery: Int?
     @OptionGroup var threading: ThreadOptions
 
@@ -49,7 +53,7 @@ struct SearchCommand: ParsableCommand {
             ("--batch-size", batchSize), ("--learning-rate", learningRate), ("--learning-rate-min", learningRateMin),
             ("--momentum", momentum), ("--weight-decay", weightDecay), ("--arch-learning-rate", archLearningRate),
             ("--arch-weight-decay", archWeightDecay), ("--grad-clip", gradClip), ("--train-portion", trainPortion),
-            ("--order", order), ("--seed", seed), ("--train-limit", trainLimit),
+            ("--order", order), ("--seed", seed), ("--train-limit", trainLimit), ("--sync-bn", syncBatchNorm ? true : nil),
         ]
         for (name, value) in pairs where value != nil { given.append(name) }
         return given
@@ -64,6 +68,7 @@ struct SearchCommand: ParsableCommand {
             }
         }
         if let logEvery, logEvery < 0 { throw ValidationError("--log-every must be at least 0") }
+        if checkConsistency < 0 { throw ValidationError("--check-consistency must be at least 0") }
         let kind = dataOptions.dataset ?? .synthetic
         if kind == .cifar10 || kind == .mnist {
             if network.input != nil { throw ValidationError("--input applies to --dataset synthetic or csv; \(kind.rawValue) images have a fixed shape") }
@@ -103,19 +108,43 @@ struct SearchCommand: ParsableCommand {
         if let v = order { c.order = v }
         if let v = seed { c.seed = v }
         if let v = trainLimit { c.trainLimit = v }
+        if syncBatchNorm { c.syncBatchNorm = true }
         do { try c.validate() } catch { throw ValidationError("\(error)") }
         return c
     }
 
     func run() throws {
         let comm = MPIEnvironment.worldOrLocal()
+        do {
+            try search(comm)
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            // One rank failing ends the whole job at once, with the rank in the message.
+            if comm.size > 1 { comm.abort(code: 1, message: "error: \(error)") }
+            throw error
+        }
+    }
+
+    private func search(_ comm: Communicator) throws {
         let threads = threading.apply()
-        let dir = RunDirectory(out ?? "runs/search-" + Self.timestamp())
-        let config = resume ? try Searcher.savedConfig(dir) : try resolvedConfig()
+        // Every rank must use the same directory name: rank 0 chooses it.
+        var outBytes = Array((out ?? "runs/search-" + Self.timestamp()).utf8)
+        try comm.broadcast(bytes: &outBytes)
+        let dir = RunDirectory(String(decoding: outBytes, as: UTF8.self))
+        let config: SearchConfig
+        if resume {
+            var bytes: [UInt8] = comm.rank == 0 ? Array(try JSONEncoder().encode(try Searcher.savedConfig(dir))) : []
+            try comm.broadcast(bytes: &bytes)
+            config = try JSONDecoder().decode(SearchConfig.self, from: Data(bytes))
+        } else {
+            config = try resolvedConfig()
+        }
         Interrupt.install()
         let terminal = isatty(STDOUT_FILENO) == 1
         var progressShown = false
         let searcher = try Searcher(config: config, directory: dir, resume: resume, communicator: comm, threads: threads)
+        searcher.consistencyInterval = checkConsistency
         searcher.log = { line in
             if progressShown { print("\r\u{1B}[K", terminator: ""); progressShown = false }
             print(line)
@@ -131,7 +160,7 @@ struct SearchCommand: ParsableCommand {
             searcher.logEvery = logEvery ?? max(1, searcher.stepsPerEpoch / 10)
         }
         if comm.rank == 0 && !resume {
-            searcher.log("search: \(config.preset.rawValue) preset, \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)")
+            searcher.log("search: \(config.preset.rawValue) preset, \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)\(config.syncBatchNorm ? ", synchronised BatchNorm" : "")")
             searcher.log("run directory: \(dir.url.path)")
         }
         switch try searcher.run() {
