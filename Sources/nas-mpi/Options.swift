@@ -16,6 +16,7 @@ struct ThreadOptions: ParsableArguments {
     func apply() -> Int {
         let n = threads ?? MPIEnvironment.defaultThreads
         Parallel.setThreads(n)
+        Allocator.configureForTraining()
         return n
     }
 }

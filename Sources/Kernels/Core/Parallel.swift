@@ -41,6 +41,17 @@ public enum Parallel {
         forChunks(count) { _, range in for i in range { body(i) } }
     }
 
+    /// Runs `body` over 0..<count split into contiguous ranges for elementwise loops: one range
+    /// on one thread below `grain` elements (threads cost more than they save on small tensors).
+    @inline(__always)
+    public static func forRanges(_ count: Int, grain: Int = 1 << 16, _ body: (Range<Int>) -> Void) {
+        if _threads <= 1 || count < grain {
+            if count > 0 { body(0..<count) }
+            return
+        }
+        forChunks(count) { _, r in body(r) }
+    }
+
     /// The number of chunks `forChunks(count)` uses.
     public static func chunks(_ count: Int) -> Int { min(_threads, max(count, 0)) }
 }

@@ -29,6 +29,18 @@ public struct Tensor: Equatable, Sendable {
         self.scalars = scalars
     }
 
+    /// A tensor whose every element `initializer` writes (no zero-filling first).
+    ///
+    /// - Parameter initializer: must write all `shape.product` elements.
+    public init(uninitializedShape shape: [Int], _ initializer: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        let n = shape.reduce(1, *)
+        self.shape = shape
+        self.scalars = [Float](unsafeUninitializedCapacity: n) { buffer, count in
+            initializer(buffer)
+            count = n
+        }
+    }
+
     /// A tensor of zeros with the same shape.
     public static func zeros(like t: Tensor) -> Tensor { Tensor(shape: t.shape) }
 

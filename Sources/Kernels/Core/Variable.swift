@@ -36,6 +36,18 @@ public final class Variable {
     /// Drops the gradient (the next backward starts from zero).
     public func zeroGrad() { grad = nil }
 
+    /// Adds into the gradient through `body`, or, when there is none yet, lets `body` write it
+    /// from scratch into uninitialised memory (`accumulate == false`: every element must be
+    /// written), which saves zero-filling and re-reading the buffer.
+    @inline(__always)
+    public func writeOrAccumulateGrad(_ body: (_ grad: UnsafeMutableBufferPointer<Float>, _ accumulate: Bool) -> Void) {
+        if grad == nil {
+            grad = Tensor(uninitializedShape: value.shape) { body($0, false) }
+        } else {
+            grad!.scalars.withUnsafeMutableBufferPointer { body($0, true) }
+        }
+    }
+
     /// Adds into the gradient through `body`, allocating it as zeros first if needed.
     @inline(__always)
     public func accumulateGrad(_ body: (UnsafeMutableBufferPointer<Float>) -> Void) {
@@ -56,11 +68,15 @@ public final class Variable {
 public final class Tape {
     /// Whether ops append backward rules.
     public let isRecording: Bool
-    private var records: [(output: Variable, rule: () throws -> Void)] = []
+    private var records: [(output: Variable, op: String, rule: () throws -> Void)] = []
+    private let profile: OpProfile?
+    private var lastOpEnd = 0.0
 
     /// A tape; `recording: false` gives inference mode.
     public init(recording: Bool = true) {
         self.isRecording = recording
+        profile = OpProfile.shared.isEnabled ? OpProfile.shared : nil
+        if profile != nil { lastOpEnd = OpProfile.now() }
     }
 
     /// The number of recorded backward rules.
@@ -73,17 +89,30 @@ public final class Tape {
     /// Makes the output of an op; when any input requires a gradient, records `rule`.
     ///
     /// `rule` receives the output's gradient (called only if some consumer produced one).
+    /// `op` names the op kind in profiles (default: the calling method's name).
     @inline(__always)
-    func output(_ value: Tensor, inputs: [Variable], rule: @escaping (_ out: Variable, _ grad: UnsafeBufferPointer<Float>) throws -> Void) -> Variable {
+    func output(_ value: Tensor, inputs: [Variable], op: String = #function,
+                rule: @escaping (_ out: Variable, _ grad: UnsafeBufferPointer<Float>) throws -> Void) -> Variable {
         let needs = isRecording && inputs.contains { $0.requiresGrad }
         let out = Variable(op: value, requiresGrad: needs)
         if needs {
-            records.append((out, { [unowned out] in
+            records.append((out, op, { [unowned out] in
                 guard let g = out.grad else { return }
                 try g.scalars.withUnsafeBufferPointer { try rule(out, $0) }
             }))
         }
+        if let profile {
+            let t = OpProfile.now()
+            profile.addForward(Self.kind(op), t - lastOpEnd)
+            lastOpEnd = t
+        }
         return out
+    }
+
+    /// "conv2d(_:_:bias:...)" -> "conv2d".
+    static func kind(_ op: String) -> String {
+        if let i = op.firstIndex(of: "(") { return String(op[..<i]) }
+        return op
     }
 
     /// Runs backward from a scalar loss, seeding d(loss)/d(loss) = `seed`.
@@ -98,7 +127,13 @@ public final class Tape {
         try requireArgument(isRecording, "backward", "the tape was created with recording: false")
         output.grad = gradient
         for record in records.reversed() {
-            try record.rule()
+            if let profile {
+                let t = OpProfile.now()
+                try record.rule()
+                profile.addBackward(Self.kind(record.op), OpProfile.now() - t)
+            } else {
+                try record.rule()
+            }
             if !record.output.isLeaf, record.output !== output { record.output.grad = nil }
         }
         records.removeAll()

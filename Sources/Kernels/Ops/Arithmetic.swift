@@ -22,7 +22,13 @@ extension Tape {
         }
         return output(y, inputs: xs) { _, dy in
             for x in xs where x.requiresGrad {
-                x.accumulateGrad { dx in for i in 0..<dx.count { dx[i] += dy[i] } }
+                x.writeOrAccumulateGrad { dx, accumulate in
+                    if accumulate {
+                        for i in 0..<dx.count { dx[i] += dy[i] }
+                    } else {
+                        dx.baseAddress!.update(from: dy.baseAddress!, count: dx.count)
+                    }
+                }
             }
         }
     }
@@ -62,14 +68,26 @@ extension Tape {
         return output(y, inputs: xs + [w]) { _, dy in
             for (k, x) in xs.enumerated() where x.requiresGrad {
                 let s = wv[idx[k]]
-                x.accumulateGrad { dx in for i in 0..<dx.count { dx[i] += s * dy[i] } }
+                x.writeOrAccumulateGrad { dx, accumulate in
+                    if accumulate {
+                        for i in 0..<dx.count { dx[i] += s * dy[i] }
+                    } else {
+                        for i in 0..<dx.count { dx[i] = s * dy[i] }
+                    }
+                }
             }
             if w.requiresGrad {
                 w.accumulateGrad { dw in
                     for (k, x) in xs.enumerated() {
                         x.value.scalars.withUnsafeBufferPointer { xp in
+                            // Vectorised Float sums over chunks, added in Double.
                             var acc = 0.0
-                            for i in 0..<dy.count { acc += Double(dy[i] * xp[i]) }
+                            var start = 0
+                            while start < dy.count {
+                                let n = min(4096, dy.count - start)
+                                acc += Double(Reduce.dot(dy.baseAddress! + start, xp.baseAddress! + start, n))
+                                start += n
+                            }
                             dw[idx[k]] += Float(acc)
                         }
                     }

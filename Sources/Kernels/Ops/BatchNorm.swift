@@ -73,10 +73,11 @@ extension Tape {
                 sums.withUnsafeMutableBufferPointer { sp in
                     let xb = xp.baseAddress!
                     Parallel.forEach(c) { ch in
+                        // Float sums per plane (vectorised), Double across planes.
                         var s = 0.0, s2 = 0.0
                         for i in 0..<n {
-                            let p = xb + (i * c + ch) * hw
-                            for j in 0..<hw { let v = Double(p[j]); s += v; s2 += v * v }
+                            let (a, b) = Reduce.sumAndSquares(xb + (i * c + ch) * hw, hw)
+                            s += Double(a); s2 += Double(b)
                         }
                         sp[ch] = s; sp[c + ch] = s2
                     }
@@ -136,13 +137,10 @@ extension Tape {
                         var a = 0.0, b = 0.0
                         for i in 0..<n {
                             let off = (i * c + ch) * hw
-                            for j in 0..<hw {
-                                let d = Double(dyb[off + j])
-                                a += d
-                                b += d * Double((xb[off + j] - mu) * inv)
-                            }
+                            let (sd, sdx) = Reduce.sumAndCenteredDot(dyb + off, xb + off, mean: mu, hw)
+                            a += Double(sd); b += Double(sdx)
                         }
-                        sp[ch] = a; sp[c + ch] = b
+                        sp[ch] = a; sp[c + ch] = b * Double(inv)
                     }
                 }
             }
@@ -155,7 +153,7 @@ extension Tape {
             }
             guard x.requiresGrad else { return }
             if let reducer { try sums.withUnsafeMutableBufferPointer { try reducer($0) } }
-            x.accumulateGrad { dx in
+            x.writeOrAccumulateGrad { dx, accumulate in
                 x.value.scalars.withUnsafeBufferPointer { xp in
                     let (xb, dyb, dxb) = (xp.baseAddress!, dy.baseAddress!, dx.baseAddress!)
                     Parallel.forEach(c) { ch in
@@ -169,13 +167,14 @@ extension Tape {
                                 let off = (i * c + ch) * hw
                                 for j in 0..<hw {
                                     let xhat = (xb[off + j] - mu) * inv
-                                    dxb[off + j] += k * (dyb[off + j] - mdy - xhat * mdx)
+                                    let v = k * (dyb[off + j] - mdy - xhat * mdx)
+                                    dxb[off + j] = accumulate ? dxb[off + j] + v : v
                                 }
                             }
                         } else {
                             for i in 0..<n {
                                 let off = (i * c + ch) * hw
-                                for j in 0..<hw { dxb[off + j] += k * dyb[off + j] }
+                                for j in 0..<hw { dxb[off + j] = accumulate ? dxb[off + j] + k * dyb[off + j] : k * dyb[off + j] }
                             }
                         }
                     }

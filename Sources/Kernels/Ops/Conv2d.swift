@@ -76,12 +76,22 @@ extension Tape {
         }
         var inputs = [x, w]
         if let b { inputs.append(b) }
-        return output(y, inputs: inputs) { _, dy in
+        let kind = g.isPointwise ? "conv2d 1x1" : g.isDepthwise ? "conv2d depthwise" : "conv2d im2col"
+        return output(y, inputs: inputs, op: kind) { _, dy in
             let dyp = dy.baseAddress!
             if x.requiresGrad {
-                x.accumulateGrad { dx in
-                    w.value.scalars.withUnsafeBufferPointer { wp in
-                        Conv2dKernels.backwardInput(g, dy: dyp, w: wp.baseAddress!, dx: dx.baseAddress!)
+                if g.isPointwise {
+                    // One GEMM per sample writes (beta 0) or adds (beta 1) the whole gradient.
+                    x.writeOrAccumulateGrad { dx, accumulate in
+                        w.value.scalars.withUnsafeBufferPointer { wp in
+                            Conv2dKernels.backwardInput(g, dy: dyp, w: wp.baseAddress!, dx: dx.baseAddress!, accumulate: accumulate)
+                        }
+                    }
+                } else {
+                    x.accumulateGrad { dx in
+                        w.value.scalars.withUnsafeBufferPointer { wp in
+                            Conv2dKernels.backwardInput(g, dy: dyp, w: wp.baseAddress!, dx: dx.baseAddress!)
+                        }
                     }
                 }
             }
@@ -148,15 +158,17 @@ public enum Conv2dKernels {
         }
     }
 
-    /// dx += convᵀ(dy, w).
-    public static func backwardInput(_ g: ConvGeometry, dy: UnsafePointer<Float>, w: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+    /// dx += convᵀ(dy, w); with `accumulate: false` (pointwise only) dx is overwritten instead.
+    public static func backwardInput(_ g: ConvGeometry, dy: UnsafePointer<Float>, w: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                                     accumulate: Bool = true) {
+        precondition(accumulate || g.isPointwise, "conv2d backwardInput: overwriting is for pointwise convolutions")
         let inPlane = g.inChannels * g.height * g.width
         let outHW = g.outHeight * g.outWidth
         let outPlane = g.outChannels * outHW
         if g.isPointwise {
             Parallel.forEach(g.batch) { n in
                 BLAS.sgemm(transA: true, m: g.inChannels, n: outHW, k: g.outChannels, a: w, lda: g.inChannels,
-                           b: dy + n * outPlane, ldb: outHW, beta: 1, c: dx + n * inPlane, ldc: outHW)
+                           b: dy + n * outPlane, ldb: outHW, beta: accumulate ? 1 : 0, c: dx + n * inPlane, ldc: outHW)
             }
         } else if g.isDepthwise {
             Parallel.forEach(g.batch * g.inChannels) { nc in
@@ -300,12 +312,7 @@ public enum Conv2dKernels {
                 var acc: Float = 0
                 for oy in oyRange {
                     let xr = x + (oy * s + rowOffset) * W + colOffset
-                    let dyr = dy + oy * OW
-                    if s == 1 {
-                        for ox in lo..<hi { acc += dyr[ox] * xr[ox] }
-                    } else {
-                        for ox in lo..<hi { acc += dyr[ox] * xr[ox * s] }
-                    }
+                    acc += Reduce.dot(xr + lo * s, stride: s, dy + oy * OW + lo, hi - lo)
                 }
                 dw[ky * g.kernelW + kx] += acc
             }

@@ -4,8 +4,25 @@ import Kernels
 /// cell preprocessing. Module and parameter names follow the reference so that state-dict names
 /// match (`op.1.weight`, `conv_1.weight`, `bn.running_mean`).
 
+/// An op whose first step is a ReLU of its input. A mixed edge computes ReLU(x) once and hands it
+/// to all such ops (sep_conv, dil_conv, FactorizedReduce), instead of four identical ReLUs.
+public protocol ReLUPrefixed: Layer {
+    /// The op's output given ReLU(x) already computed.
+    func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable
+}
+
+extension Sequential {
+    /// The layers after the leading ReLU.
+    func forwardAfterReLU(_ h: Variable, _ ctx: ForwardContext) throws -> Variable {
+        precondition(layers.first is ReLULayer, "forwardAfterReLU on a Sequential that does not start with ReLU")
+        var y = h
+        for l in layers.dropFirst() { y = try l.forward(y, ctx) }
+        return y
+    }
+}
+
 /// ReLU, convolution, BatchNorm (`ReLUConvBN`): children under `op`.
-public final class ReLUConvBN: Layer {
+public final class ReLUConvBN: ReLUPrefixed {
     public let op: Sequential
 
     public init(_ cin: Int, _ cout: Int, kernel: Int, stride: Int, padding: Int, affine: Bool, generator: inout RandomGenerator) {
@@ -17,11 +34,12 @@ public final class ReLUConvBN: Layer {
     }
 
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forward(x, ctx) }
+    public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forwardAfterReLU(h, ctx) }
     public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
 }
 
 /// ReLU, depthwise k x k with dilation, 1x1, BatchNorm (`DilConv`).
-public final class DilConv: Layer {
+public final class DilConv: ReLUPrefixed {
     public let op: Sequential
 
     public init(_ cin: Int, _ cout: Int, kernel: Int, stride: Int, padding: Int, dilation: Int, affine: Bool,
@@ -35,11 +53,12 @@ public final class DilConv: Layer {
     }
 
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forward(x, ctx) }
+    public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forwardAfterReLU(h, ctx) }
     public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
 }
 
 /// Two stacked (ReLU, depthwise, 1x1, BatchNorm) blocks, the first with the stride (`SepConv`).
-public final class SepConv: Layer {
+public final class SepConv: ReLUPrefixed {
     public let op: Sequential
 
     public init(_ cin: Int, _ cout: Int, kernel: Int, stride: Int, padding: Int, affine: Bool, generator: inout RandomGenerator) {
@@ -56,12 +75,13 @@ public final class SepConv: Layer {
     }
 
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forward(x, ctx) }
+    public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forwardAfterReLU(h, ctx) }
     public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
 }
 
 /// Halves the resolution without losing half the pixels: ReLU, two 1x1 stride-2 convolutions to
 /// cout/2 channels each, the second on the input shifted by one pixel, concatenated, BatchNorm.
-public final class FactorizedReduce: Layer {
+public final class FactorizedReduce: ReLUPrefixed {
     public let conv1: Conv2dLayer
     public let conv2: Conv2dLayer
     public let bn: BatchNormLayer
@@ -74,12 +94,15 @@ public final class FactorizedReduce: Layer {
     }
 
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
+        try forward(activated: ctx.tape.relu(x), ctx)
+    }
+
+    public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable {
         let t = ctx.tape
-        let h = t.relu(x)
-        let (H, W) = (x.shape[2], x.shape[3])
+        let (H, W) = (h.shape[2], h.shape[3])
         guard H % 2 == 0, W % 2 == 0 else {
             throw KernelError.shapeMismatch(op: "FactorizedReduce",
-                                            "input \(x.shape) has an odd size; reduction needs even heights and widths")
+                                            "input \(h.shape) has an odd size; reduction needs even heights and widths")
         }
         let a = try conv1.forward(h, ctx)
         let b = try conv2.forward(try t.crop(h, top: 1, left: 1, height: H - 1, width: W - 1), ctx)

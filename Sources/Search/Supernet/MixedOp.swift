@@ -19,9 +19,16 @@ public final class MixedOp: Layer {
         var outputs: [Variable] = []
         var indices: [Int] = []
         outputs.reserveCapacity(ops.count)
+        // One ReLU(x) shared by every op that starts with one.
+        var activated: Variable?
         for (k, op) in ops.enumerated() {
             guard let op else { continue }
-            outputs.append(try op.forward(x, ctx))
+            if let r = op as? ReLUPrefixed {
+                if activated == nil { activated = ctx.tape.relu(x) }
+                outputs.append(try r.forward(activated: activated!, ctx))
+            } else {
+                outputs.append(try op.forward(x, ctx))
+            }
             indices.append(k)
         }
         return try ctx.tape.weightedSum(outputs, weights: weights, indices: indices)

@@ -1,0 +1,140 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import Kernels
+import Search
+
+/// `nas-mpi bench step`: full DARTS search steps on random data.
+struct BenchStep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "step",
+        abstract: "Time full DARTS search steps (architect step + weight step) on random data.",
+        discussion: """
+            Each step is what `nas-mpi search` does: an architecture step on a validation batch (first or \
+            second order), then a weight step on a training batch with gradient clipping and the SGD \
+            update, gradients averaged over ranks. GFLOP/s uses the analytic count of `nas-mpi summary`: \
+            a forward pass is 2 x MACs FLOPs per image, a backward pass twice that; a first-order step is \
+            2 forward+backward passes, a second-order step 5. Under mpirun, --batch is per rank (weak \
+            scaling) and images/s counts all ranks.
+            """
+    )
+
+    @OptionGroup var network: NetworkOptions
+    @Option(help: "Images per rank per batch.") var batch = 32
+    @Option(help: "Architecture gradient order: 1 or 2.") var order = 1
+    @Option(help: "Timed steps (after the warm-up).") var steps = 5
+    @Option(help: "Untimed warm-up steps.") var warmup = 1
+    @Flag(help: "Print where step time goes, by op kind.") var profile = false
+    @OptionGroup var threading: ThreadOptions
+
+    func validate() throws {
+        guard batch >= 2 else { throw ValidationError("--batch must be at least 2, got \(batch)") }
+        guard order == 1 || order == 2 else { throw ValidationError("--order must be 1 or 2, got \(order)") }
+        guard steps >= 1, warmup >= 0 else { throw ValidationError("--steps must be at least 1 and --warmup at least 0") }
+    }
+
+    func run() throws {
+        let comm = MPIEnvironment.worldOrLocal()
+        do { try bench(comm) } catch {
+            if comm.size > 1 { comm.abort(code: 1, message: "error: \(error)") }
+            throw error
+        }
+    }
+
+    private func bench(_ comm: Communicator) throws {
+        let threads = threading.apply()
+        let shape = try network.parsedInput() ?? [3, 32, 32]
+        let config = SupernetConfig(channels: network.channels ?? 16, layers: network.layers ?? 8, inputShape: shape,
+                                    classes: network.classes ?? 10, primitives: try network.parsedPrimitives() ?? Primitive.allCases)
+        let net: SearchNetwork
+        do { net = try SearchNetwork(config, seed: 1) } catch { throw ValidationError("\(error)") }
+        let macTape = Tape(recording: false)
+        _ = try net.forward(Variable(Tensor(shape: [1] + shape)), ForwardContext(tape: macTape, training: false))
+        let macs = macTape.multiplyAccumulates
+        let passes = order == 1 ? 2.0 : 5.0
+        let flopsPerStep = passes * 3 * 2 * Double(macs) * Double(batch)
+
+        var g = RandomGenerator(seed: UInt64(7 + comm.rank), stream: .synthetic)
+        func randomBatch() -> Batch {
+            var x = Tensor(shape: [batch] + shape)
+            g.fillNormal(&x)
+            return Batch(images: x, labels: (0..<batch).map { _ in g.int(below: config.classes) })
+        }
+        let (train, val) = (randomBatch(), randomBatch())
+        let averager = GradientAverager(comm)
+        let architect = Architect(model: net)
+        architect.reduceGradients = { try averager.average($0) }
+        let sgd = SGD(parameters: net.weights, learningRate: 0.025, momentum: 0.9, weightDecay: 3e-4)
+
+        func step() throws {
+            try architect.step(train: train, validation: val, eta: 0.025, weightOptimizer: sgd, secondOrder: order == 2)
+            net.architecture.forEach { $0.requiresGrad = false }
+            let tape = Tape()
+            try tape.backward(try net.loss(on: train, ForwardContext(tape: tape, training: true)))
+            net.architecture.forEach { $0.requiresGrad = true }
+            try averager.average(net.weights)
+            clipGradientNorm(net.weights, maxNorm: 5)
+            sgd.step()
+            sgd.zeroGrad()
+        }
+        for _ in 0..<warmup { try step() }
+        try comm.barrier()
+        averager.resetTimer()
+        OpProfile.shared.isEnabled = profile
+        OpProfile.shared.reset()
+        var times: [Double] = []
+        for _ in 0..<steps {
+            let t0 = ResourceUsage.now()
+            try step()
+            times.append(ResourceUsage.now() - t0)
+        }
+        OpProfile.shared.isEnabled = false
+        // The job's step time is the slowest rank's.
+        var worst = times
+        try worst.withUnsafeMutableBufferPointer { try comm.allreduceMax($0) }
+        let t = TimingSummary(worst)
+        var comms = [averager.communicationSeconds / Double(steps)]
+        try comm.allreduceMax(&comms)
+        var rss = [Double(ResourceUsage.peakResidentBytes)]
+        try comm.allreduceMax(&rss)
+        let sgemm = sgemmGFLOPS(threads: threads)
+        guard comm.rank == 0 else { return }
+        let s = shape.map(String.init).joined(separator: "x")
+        print("nas-mpi bench step: C=\(config.channels), \(config.layers) layers, input \(s), batch \(batch) per rank, order \(order), \(comm.size) rank(s) x \(threads) thread(s)")
+        print("forward MACs per image: \(macs); analytic work per step: \(String(format: "%.2f", flopsPerStep / 1e9)) GFLOP per rank")
+        print(String(format: "step time: min=%.3f median=%.3f max=%.3f s over %d steps (after %d warm-up)", t.min, t.median, t.max, steps, warmup))
+        print(String(format: "achieved: %.2f GFLOP/s per rank, %.1f images/s in all (%d ranks)",
+                     flopsPerStep / t.median / 1e9, Double(2 * batch * comm.size) / t.median, comm.size))
+        print(String(format: "communication: %.4f s per step (%.1f%% of the median step)", comms[0], 100 * comms[0] / t.median))
+        print(String(format: "peak resident memory: %.0f MB (largest rank)", rss[0] / 1e6))
+        print(String(format: "OpenBLAS sgemm 1024^3: %.1f GFLOP/s on 1 thread, %.1f on %d", sgemm.0, sgemm.1, threads))
+        if profile {
+            let entries = OpProfile.shared.entries.sorted { $0.value.total > $1.value.total }
+            let total = entries.reduce(0) { $0 + $1.value.total }
+            print("")
+            printTable(header: ["op kind", "calls/step", "forward s", "backward s", "share"], rows: entries.map { e in
+                [e.key, "\(e.value.calls / steps)", String(format: "%.3f", e.value.forwardSeconds / Double(steps)),
+                 String(format: "%.3f", e.value.backwardSeconds / Double(steps)), String(format: "%.1f%%", 100 * e.value.total / total)]
+            })
+            print(String(format: "(per step; ops account for %.3f of %.3f s)", total / Double(steps), t.median))
+        }
+    }
+
+    /// OpenBLAS sgemm GFLOP/s at 1024^3 on one thread and on `threads`.
+    private func sgemmGFLOPS(threads: Int) -> (Double, Double) {
+        let n = 1024
+        let a = [Float](repeating: 0.5, count: n * n), b = a
+        var c = a
+        func measure(_ t: Int) -> Double {
+            BLAS.setThreads(t)
+            defer { BLAS.setThreads(1) }
+            let s = a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                TimingSummary.measure(repeats: 3) {
+                    BLAS.sgemm(m: n, n: n, k: n, a: ap.baseAddress!, lda: n, b: bp.baseAddress!, ldb: n, c: cp.baseAddress!, ldc: n)
+                }
+            } } }
+            return 2 * Double(n * n * n) / s.median / 1e9
+        }
+        return (measure(1), measure(threads))
+    }
+}
