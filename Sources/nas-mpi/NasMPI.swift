@@ -12,6 +12,6 @@ struct NasMPI: ParsableCommand {
             Run a command under `mpirun -np N nas-mpi ...` to use N ranks; started directly it runs as one rank.
             """,
         version: version,
-        subcommands: [SearchCommand.self, Summary.self, Bench.self]
+        subcommands: [SearchCommand.self, TrainCommand.self, EvaluateCommand.self, ExportCommand.self, Summary.self, Bench.self]
     )
 }

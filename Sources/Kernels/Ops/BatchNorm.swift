@@ -14,6 +14,10 @@ public final class BatchNormStatistics {
     public var runningVar: Tensor
     /// Number of training batches seen (PyTorch's `num_batches_tracked`).
     public var batchesTracked: Int = 0
+    /// Cumulative moving average (PyTorch's `momentum=None`): batch k gets weight 1/(k+1), so after
+    /// n batches the running values are the plain means of the n batch statistics. Used to
+    /// recompute statistics after training.
+    public var cumulativeAverage = false
     public let momentum: Float
     public let epsilon: Float
 
@@ -86,14 +90,15 @@ extension Tape {
             if let reducer { try sums.withUnsafeMutableBufferPointer { try reducer($0) } }
             m = sums[2 * c]
             try require(m > 1, op, "training needs more than one value per channel, input \(x.shape)")
+            let mom: Float = st.cumulativeAverage ? 1 / Float(st.batchesTracked + 1) : st.momentum
             for ch in 0..<c {
                 let mD = sums[ch] / m
                 let vD = max(sums[c + ch] / m - mD * mD, 0)
                 mean[ch] = Float(mD)
                 invStd[ch] = 1 / (Float(vD) + st.epsilon).squareRoot()
                 if updateStatistics {
-                    st.runningMean.scalars[ch] = (1 - st.momentum) * st.runningMean.scalars[ch] + st.momentum * Float(mD)
-                    st.runningVar.scalars[ch] = (1 - st.momentum) * st.runningVar.scalars[ch] + st.momentum * Float(vD * m / (m - 1))
+                    st.runningMean.scalars[ch] = (1 - mom) * st.runningMean.scalars[ch] + mom * Float(mD)
+                    st.runningVar.scalars[ch] = (1 - mom) * st.runningVar.scalars[ch] + mom * Float(vD * m / (m - 1))
                 }
             }
             if updateStatistics { st.batchesTracked += 1 }

@@ -29,6 +29,9 @@ public struct ImageDataset {
     /// Random crop with this zero padding plus horizontal flip when augmenting (0: none).
     public var cropPadding: Int = 0
     public var horizontalFlip: Bool = false
+    /// Cutout (DeVries and Taylor 2017) when augmenting: a square of this side, centred at a random
+    /// pixel and clipped to the image, is set to zero after normalisation (0: none).
+    public var cutout: Int = 0
 
     public init(name: String, imageShape: [Int], classes: Int, pixels: [UInt8], labels: [Int],
                 mean: [Float]? = nil, std: [Float]? = nil) throws {
@@ -110,13 +113,15 @@ public struct ImageDataset {
             pixels.withUnsafeBufferPointer { px in
                 for (b, idx) in indices.enumerated() {
                     var (dy, dx, flip) = (0, 0, false)
-                    if augment && (pad > 0 || horizontalFlip) {
+                    var (cy, cx) = (-1, -1)
+                    if augment && (pad > 0 || horizontalFlip || cutout > 0) {
                         withGenerator(b) { g in
                             if pad > 0 {
                                 dy = g.int(below: 2 * pad + 1) - pad
                                 dx = g.int(below: 2 * pad + 1) - pad
                             }
                             flip = horizontalFlip && g.bernoulli(0.5)
+                            if cutout > 0 { cy = g.int(below: h); cx = g.int(below: w) }
                         }
                     }
                     for ch in 0..<c {
@@ -131,6 +136,11 @@ public struct ImageDataset {
                                 let sx = flip ? w - 1 - sx0 : sx0
                                 let raw: Float = (sy >= 0 && sy < h && sx >= 0 && sx < w) ? Float(px[src + sy * w + sx]) : 0
                                 out[dst + y * w + x] = raw * scale + shift
+                            }
+                        }
+                        if cy >= 0 {
+                            for y in max(0, cy - cutout / 2)..<min(h, cy + cutout / 2) {
+                                for x in max(0, cx - cutout / 2)..<min(w, cx + cutout / 2) { out[dst + y * w + x] = 0 }
                             }
                         }
                     }

@@ -9,12 +9,27 @@ public struct ForwardContext {
     public var updateStatistics: Bool
     /// Synchronised BatchNorm: sums batch statistics over ranks (nil: per-rank statistics).
     public var statisticsReducer: StatisticsReducer?
+    /// Drop path for the evaluation network (applied in training mode only; nil: none).
+    public var dropPath: DropPathSampler?
 
-    public init(tape: Tape, training: Bool, updateStatistics: Bool = true, statisticsReducer: StatisticsReducer? = nil) {
+    public init(tape: Tape, training: Bool, updateStatistics: Bool = true, statisticsReducer: StatisticsReducer? = nil,
+                dropPath: DropPathSampler? = nil) {
         self.tape = tape
         self.training = training
         self.updateStatistics = updateStatistics
         self.statisticsReducer = statisticsReducer
+        self.dropPath = dropPath
+    }
+}
+
+/// Drop path's probability for the current epoch and the generator its masks come from.
+public final class DropPathSampler {
+    public var probability: Float
+    public var generator: RandomGenerator
+
+    public init(probability: Float, generator: RandomGenerator) {
+        self.probability = probability
+        self.generator = generator
     }
 }
 

@@ -141,7 +141,7 @@ public final class Searcher {
         while epoch < config.epochs {
             let lr = schedule.learningRate(at: epoch)
             optimizer.learningRate = lr
-            var orderGenerator = RandomGenerator(seed: config.seed, streamID: Self.stream(.dataOrder, epoch, 0))
+            var orderGenerator = RandomGenerator(seed: config.seed, streamID: streamID(.dataOrder, epoch, 0))
             let trainOrder = orderGenerator.permutation(trainSet.count)
             let valOrder = orderGenerator.permutation(validationSet.count)
             let epochStart = Date()
@@ -152,10 +152,10 @@ public final class Searcher {
                 // This rank's shard of the global batch; sample p of the epoch augments from stream (e, p).
                 let first = Self.shardStart(step: s, batch: b, rank: comm.rank, ranks: comm.size)
                 let train = trainSet.batch(Array(trainOrder[first..<(first + local)]), augment: true) { k in
-                    RandomGenerator(seed: self.config.seed, streamID: Self.stream(.augmentation, self.epoch, first + k))
+                    RandomGenerator(seed: self.config.seed, streamID: streamID(.augmentation, self.epoch, first + k))
                 }
                 let val = validationSet.batch((0..<local).map { valOrder[(first + $0) % valOrder.count] }, augment: true) { k in
-                    RandomGenerator(seed: self.config.seed, streamID: Self.stream(.augmentation, self.epoch, (1 << 23) + first + k))
+                    RandomGenerator(seed: self.config.seed, streamID: streamID(.augmentation, self.epoch, (1 << 23) + first + k))
                 }
 
                 let archLoss = try architect.step(train: train, validation: val, eta: lr, weightOptimizer: optimizer,
@@ -194,7 +194,7 @@ public final class Searcher {
                 let eta = Double(steps - stepInEpoch) * elapsed / Double(done) + Double(config.epochs - epoch - 1) * Double(steps) * elapsed / Double(done)
                 let line = String(format: "epoch %d/%d step %d/%d loss %.4f acc %.1f%% %.1f img/s ETA %@",
                                   epoch + 1, config.epochs, stepInEpoch, steps, epochLoss / Double(epochSeen),
-                                  100 * Double(epochCorrect) / Double(epochSeen), rate, Self.duration(eta))
+                                  100 * Double(epochCorrect) / Double(epochSeen), rate, formatDuration(eta))
                 if comm.rank == 0 {
                     if let progress { progress(line) } else if logEvery > 0, stepInEpoch % logEvery == 0 || stepInEpoch == steps { record(line) }
                 }
@@ -249,7 +249,7 @@ public final class Searcher {
 
     /// Validation pass, metrics, alphas, genotype and checkpoint at the end of an epoch.
     private func finishEpoch(lr: Float, seconds: Double) throws {
-        try averageRunningStatistics()
+        try network.state.averageRunningStatistics(comm)
         let (valLoss, valAcc) = try evaluate(validationSet)
         let genotype = try network.genotype()
         let record: [String: JSONValue] = [
@@ -289,39 +289,10 @@ public final class Searcher {
         try checkpoint()
     }
 
-    /// Mean loss and top-1 accuracy over a dataset in eval mode (running BatchNorm statistics);
-    /// the images are split over the ranks and the sums allreduced.
+    /// Mean loss and top-1 accuracy over a dataset in eval mode (running BatchNorm statistics).
     public func evaluate(_ data: ImageDataset) throws -> (loss: Double, accuracy: Double) {
-        var sums = [0.0, 0.0]
-        var g = RandomGenerator(seed: config.seed)
-        let mine = Array(stride(from: comm.rank, to: data.count, by: comm.size))
-        var start = 0
-        while start < mine.count {
-            let idx = Array(mine[start..<min(start + config.batchSize, mine.count)])
-            let batch = data.batch(idx, augment: false, generator: &g)
-            let (loss, logits) = try network.loss(batch.images, batch.labels, ForwardContext(tape: Tape(recording: false), training: false))
-            sums[0] += Double(loss.value.scalars[0]) * Double(idx.count)
-            sums[1] += Double(correctCount(logits: logits.value, labels: batch.labels))
-            start += idx.count
-        }
-        if comm.size > 1 { try comm.allreduceSum(&sums) }
-        return (sums[0] / Double(max(data.count, 1)), sums[1] / Double(max(data.count, 1)))
-    }
-
-    /// Averages the BatchNorm running statistics over ranks (with per-rank batch statistics each
-    /// rank tracked its own shards), so that validation and checkpoints see one set.
-    private func averageRunningStatistics() throws {
-        guard comm.size > 1 else { return }
-        let stats = network.state.statistics.map(\.statistics)
-        var flat: [Float] = []
-        for s in stats { flat += s.runningMean.scalars; flat += s.runningVar.scalars }
-        try comm.allreduceMean(&flat)
-        var o = 0
-        for s in stats {
-            let c = s.channels
-            s.runningMean.scalars = Array(flat[o..<(o + c)])
-            s.runningVar.scalars = Array(flat[(o + c)..<(o + 2 * c)])
-            o += 2 * c
+        try Search.evaluate(data, batchSize: config.batchSize, comm: comm) { batch in
+            try network.forward(Variable(batch.images), ForwardContext(tape: Tape(recording: false), training: false))
         }
     }
 
@@ -349,12 +320,7 @@ public final class Searcher {
             "seconds": .number(totalSeconds),
         ])
         let state = network.state
-        for (name, v) in state.parameters { file.add(name, v.value) }
-        for (name, s) in state.statistics {
-            file.add(name + ".running_mean", s.runningMean)
-            file.add(name + ".running_var", s.runningVar)
-            file.add(name + ".num_batches_tracked", Tensor(shape: [], repeating: Float(s.batchesTracked)))
-        }
+        state.add(to: &file)
         file.add("alphas_normal", network.alphasNormal.value)
         file.add("alphas_reduce", network.alphasReduce.value)
         for ((name, _), buffer) in zip(state.parameters, optimizer.momentumBuffers) {
@@ -371,12 +337,7 @@ public final class Searcher {
     private func apply(_ file: CheckpointFile, announce: Bool) throws {
         guard file.metadata["kind"]?.string == "search" else { throw RunError("\(directory.checkpoint.path) is not a search checkpoint") }
         let state = network.state
-        for (name, v) in state.parameters { v.value = try file.tensor(name, shape: v.shape) }
-        for (name, s) in state.statistics {
-            s.runningMean = try file.tensor(name + ".running_mean", shape: s.runningMean.shape)
-            s.runningVar = try file.tensor(name + ".running_var", shape: s.runningVar.shape)
-            s.batchesTracked = Int(try file.tensor(name + ".num_batches_tracked", shape: []).scalars[0])
-        }
+        try state.restore(from: file)
         network.alphasNormal.value = try file.tensor("alphas_normal", shape: network.alphasNormal.shape)
         network.alphasReduce.value = try file.tensor("alphas_reduce", shape: network.alphasReduce.shape)
         for (i, (name, v)) in state.parameters.enumerated() where file.contains("optimizer.momentum_buffer." + name) {
@@ -410,12 +371,7 @@ public final class Searcher {
     private var totalSeconds: Double { previousSeconds + Date().timeIntervalSince(startTime) }
 
     private func writeCost() throws {
-        let seconds = totalSeconds
-        try directory.writeJSON([
-            "wall_seconds": .number(seconds), "ranks": .number(Double(comm.size)), "threads_per_rank": .number(Double(threads)),
-            "core_seconds": .number(seconds * Double(comm.size * threads)), "core_hours": .number(seconds * Double(comm.size * threads) / 3600),
-            "epochs_done": .number(Double(epoch)),
-        ] as [String: JSONValue], to: directory.cost)
+        try directory.writeCost(seconds: totalSeconds, ranks: comm.size, threads: threads, epochs: epoch)
     }
 
     private func record(_ line: String) {
@@ -430,14 +386,4 @@ public final class Searcher {
         return .array((0..<t.shape[0]).map { r in .array((0..<k).map { .number(Double(s.scalars[r * k + $0])) }) })
     }
 
-    /// A stream id for (kind, epoch, index): counter-based randomness.
-    static func stream(_ kind: RandomStream, _ epoch: Int, _ index: Int) -> UInt64 {
-        kind.rawValue << 48 | UInt64(epoch & 0xFFFFFF) << 24 | UInt64(index & 0xFFFFFF)
-    }
-
-    static func duration(_ s: Double) -> String {
-        guard s.isFinite else { return "?" }
-        let t = Int(s.rounded())
-        return t >= 3600 ? "\(t / 3600)h\(String(format: "%02d", t / 60 % 60))m" : t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
-    }
 }

@@ -115,50 +115,18 @@ struct SearchCommand: ParsableCommand {
 
     func run() throws {
         let comm = MPIEnvironment.worldOrLocal()
-        do {
-            try search(comm)
-        } catch let exit as ExitCode {
-            throw exit
-        } catch {
-            // One rank failing ends the whole job at once, with the rank in the message.
-            if comm.size > 1 { comm.abort(code: 1, message: "error: \(error)") }
-            throw error
-        }
+        try RunSupport.abortingOnError(comm) { try search(comm) }
     }
 
     private func search(_ comm: Communicator) throws {
         let threads = threading.apply()
-        // Every rank must use the same directory name: rank 0 chooses it.
-        var outBytes = Array((out ?? "runs/search-" + Self.timestamp()).utf8)
-        try comm.broadcast(bytes: &outBytes)
-        let dir = RunDirectory(String(decoding: outBytes, as: UTF8.self))
-        let config: SearchConfig
-        if resume {
-            var bytes: [UInt8] = comm.rank == 0 ? Array(try JSONEncoder().encode(try Searcher.savedConfig(dir))) : []
-            try comm.broadcast(bytes: &bytes)
-            config = try JSONDecoder().decode(SearchConfig.self, from: Data(bytes))
-        } else {
-            config = try resolvedConfig()
-        }
+        let dir = try RunSupport.directory(out, kind: "search", comm)
+        let config = resume ? try RunSupport.savedConfig(comm) { try Searcher.savedConfig(dir) } : try resolvedConfig()
         Interrupt.install()
-        let terminal = isatty(STDOUT_FILENO) == 1
-        var progressShown = false
         let searcher = try Searcher(config: config, directory: dir, resume: resume, communicator: comm, threads: threads)
         searcher.consistencyInterval = checkConsistency
-        searcher.log = { line in
-            if progressShown { print("\r\u{1B}[K", terminator: ""); progressShown = false }
-            print(line)
-            fflush(stdout)
-        }
-        if terminal {
-            searcher.progress = { line in
-                print("\r\u{1B}[K" + line, terminator: "")
-                fflush(stdout)
-                progressShown = true
-            }
-        } else {
-            searcher.logEvery = logEvery ?? max(1, searcher.stepsPerEpoch / 10)
-        }
+        RunSupport.attachOutput(log: &searcher.log, progress: &searcher.progress, logEvery: &searcher.logEvery,
+                                every: logEvery, stepsPerEpoch: searcher.stepsPerEpoch)
         if comm.rank == 0 && !resume {
             searcher.log("search: \(config.preset.rawValue) preset, \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)\(config.syncBatchNorm ? ", synchronised BatchNorm" : "")")
             searcher.log("run directory: \(dir.url.path)")
@@ -172,11 +140,5 @@ struct SearchCommand: ParsableCommand {
         case .interrupted(let sig):
             throw ExitCode(Interrupt.exitStatus(sig))
         }
-    }
-
-    static func timestamp() -> String {
-        let f = DateFormatter()
-        f.dateFormat = "yyyyMMdd-HHmmss"
-        return f.string(from: Date())
     }
 }

@@ -1,0 +1,201 @@
+import Kernels
+
+/// The shape of an evaluation network built from a genotype.
+public struct EvalNetworkConfig: Codable, Equatable, Sendable {
+    public var channels: Int
+    public var layers: Int
+    public var inputShape: [Int]
+    public var classes: Int
+    public var auxiliary: Bool
+    public var stemMultiplier: Int = 3
+
+    public init(channels: Int, layers: Int, inputShape: [Int], classes: Int, auxiliary: Bool) {
+        self.channels = channels
+        self.layers = layers
+        self.inputShape = inputShape
+        self.classes = classes
+        self.auxiliary = auxiliary
+    }
+
+    /// The cell after which the auxiliary head sits (reference: 2 * layers / 3).
+    public var auxiliaryCell: Int { 2 * layers / 3 }
+
+    public func validate() throws {
+        // The same rules as the supernet's (channels, layers, even sizes at each reduction).
+        try SupernetConfig(channels: channels, layers: layers, inputShape: inputShape, classes: classes).validate()
+        if auxiliary {
+            // The head pools 5x5 with stride 3, then needs a 2x2 map for its 2x2 convolution.
+            var (h, w) = (inputShape[1], inputShape[2])
+            for i in 0...auxiliaryCell where SupernetConfig.isReduction(i, layers: layers) { h /= 2; w /= 2 }
+            guard (h - 5) / 3 + 1 >= 2, (w - 5) / 3 + 1 >= 2, h >= 5, w >= 5 else {
+                throw SearchConfigError("the auxiliary head needs at least an 8x8 map after cell \(auxiliaryCell); input \(inputShape[1])x\(inputShape[2]) gives \(h)x\(w) (drop --auxiliary)")
+            }
+        }
+    }
+}
+
+/// A cell built from a genotype (reference `model.Cell`): two ops per node on the chosen inputs,
+/// summed; drop path on every non-identity op in training.
+public final class EvalCell {
+    public let reduction: Bool
+    public let preprocess0: Layer
+    public let preprocess1: Layer
+    public let ops: [Layer]
+    public let inputs: [Int]
+    public let concat: [Int]
+
+    init(genotype: Genotype, cPrevPrev: Int, cPrev: Int, c: Int, reduction: Bool, reductionPrev: Bool, generator: inout RandomGenerator) {
+        self.reduction = reduction
+        preprocess0 = reductionPrev
+            ? FactorizedReduce(cPrevPrev, c, affine: true, generator: &generator)
+            : ReLUConvBN(cPrevPrev, c, kernel: 1, stride: 1, padding: 0, affine: true, generator: &generator)
+        preprocess1 = ReLUConvBN(cPrev, c, kernel: 1, stride: 1, padding: 0, affine: true, generator: &generator)
+        let edges = reduction ? genotype.reduce : genotype.normal
+        concat = reduction ? genotype.reduceConcat : genotype.normalConcat
+        inputs = edges.map(\.input)
+        ops = edges.map { e in
+            makeOperation(e.op, channels: c, stride: reduction && e.input < 2 ? 2 : 1, affine: true, poolBatchNorm: false,
+                          generator: &generator)!
+        }
+    }
+
+    var multiplier: Int { concat.count }
+
+    func forward(_ s0: Variable, _ s1: Variable, _ ctx: ForwardContext) throws -> Variable {
+        let t = ctx.tape
+        var states = [try preprocess0.forward(s0, ctx), try preprocess1.forward(s1, ctx)]
+        for i in 0..<(ops.count / 2) {
+            var pair: [Variable] = []
+            for k in [2 * i, 2 * i + 1] {
+                var h = try ops[k].forward(states[inputs[k]], ctx)
+                if ctx.training, let dp = ctx.dropPath, dp.probability > 0, !(ops[k] is Identity) {
+                    h = try t.dropPath(h, p: dp.probability, generator: &dp.generator)
+                }
+                pair.append(h)
+            }
+            states.append(try t.add(pair[0], pair[1]))
+        }
+        return try t.concatChannels(concat.map { states[$0] })
+    }
+
+    func collect(prefix: String, into state: inout NamedState) {
+        preprocess0.collect(prefix: qualified(prefix, "preprocess0"), into: &state)
+        preprocess1.collect(prefix: qualified(prefix, "preprocess1"), into: &state)
+        for (k, op) in ops.enumerated() { op.collect(prefix: qualified(prefix, "_ops.\(k)"), into: &state) }
+    }
+}
+
+/// The auxiliary classifier of the reference (`AuxiliaryHeadCIFAR`): ReLU, 5x5 average pool with
+/// stride 3, 1x1 conv to 128, BN, ReLU, 2x2 conv to 768, BN, ReLU, linear.
+public final class AuxiliaryHead: Layer {
+    public let features: Sequential
+    public let classifier: LinearLayer
+
+    init(_ c: Int, classes: Int, generator: inout RandomGenerator) {
+        features = Sequential([
+            ReLULayer(),
+            AvgPoolLayer(kernel: 5, stride: 3),
+            Conv2dLayer(c, 128, kernel: 1, generator: &generator),
+            BatchNormLayer(128, affine: true),
+            ReLULayer(),
+            Conv2dLayer(128, 768, kernel: 2, generator: &generator),
+            BatchNormLayer(768, affine: true),
+            ReLULayer(),
+        ])
+        classifier = LinearLayer(768, classes, generator: &generator)
+    }
+
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
+        let h = try features.forward(x, ctx)
+        let flat = try ctx.tape.globalAvgPool(h)  // the map is 1x1 for 8x8 inputs: a view, as the reference's x.view
+        return try classifier.forward(flat, ctx)
+    }
+
+    public func collect(prefix: String, into state: inout NamedState) {
+        features.collect(prefix: qualified(prefix, "features"), into: &state)
+        classifier.collect(prefix: qualified(prefix, "classifier"), into: &state)
+    }
+}
+
+/// Average pooling without padding (the auxiliary head's 5x5, stride 3).
+final class AvgPoolLayer: Layer {
+    let kernel: Int, stride: Int
+    init(kernel: Int, stride: Int) { self.kernel = kernel; self.stride = stride }
+    func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
+        try ctx.tape.avgPool2d(x, kernel: kernel, stride: stride, padding: 0)
+    }
+    func collect(prefix: String, into state: inout NamedState) {}
+}
+
+/// The network trained from scratch in the evaluation phase (reference `model.NetworkCIFAR`):
+/// stem (3C), cells from the genotype with reductions at layers/3 and 2*layers/3, optional
+/// auxiliary head after cell 2*layers/3, global pooling, classifier. Affine BatchNorm throughout.
+///
+/// Liu, Simonyan, Yang. DARTS: Differentiable Architecture Search. ICLR 2019, section 3.
+public final class EvalNetwork {
+    public let config: EvalNetworkConfig
+    public let genotype: Genotype
+    public let stem: Sequential
+    public let cells: [EvalCell]
+    public let auxiliaryHead: AuxiliaryHead?
+    public let classifier: LinearLayer
+
+    public init(_ config: EvalNetworkConfig, genotype: Genotype, seed: UInt64) throws {
+        try config.validate()
+        try genotype.validate()
+        self.config = config
+        self.genotype = genotype
+        var g = RandomGenerator(seed: seed, stream: .initialisation)
+        let cStem = config.stemMultiplier * config.channels
+        stem = Sequential([
+            Conv2dLayer(config.inputShape[0], cStem, kernel: 3, padding: 1, generator: &g),
+            BatchNormLayer(cStem, affine: true),
+        ])
+        var (cPrevPrev, cPrev, cCurr) = (cStem, cStem, config.channels)
+        var cells: [EvalCell] = []
+        var reductionPrev = false
+        var cAux = 0
+        for i in 0..<config.layers {
+            let reduction = SupernetConfig.isReduction(i, layers: config.layers)
+            if reduction { cCurr *= 2 }
+            let cell = EvalCell(genotype: genotype, cPrevPrev: cPrevPrev, cPrev: cPrev, c: cCurr, reduction: reduction,
+                                reductionPrev: reductionPrev, generator: &g)
+            cells.append(cell)
+            reductionPrev = reduction
+            (cPrevPrev, cPrev) = (cPrev, cell.multiplier * cCurr)
+            if i == config.auxiliaryCell { cAux = cPrev }
+        }
+        self.cells = cells
+        auxiliaryHead = config.auxiliary ? AuxiliaryHead(cAux, classes: config.classes, generator: &g) : nil
+        classifier = LinearLayer(cPrev, config.classes, generator: &g)
+    }
+
+    /// Logits, and the auxiliary head's logits in training mode when the head exists.
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> (logits: Variable, auxiliary: Variable?) {
+        let s = try stem.forward(x, ctx)
+        var (s0, s1) = (s, s)
+        var aux: Variable?
+        for (i, cell) in cells.enumerated() {
+            (s0, s1) = (s1, try cell.forward(s0, s1, ctx))
+            if i == config.auxiliaryCell, ctx.training, let head = auxiliaryHead { aux = try head.forward(s1, ctx) }
+        }
+        return (try classifier.forward(try ctx.tape.globalAvgPool(s1), ctx), aux)
+    }
+
+    /// Parameters and BatchNorm buffers with the reference's state-dict names.
+    public var state: NamedState {
+        var s = NamedState()
+        stem.collect(prefix: "stem", into: &s)
+        for (i, c) in cells.enumerated() { c.collect(prefix: "cells.\(i)", into: &s) }
+        auxiliaryHead?.collect(prefix: "auxiliary_head", into: &s)
+        classifier.collect(prefix: "classifier", into: &s)
+        return s
+    }
+
+    public var weights: [Variable] { state.parameters.map(\.variable) }
+
+    /// Parameters outside the auxiliary head (the count papers report).
+    public var parameterCountWithoutAuxiliary: Int {
+        state.parameters.filter { !$0.name.hasPrefix("auxiliary_head.") }.reduce(0) { $0 + $1.variable.value.count }
+    }
+}

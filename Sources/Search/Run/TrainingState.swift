@@ -1,0 +1,91 @@
+import Distributed
+import Foundation
+import Kernels
+
+/// What the search and the evaluation-phase trainer share: checkpointing named state, averaging
+/// BatchNorm statistics over ranks, sharded evaluation, cost accounting.
+extension NamedState {
+    /// Adds parameters and BatchNorm buffers (`.running_mean`, `.running_var`,
+    /// `.num_batches_tracked`) under their state-dict names.
+    public func add(to file: inout CheckpointFile) {
+        for (name, v) in parameters { file.add(name, v.value) }
+        for (name, s) in statistics {
+            file.add(name + ".running_mean", s.runningMean)
+            file.add(name + ".running_var", s.runningVar)
+            file.add(name + ".num_batches_tracked", Tensor(shape: [], repeating: Float(s.batchesTracked)))
+        }
+    }
+
+    /// Restores parameters and buffers; a missing name or a shape mismatch (a checkpoint of
+    /// another architecture) is an error naming the tensor.
+    public func restore(from file: CheckpointFile) throws {
+        for (name, v) in parameters { v.value = try file.tensor(name, shape: v.shape) }
+        for (name, s) in statistics {
+            s.runningMean = try file.tensor(name + ".running_mean", shape: s.runningMean.shape)
+            s.runningVar = try file.tensor(name + ".running_var", shape: s.runningVar.shape)
+            s.batchesTracked = Int(try file.tensor(name + ".num_batches_tracked", shape: []).scalars[0])
+        }
+    }
+
+    /// Averages the BatchNorm running statistics over ranks (with per-rank batch statistics each
+    /// rank tracked its own shards), so that evaluation and checkpoints see one set.
+    public func averageRunningStatistics(_ comm: Communicator) throws {
+        guard comm.size > 1 else { return }
+        let stats = statistics.map(\.statistics)
+        var flat: [Float] = []
+        for s in stats { flat += s.runningMean.scalars; flat += s.runningVar.scalars }
+        try comm.allreduceMean(&flat)
+        var o = 0
+        for s in stats {
+            let c = s.channels
+            s.runningMean.scalars = Array(flat[o..<(o + c)])
+            s.runningVar.scalars = Array(flat[(o + c)..<(o + 2 * c)])
+            o += 2 * c
+        }
+    }
+}
+
+/// Mean loss and top-1 accuracy of `logits` over a dataset, without augmentation; the images are
+/// split over the ranks (rank r takes r, r + size, ...) and the sums allreduced.
+public func evaluate(_ data: ImageDataset, batchSize: Int, comm: Communicator,
+                     logits: (Batch) throws -> Variable) throws -> (loss: Double, accuracy: Double) {
+    var sums = [0.0, 0.0]
+    var g = RandomGenerator(seed: 0)
+    let mine = Array(stride(from: comm.rank, to: data.count, by: comm.size))
+    var start = 0
+    while start < mine.count {
+        let idx = Array(mine[start..<min(start + batchSize, mine.count)])
+        let batch = data.batch(idx, augment: false, generator: &g)
+        let out = try logits(batch)
+        let loss = try Tape(recording: false).crossEntropy(Variable(out.value), labels: batch.labels)
+        sums[0] += Double(loss.value.scalars[0]) * Double(idx.count)
+        sums[1] += Double(correctCount(logits: out.value, labels: batch.labels))
+        start += idx.count
+    }
+    if comm.size > 1 { try comm.allreduceSum(&sums) }
+    return (sums[0] / Double(max(data.count, 1)), sums[1] / Double(max(data.count, 1)))
+}
+
+extension RunDirectory {
+    /// Writes cost.json: wall time, ranks, threads per rank, core-seconds and core-hours.
+    public func writeCost(seconds: Double, ranks: Int, threads: Int, epochs: Int) throws {
+        let cores = Double(ranks * threads)
+        try writeJSON([
+            "wall_seconds": .number(seconds), "ranks": .number(Double(ranks)), "threads_per_rank": .number(Double(threads)),
+            "core_seconds": .number(seconds * cores), "core_hours": .number(seconds * cores / 3600),
+            "epochs_done": .number(Double(epochs)),
+        ] as [String: JSONValue], to: cost)
+    }
+}
+
+/// A stream id for (kind, epoch, index): counter-based randomness.
+func streamID(_ kind: RandomStream, _ epoch: Int, _ index: Int) -> UInt64 {
+    kind.rawValue << 48 | UInt64(epoch & 0xFFFFFF) << 24 | UInt64(index & 0xFFFFFF)
+}
+
+/// A duration as "1h02m", "3m05s" or "7s".
+func formatDuration(_ s: Double) -> String {
+    guard s.isFinite else { return "?" }
+    let t = Int(s.rounded())
+    return t >= 3600 ? "\(t / 3600)h\(String(format: "%02d", t / 60 % 60))m" : t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
+}

@@ -1,0 +1,121 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import Kernels
+import Search
+
+/// `nas-mpi train`: the evaluation phase, training a genotype's network from scratch.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train the network of a genotype from scratch (the DARTS evaluation phase).",
+        discussion: """
+            Presets: 'paper' is the DARTS evaluation protocol (C=36, 20 layers, batch 96, 600 epochs, SGD 0.025 \
+            cosine to 0, momentum 0.9, weight decay 3e-4, clip 5, auxiliary head weight 0.4, drop path 0.2 \
+            ramped linearly, cutout 16). 'quick' is C=16, 8 layers, batch 32, 10 epochs, without auxiliary \
+            head and cutout. The genotype is a built-in name (DARTS_V1, DARTS_V2), a genotype.json or a \
+            file holding the reference's Genotype(...) string. The test split is evaluated after every epoch; \
+            best.bin keeps the best test accuracy, checkpoint.bin the last epoch.
+            """
+    )
+
+    @Option(help: "Genotype: DARTS_V1, DARTS_V2, or a genotype file (JSON or Python form).") var genotype: String?
+    @Option(help: "Preset: quick or paper.") var preset: TrainConfig.Preset = .quick
+    @OptionGroup var network: NetworkOptions
+    @OptionGroup var dataOptions: DataOptions
+    @Option(help: "Epochs.") var epochs: Int?
+    @Option(help: "Global batch size.") var batchSize: Int?
+    @Option(help: "Learning rate (cosine annealed).") var learningRate: Float?
+    @Option(help: "Final learning rate.") var learningRateMin: Float?
+    @Option(help: "SGD momentum.") var momentum: Float?
+    @Option(help: "Weight decay.") var weightDecay: Float?
+    @Option(help: "Gradient clipping norm.") var gradClip: Float?
+    @Option(help: "Auxiliary head: true or false.") var auxiliary: Bool?
+    @Option(help: "Weight of the auxiliary loss.") var auxiliaryWeight: Float?
+    @Option(help: "Final drop-path probability (ramped linearly from 0).") var dropPath: Float?
+    @Option(help: "Cutout side in pixels (0: none).") var cutout: Int?
+    @Option(help: "Random seed.") var seed: UInt64?
+    @Option(help: "Use only the first N training images.") var trainLimit: Int?
+    @Flag(name: .customLong("sync-bn"), help: "Synchronised BatchNorm over ranks.") var syncBatchNorm = false
+    @Option(help: "Run directory (default runs/train-DATE-TIME).") var out: String?
+    @Flag(help: "Continue the run in --out from its last checkpoint.") var resume = false
+    @Option(help: "Without a terminal: log a progress line every N steps.") var logEvery: Int?
+    @OptionGroup var threading: ThreadOptions
+
+    func validate() throws {
+        if resume {
+            guard out != nil else { throw ValidationError("--resume needs --out, the run directory to continue") }
+            let given: [(String, Any?)] = [("--genotype", genotype), ("--channels", network.channels), ("--layers", network.layers),
+                                           ("--dataset", dataOptions.dataset), ("--data", dataOptions.data), ("--epochs", epochs),
+                                           ("--batch-size", batchSize), ("--learning-rate", learningRate), ("--seed", seed),
+                                           ("--auxiliary", auxiliary), ("--drop-path", dropPath), ("--cutout", cutout)]
+            let flags = given.filter { $0.1 != nil }.map(\.0)
+            guard flags.isEmpty else { throw ValidationError("--resume continues the saved configuration; drop \(flags.joined(separator: ", "))") }
+            return
+        }
+        guard genotype != nil else { throw ValidationError("--genotype is required: DARTS_V2, or a genotype file written by nas-mpi search") }
+        let kind = dataOptions.dataset ?? .synthetic
+        if kind == .csv, network.input == nil { throw ValidationError("--dataset csv needs --input CxHxW, the image shape of a row") }
+        if kind != .synthetic, dataOptions.data == nil { throw ValidationError("--dataset \(kind.rawValue) needs --data PATH") }
+        if (kind == .cifar10 || kind == .mnist), network.input != nil || network.classes != nil {
+            throw ValidationError("--input and --classes apply to --dataset synthetic or csv")
+        }
+        _ = try resolvedConfig()
+    }
+
+    func resolvedConfig() throws -> TrainConfig {
+        let name = genotype ?? "DARTS_V2"
+        var c = TrainConfig.preset(preset, genotype: try RunSupport.genotype(name), source: name)
+        let kind = dataOptions.dataset ?? .synthetic
+        if kind != .synthetic {
+            c.data = DataSource(kind: kind, path: dataOptions.data, imageShape: try network.parsedInput())
+        } else if let shape = try network.parsedInput() {
+            c.data.imageShape = shape
+        }
+        if let v = dataOptions.labelColumn { c.data.labelColumn = v }
+        if let v = dataOptions.syntheticCount { c.data.syntheticCount = v }
+        if let v = network.classes { c.data.syntheticClasses = v }
+        if let v = network.channels { c.channels = v }
+        if let v = network.layers { c.layers = v }
+        if let v = epochs { c.epochs = v }
+        if let v = batchSize { c.batchSize = v }
+        if let v = learningRate { c.learningRate = v }
+        if let v = learningRateMin { c.learningRateMin = v }
+        if let v = momentum { c.momentum = v }
+        if let v = weightDecay { c.weightDecay = v }
+        if let v = gradClip { c.gradClip = v }
+        if let v = auxiliary { c.auxiliary = v }
+        if let v = auxiliaryWeight { c.auxiliaryWeight = v }
+        if let v = dropPath { c.dropPath = v }
+        if let v = cutout { c.cutout = v }
+        if let v = seed { c.seed = v }
+        if let v = trainLimit { c.trainLimit = v }
+        if syncBatchNorm { c.syncBatchNorm = true }
+        do { try c.validate() } catch { throw ValidationError("\(error)") }
+        return c
+    }
+
+    func run() throws {
+        let comm = MPIEnvironment.worldOrLocal()
+        try RunSupport.abortingOnError(comm) {
+            let threads = threading.apply()
+            let dir = try RunSupport.directory(out, kind: "train", comm)
+            let config = resume ? try RunSupport.savedConfig(comm) { try Trainer.savedConfig(dir) } : try resolvedConfig()
+            Interrupt.install()
+            let trainer = try Trainer(config: config, directory: dir, resume: resume, communicator: comm, threads: threads)
+            RunSupport.attachOutput(log: &trainer.log, progress: &trainer.progress, logEvery: &trainer.logEvery,
+                                    every: logEvery, stepsPerEpoch: trainer.stepsPerEpoch)
+            if comm.rank == 0 && !resume {
+                let n = trainer.network
+                trainer.log("train: \(config.genotypeSource), \(config.preset.rawValue) preset, C=\(config.channels), \(config.layers) layers, \(n.parameterCountWithoutAuxiliary) parameters\(config.auxiliary ? " (+\(n.state.parameterCount - n.parameterCountWithoutAuxiliary) in the auxiliary head)" : ""), \(config.data.kind.rawValue) data (\(trainer.trainSet.count) train / \(trainer.testSet.count) test images), batch \(config.batchSize), \(config.epochs) epochs, \(comm.size) rank(s) x \(threads) thread(s)")
+                trainer.log("run directory: \(dir.url.path)")
+            }
+            switch try trainer.run() {
+            case .finished(let best):
+                if comm.rank == 0 { trainer.log(String(format: "best test accuracy: %.2f%% (%@)", 100 * best, trainer.bestCheckpoint.path)) }
+            case .interrupted(let sig):
+                throw ExitCode(Interrupt.exitStatus(sig))
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import Search
+
+extension TrainConfig.Preset: ExpressibleByArgument {}
+
+/// Shared plumbing of the long-running commands (`search`, `train`).
+enum RunSupport {
+    /// Runs `body`; on an error under mpirun the whole job is aborted at once, naming the rank.
+    static func abortingOnError(_ comm: Communicator, _ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            if comm.size > 1 { comm.abort(code: 1, message: "error: \(error)") }
+            throw error
+        }
+    }
+
+    /// The run directory, chosen by rank 0 (a default name holds the time) and sent to all ranks.
+    static func directory(_ out: String?, kind: String, _ comm: Communicator) throws -> RunDirectory {
+        var bytes = Array((out ?? "runs/\(kind)-" + timestamp()).utf8)
+        try comm.broadcast(bytes: &bytes)
+        return RunDirectory(String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// The saved configuration of a run, read by rank 0 and sent to all ranks.
+    static func savedConfig<T: Codable>(_ comm: Communicator, _ read: () throws -> T) throws -> T {
+        var bytes: [UInt8] = comm.rank == 0 ? Array(try JSONEncoder().encode(try read())) : []
+        try comm.broadcast(bytes: &bytes)
+        return try JSONDecoder().decode(T.self, from: Data(bytes))
+    }
+
+    /// Log and progress closures: a live line on a terminal, plain lines every `every` steps otherwise.
+    static func attachOutput(log: inout (String) -> Void, progress: inout ((String) -> Void)?, logEvery: inout Int,
+                             every: Int?, stepsPerEpoch: Int) {
+        final class Shown { var value = false }
+        let shown = Shown()
+        log = { line in
+            if shown.value { print("\r\u{1B}[K", terminator: ""); shown.value = false }
+            print(line)
+            fflush(stdout)
+        }
+        if isatty(STDOUT_FILENO) == 1 {
+            progress = { line in
+                print("\r\u{1B}[K" + line, terminator: "")
+                fflush(stdout)
+                shown.value = true
+            }
+        } else {
+            logEvery = every ?? max(1, stepsPerEpoch / 10)
+        }
+    }
+
+    static func timestamp() -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyyMMdd-HHmmss"
+        return f.string(from: Date())
+    }
+
+    /// Loads a genotype (built-in name, JSON or Python form) as a validation error on failure.
+    static func genotype(_ nameOrPath: String) throws -> Genotype {
+        do { return try Genotype.load(nameOrPath) } catch { throw ValidationError("--genotype: \(error)") }
+    }
+}

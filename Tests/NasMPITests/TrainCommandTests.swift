@@ -1,0 +1,138 @@
+import Foundation
+import Kernels
+import Search
+import XCTest
+import _TestSupport
+
+/// End to end: `nas-mpi train`, `evaluate`, `export`, `summary --genotype`.
+final class TrainCommandTests: XCTestCase {
+    private let small = ["train", "--genotype", "DARTS_V2", "--channels", "4", "--layers", "3", "--input", "1x16x16",
+                         "--synthetic-count", "320", "--classes", "4", "--batch-size", "16", "--learning-rate", "0.05", "--threads", "2"]
+
+    private func metrics(_ dir: URL) throws -> [[String: JSONValue]] {
+        try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
+            try JSONDecoder().decode([String: JSONValue].self, from: Data($0.utf8))
+        }
+    }
+
+    func testQuickTrainingLearnsWellAboveChanceAndWritesItsRun() throws {
+        let out = try temporaryDirectory(self).appendingPathComponent("run")
+        let r = try runNasMPI(small + ["--epochs", "3", "--out", out.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let m = try metrics(out)
+        XCTAssertEqual(m.count, 3)
+        let best = m.compactMap { $0["test_acc"]?.double }.max()!
+        XCTAssertGreaterThan(best, 0.5, "4 classes: chance is 25%, best test accuracy \(best)")
+        XCTAssertEqual(m[0]["drop_path"]?.double, 0)
+        XCTAssertGreaterThan(m[2]["drop_path"]?.double ?? 0, 0, "drop path ramps up")
+        for f in ["config.json", "metrics.jsonl", "checkpoint.bin", "best.bin", "cost.json", "log.txt"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(f).path), "missing \(f)")
+        }
+        let cost = try JSONDecoder().decode([String: JSONValue].self, from: Data(contentsOf: out.appendingPathComponent("cost.json")))
+        XCTAssertEqual(cost["threads_per_rank"]?.int, 2)
+        XCTAssertGreaterThan(cost["core_seconds"]?.double ?? 0, cost["wall_seconds"]?.double ?? 0)
+
+        // evaluate reports the best checkpoint's accuracy.
+        let e = try runNasMPI(["evaluate", "--run", out.path, "--threads", "1"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        XCTAssertTrue(e.stdout.contains(String(format: "test accuracy: %.2f%%", 100 * best)), e.stdout)
+        let recal = try runNasMPI(["evaluate", "--run", out.path, "--recalibrate-bn", "5", "--threads", "1"])
+        XCTAssertEqual(recal.status, 0, recal.stderr)
+        XCTAssertTrue(recal.stdout.contains("BatchNorm statistics recomputed on 5 batches"), recal.stdout)
+    }
+
+    func testSafetensorsRoundTripGivesIdenticalOutputs() throws {
+        let base = try temporaryDirectory(self)
+        let out = base.appendingPathComponent("run")
+        XCTAssertEqual(try runNasMPI(small + ["--epochs", "1", "--out", out.path]).status, 0)
+        let file = base.appendingPathComponent("w.safetensors")
+        let x = try runNasMPI(["export", "--run", out.path, "--out", file.path])
+        XCTAssertEqual(x.status, 0, x.stderr)
+        let fromCheckpoint = try runNasMPI(["evaluate", "--run", out.path, "--checkpoint", "last", "--threads", "1"])
+        let fromWeights = try runNasMPI(["evaluate", "--run", out.path, "--weights", file.path, "--threads", "1"])
+        XCTAssertEqual(fromWeights.status, 0, fromWeights.stderr)
+        func figures(_ s: String) -> [Substring] { s.split(separator: "\n").filter { $0.hasPrefix("test ") } }
+        XCTAssertEqual(figures(fromCheckpoint.stdout), figures(fromWeights.stdout))
+        // Reference names and dtypes in the file.
+        let tensors = try Safetensors.decode(try Data(contentsOf: file), path: file.path)
+        let names = Set(tensors.map(\.name))
+        for n in ["stem.0.weight", "stem.1.running_mean", "stem.1.num_batches_tracked", "cells.0._ops.0.op.1.weight", "classifier.bias"] {
+            XCTAssertTrue(names.contains(n), "missing \(n)")
+        }
+        let bytes = [UInt8](try Data(contentsOf: file))
+        let n = (0..<8).reduce(0) { $0 | Int(bytes[$1]) << (8 * $1) }
+        let header = try JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + n)])) as! [String: Any]
+        XCTAssertEqual((header["stem.1.num_batches_tracked"] as? [String: Any])?["dtype"] as? String, "I64")
+        XCTAssertEqual((header["stem.0.weight"] as? [String: Any])?["dtype"] as? String, "F32")
+        XCTAssertEqual(n % 8, 0, "header padded to 8 bytes")
+    }
+
+    func testKillAndResumeMatches() throws {
+        let base = try temporaryDirectory(self)
+        let args = small + ["--epochs", "2", "--synthetic-count", "160", "--threads", "1"]
+        let whole = base.appendingPathComponent("whole")
+        XCTAssertEqual(try runNasMPI(args + ["--out", whole.path]).status, 0)
+        let cut = base.appendingPathComponent("cut")
+        let process = Process()
+        process.executableURL = try nasMPIBinary()
+        process.arguments = args + ["--out", cut.path, "--log-every", "1"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            if let text = try? String(contentsOf: cut.appendingPathComponent("log.txt"), encoding: .utf8), text.contains("step 3/") { break }
+            usleep(5_000)
+        }
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 130)
+        let resumed = try runNasMPI(["train", "--resume", "--out", cut.path, "--threads", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        let a = try CheckpointFile.read(from: whole.appendingPathComponent("checkpoint.bin"))
+        let b = try CheckpointFile.read(from: cut.appendingPathComponent("checkpoint.bin"))
+        for name in ["stem.0.weight", "classifier.weight", "cells.2._ops.7.op.2.weight"] {
+            XCTAssertEqual(a.tensors.first { $0.name == name }?.tensor, b.tensors.first { $0.name == name }?.tensor, "\(name) after resume")
+        }
+    }
+
+    func testRefusals() throws {
+        let base = try temporaryDirectory(self)
+        let v2 = Genotype.dartsV2.pythonDescription
+        let unknown = base.appendingPathComponent("unknown.txt")
+        try v2.replacingOccurrences(of: "dil_conv_3x3", with: "conv_11x11").write(to: unknown, atomically: true, encoding: .utf8)
+        let dangling = base.appendingPathComponent("dangling.txt")
+        try v2.replacingOccurrences(of: "('dil_conv_3x3', 2)", with: "('dil_conv_3x3', 6)").write(to: dangling, atomically: true, encoding: .utf8)
+        for (file, message) in [(unknown, "unknown operation 'conv_11x11'"), (dangling, "does not exist")] {
+            for args in [["train", "--genotype", file.path, "--out", base.appendingPathComponent("r").path], ["summary", "--genotype", file.path]] {
+                let r = try runNasMPI(args)
+                XCTAssertNotEqual(r.status, 0)
+                XCTAssertTrue(r.stderr.contains(message), "\(args): \(r.stderr)")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: base.appendingPathComponent("r").path))
+
+        // A checkpoint of another architecture is refused by evaluate.
+        let a = base.appendingPathComponent("a"), b = base.appendingPathComponent("b")
+        XCTAssertEqual(try runNasMPI(small + ["--epochs", "1", "--synthetic-count", "64", "--out", a.path]).status, 0)
+        XCTAssertEqual(try runNasMPI(small + ["--epochs", "1", "--synthetic-count", "64", "--genotype", "DARTS_V1", "--out", b.path]).status, 0)
+        let other = try runNasMPI(["evaluate", "--run", a.path, "--checkpoint", b.appendingPathComponent("checkpoint.bin").path])
+        XCTAssertNotEqual(other.status, 0)
+        XCTAssertTrue(other.stderr.contains("trained on another genotype"), other.stderr)
+        let c = base.appendingPathComponent("c")
+        XCTAssertEqual(try runNasMPI(small + ["--epochs", "1", "--synthetic-count", "64", "--channels", "6", "--out", c.path]).status, 0)
+        try FileManager.default.removeItem(at: c.appendingPathComponent("config.json"))
+        try FileManager.default.copyItem(at: a.appendingPathComponent("config.json"), to: c.appendingPathComponent("config.json"))
+        let wider = try runNasMPI(["evaluate", "--run", c.path, "--checkpoint", "last"])
+        XCTAssertNotEqual(wider.status, 0)
+        XCTAssertTrue(wider.stderr.contains("does not fit the network"), wider.stderr)
+    }
+
+    func testSummaryOfPublishedGenotype() throws {
+        let r = try runNasMPI(["summary", "--genotype", "DARTS_V2", "--channels", "36", "--layers", "20", "--input", "3x32x32", "--classes", "10"])
+        XCTAssertTrue(r.stdout.contains("parameters: 3349342\n"), r.stdout)
+        let aux = try runNasMPI(["summary", "--genotype", "DARTS_V2", "--channels", "36", "--layers", "20", "--auxiliary"])
+        XCTAssertTrue(aux.stdout.contains("parameters: 3825768\n"), aux.stdout)
+        XCTAssertTrue(aux.stdout.contains("forward MACs: "), aux.stdout)
+    }
+}
