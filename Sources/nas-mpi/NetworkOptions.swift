@@ -4,6 +4,7 @@ import Search
 extension DataSource.Kind: ExpressibleByArgument {}
 extension CSVDataset.LabelColumn: ExpressibleByArgument {}
 extension SearchConfig.Preset: ExpressibleByArgument {}
+extension RecomputePolicy: ExpressibleByArgument {}
 
 /// The supernet's shape, shared by `summary` and `search`.
 struct NetworkOptions: ParsableArguments {

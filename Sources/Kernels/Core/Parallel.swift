@@ -17,15 +17,24 @@ public enum Parallel {
     public static func setThreads(_ n: Int) {
         _threads = max(1, n)
         openblas_set_num_threads(1)
+        if let v = ProcessInfo.processInfo.environment["NASMPI_MIN_PARALLEL_WORK"], let w = Int(v), w >= 0 {
+            minimumParallelWork = w
+        }
     }
+
+    /// Below this much work (elements touched, or multiply-accumulates) an op runs on one thread:
+    /// waking a second thread and sharing cache lines costs more than it saves. Measured with
+    /// `nas-mpi bench step` on the DARTS C=8 supernet (see docs/PERFORMANCE.md).
+    nonisolated(unsafe) public static var minimumParallelWork = 1 << 18
 
     /// Runs `body(worker, range)` over 0..<count split into at most `threads` contiguous chunks.
     ///
     /// `worker` is the chunk index in 0..<chunks(count), for indexing per-worker scratch memory.
-    /// With one thread (or one item) the body runs inline on the caller's thread.
+    /// With one thread, one item, or less than `minimumParallelWork` of `work`, the body runs
+    /// inline on the caller's thread.
     @inline(__always)
-    public static func forChunks(_ count: Int, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
-        let chunks = Parallel.chunks(count)
+    public static func forChunks(_ count: Int, work: Int = .max, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
+        let chunks = work < minimumParallelWork ? 1 : Parallel.chunks(count)
         if chunks <= 1 {
             if count > 0 { body(0, 0..<count) }
             return
@@ -37,8 +46,8 @@ public enum Parallel {
 
     /// Runs `body(i)` for every i in 0..<count, split over the threads.
     @inline(__always)
-    public static func forEach(_ count: Int, _ body: (Int) -> Void) {
-        forChunks(count) { _, range in for i in range { body(i) } }
+    public static func forEach(_ count: Int, work: Int = .max, _ body: (Int) -> Void) {
+        forChunks(count, work: work) { _, range in for i in range { body(i) } }
     }
 
     /// Runs `body` over 0..<count split into contiguous ranges for elementwise loops: one range

@@ -31,6 +31,17 @@ public enum Reduce {
         return s
     }
 
+    /// sum of a[i] * b[i] * c[i].
+    @inline(__always)
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = SIMD8<Float>()
+        var i = 0
+        while i + 8 <= n { acc += load(a + i) * load(b + i) * load(c + i); i += 8 }
+        var s = acc.sum()
+        while i < n { s += a[i] * b[i] * c[i]; i += 1 }
+        return s
+    }
+
     /// sum of a[i * stride] * b[i] (a strided, b contiguous).
     @inline(__always)
     public static func dot(_ a: UnsafePointer<Float>, stride: Int, _ b: UnsafePointer<Float>, _ n: Int) -> Float {

@@ -68,9 +68,9 @@ public final class Variable {
 public final class Tape {
     /// Whether ops append backward rules.
     public let isRecording: Bool
-    private var records: [(output: Variable, op: String, rule: () throws -> Void)] = []
-    private let profile: OpProfile?
-    private var lastOpEnd = 0.0
+    fileprivate var records: [(output: Variable, op: String, rule: () throws -> Void)] = []
+    fileprivate let profile: OpProfile?
+    fileprivate var lastOpEnd = 0.0
 
     /// A tape; `recording: false` gives inference mode.
     public init(recording: Bool = true) {
@@ -126,7 +126,12 @@ public final class Tape {
         try require(gradient.shape == output.shape, "backward", "gradient \(gradient.shape) vs output \(output.shape)")
         try requireArgument(isRecording, "backward", "the tape was created with recording: false")
         output.grad = gradient
-        for record in records.reversed() {
+        // Each rule is dropped as soon as it has run, releasing the activations it captured, so
+        // activation memory shrinks while gradient memory grows.
+        var i = records.count - 1
+        while i >= 0 {
+            let record = records[i]
+            records.removeLast()
             if let profile {
                 let t = OpProfile.now()
                 try record.rule()
@@ -135,7 +140,52 @@ public final class Tape {
                 try record.rule()
             }
             if !record.output.isLeaf, record.output !== output { record.output.grad = nil }
+            i -= 1
         }
         records.removeAll()
+    }
+}
+
+extension Tape {
+    /// Recomputation ("gradient checkpointing"): runs `body` on a non-recording tape, keeping only
+    /// its output, and runs it again on a fresh tape when backward reaches it. Activation memory
+    /// of the segment is traded for one more forward pass of it.
+    ///
+    /// - Parameters:
+    ///   - inputs: the segment's inputs from this tape; `body` receives stand-ins for them.
+    ///   - parametersNeedGrad: whether leaf variables used inside `body` (weights) want gradients;
+    ///     they accumulate directly, as they would without recomputation.
+    ///   - body: builds the segment on the given tape; `recomputing` is true on the second run
+    ///     (the body must then not repeat side effects such as BatchNorm running-average updates).
+    public func checkpoint(_ inputs: [Variable], parametersNeedGrad: Bool, op: String = "checkpoint",
+                           _ body: @escaping (_ tape: Tape, _ inputs: [Variable], _ recomputing: Bool) throws -> Variable) throws -> Variable {
+        let firstTape = Tape(recording: false)
+        let first = try body(firstTape, inputs, false)
+        multiplyAccumulates += firstTape.multiplyAccumulates
+        let needs = isRecording && (parametersNeedGrad || inputs.contains { $0.requiresGrad })
+        let out = Variable(op: first.value, requiresGrad: needs)
+        if needs {
+            records.append((out, op, { [unowned out] in
+                guard let g = out.grad else { return }
+                let inner = Tape()
+                let standIns = inputs.map { Variable($0.value, requiresGrad: $0.requiresGrad) }
+                let again = try body(inner, standIns, true)
+                try inner.backward(again, gradient: g)
+                for (original, standIn) in zip(inputs, standIns) where original.requiresGrad {
+                    guard let sg = standIn.grad else { continue }
+                    original.writeOrAccumulateGrad { d, accumulate in
+                        sg.scalars.withUnsafeBufferPointer { s in
+                            if accumulate {
+                                for i in 0..<d.count { d[i] += s[i] }
+                            } else {
+                                d.baseAddress!.update(from: s.baseAddress!, count: d.count)
+                            }
+                        }
+                    }
+                }
+            }))
+        }
+        if profile != nil { lastOpEnd = OpProfile.now() }
+        return out
     }
 }

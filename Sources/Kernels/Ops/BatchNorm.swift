@@ -76,7 +76,7 @@ extension Tape {
             x.value.scalars.withUnsafeBufferPointer { xp in
                 sums.withUnsafeMutableBufferPointer { sp in
                     let xb = xp.baseAddress!
-                    Parallel.forEach(c) { ch in
+                    Parallel.forEach(c, work: n * c * hw) { ch in
                         // Float sums per plane (vectorised), Double across planes.
                         var s = 0.0, s2 = 0.0
                         for i in 0..<n {
@@ -115,7 +115,7 @@ extension Tape {
         x.value.scalars.withUnsafeBufferPointer { xp in
             y.scalars.withUnsafeMutableBufferPointer { yp in
                 let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
-                Parallel.forEach(c) { ch in
+                Parallel.forEach(c, work: n * c * hw) { ch in
                     let scale = invStd[ch] * (gammaV?[ch] ?? 1)
                     let shift = (betaV?[ch] ?? 0) - mean[ch] * scale
                     for i in 0..<n {
@@ -137,7 +137,7 @@ extension Tape {
             x.value.scalars.withUnsafeBufferPointer { xp in
                 sums.withUnsafeMutableBufferPointer { sp in
                     let (xb, dyb) = (xp.baseAddress!, dy.baseAddress!)
-                    Parallel.forEach(c) { ch in
+                    Parallel.forEach(c, work: n * c * hw) { ch in
                         let mu = mean[ch], inv = invStd[ch]
                         var a = 0.0, b = 0.0
                         for i in 0..<n {
@@ -161,25 +161,25 @@ extension Tape {
             x.writeOrAccumulateGrad { dx, accumulate in
                 x.value.scalars.withUnsafeBufferPointer { xp in
                     let (xb, dyb, dxb) = (xp.baseAddress!, dy.baseAddress!, dx.baseAddress!)
-                    Parallel.forEach(c) { ch in
+                    Parallel.forEach(c, work: n * c * hw) { ch in
                         let mu = mean[ch], inv = invStd[ch]
                         let k = (gammaV?[ch] ?? 1) * inv
+                        // Training: dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)), rewritten as
+                        // dx = k * dy + c1 * x + c0 so the inner loop is one fused linear combination.
+                        var c1: Float = 0, c0: Float = 0
                         if training {
-                            // dx = gamma * inv * (dy - mean(dy) - xhat * mean(dy * xhat))
                             let mdy = Float(sums[ch] / globalCount)
                             let mdx = Float(sums[c + ch] / globalCount)
-                            for i in 0..<n {
-                                let off = (i * c + ch) * hw
-                                for j in 0..<hw {
-                                    let xhat = (xb[off + j] - mu) * inv
-                                    let v = k * (dyb[off + j] - mdy - xhat * mdx)
-                                    dxb[off + j] = accumulate ? dxb[off + j] + v : v
-                                }
-                            }
-                        } else {
-                            for i in 0..<n {
-                                let off = (i * c + ch) * hw
-                                for j in 0..<hw { dxb[off + j] = accumulate ? dxb[off + j] + k * dyb[off + j] : k * dyb[off + j] }
+                            c1 = -k * mdx * inv
+                            c0 = -k * mdy + k * mdx * inv * mu
+                        }
+                        for i in 0..<n {
+                            let off = (i * c + ch) * hw
+                            let (d, g, xv) = (dxb + off, dyb + off, xb + off)
+                            if accumulate {
+                                for j in 0..<hw { d[j] += k * g[j] + c1 * xv[j] + c0 }
+                            } else {
+                                for j in 0..<hw { d[j] = k * g[j] + c1 * xv[j] + c0 }
                             }
                         }
                     }

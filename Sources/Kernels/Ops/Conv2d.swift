@@ -117,20 +117,29 @@ public enum Conv2dKernels {
         let outHW = g.outHeight * g.outWidth
         let outPlane = g.outChannels * outHW
         if g.isPointwise {
-            Parallel.forEach(g.batch) { n in
+            Parallel.forEach(g.batch, work: g.macs) { n in
                 BLAS.sgemm(m: g.outChannels, n: outHW, k: g.inChannels, a: w, lda: g.inChannels,
                            b: x + n * inPlane, ldb: outHW, c: y + n * outPlane, ldc: outHW)
             }
         } else if g.isDepthwise {
             y.update(repeating: 0, count: g.batch * outPlane)
-            Parallel.forEach(g.batch * g.inChannels) { nc in
+            if let plan = DepthwisePlan(g) {
+                let kk = g.kernelH * g.kernelW
+                plan.withMasks { masks in
+                    Parallel.forEach(g.batch * g.inChannels, work: g.macs) { nc in
+                        plan.forward(x: x + nc * outHW, w: w + (nc % g.inChannels) * kk, y: y + nc * outHW, masks: masks)
+                    }
+                }
+                return
+            }
+            Parallel.forEach(g.batch * g.inChannels, work: g.macs) { nc in
                 depthwisePlane(g, x: x + nc * g.height * g.width, w: w + (nc % g.inChannels) * g.kernelH * g.kernelW,
                                y: y + nc * outHW, transpose: false)
             }
         } else {
             let colSize = g.patch * outHW
             ScratchPool.shared.withBuffers(Parallel.chunks(g.batch), size: colSize) { cols in
-                Parallel.forChunks(g.batch) { worker, range in
+                Parallel.forChunks(g.batch, work: g.macs) { worker, range in
                     let col = cols[worker]
                     for n in range {
                         for grp in 0..<g.groups {
@@ -166,12 +175,21 @@ public enum Conv2dKernels {
         let outHW = g.outHeight * g.outWidth
         let outPlane = g.outChannels * outHW
         if g.isPointwise {
-            Parallel.forEach(g.batch) { n in
+            Parallel.forEach(g.batch, work: g.macs) { n in
                 BLAS.sgemm(transA: true, m: g.inChannels, n: outHW, k: g.outChannels, a: w, lda: g.inChannels,
                            b: dy + n * outPlane, ldb: outHW, beta: accumulate ? 1 : 0, c: dx + n * inPlane, ldc: outHW)
             }
         } else if g.isDepthwise {
-            Parallel.forEach(g.batch * g.inChannels) { nc in
+            if let plan = DepthwisePlan(g) {
+                let kk = g.kernelH * g.kernelW
+                plan.withMasks { masks in
+                    Parallel.forEach(g.batch * g.inChannels, work: g.macs) { nc in
+                        plan.backwardInput(dy: dy + nc * outHW, w: w + (nc % g.inChannels) * kk, dx: dx + nc * outHW, masks: masks)
+                    }
+                }
+                return
+            }
+            Parallel.forEach(g.batch * g.inChannels, work: g.macs) { nc in
                 depthwisePlane(g, x: UnsafePointer(dx + nc * g.height * g.width),
                                w: w + (nc % g.inChannels) * g.kernelH * g.kernelW,
                                y: UnsafeMutablePointer(mutating: dy + nc * outHW), transpose: true)
@@ -179,7 +197,7 @@ public enum Conv2dKernels {
         } else {
             let colSize = g.patch * outHW
             ScratchPool.shared.withBuffers(Parallel.chunks(g.batch), size: colSize) { cols in
-                Parallel.forChunks(g.batch) { worker, range in
+                Parallel.forChunks(g.batch, work: g.macs) { worker, range in
                     let col = cols[worker]
                     for n in range {
                         for grp in 0..<g.groups {
@@ -205,7 +223,18 @@ public enum Conv2dKernels {
         if g.isDepthwise {
             // One channel per task: no two tasks write the same weights.
             let kk = g.kernelH * g.kernelW
-            Parallel.forEach(g.inChannels) { c in
+            if let plan = DepthwisePlan(g) {
+                plan.withMasks { masks in
+                    Parallel.forEach(g.inChannels, work: g.macs) { c in
+                        for n in 0..<g.batch {
+                            let nc = n * g.inChannels + c
+                            plan.weightGrad(x: x + nc * outHW, dy: dy + nc * outHW, dw: dw + c * kk, masks: masks)
+                        }
+                    }
+                }
+                return
+            }
+            Parallel.forEach(g.inChannels, work: g.macs) { c in
                 for n in 0..<g.batch {
                     let nc = n * g.inChannels + c
                     depthwiseWeightGrad(g, x: x + nc * g.height * g.width, dy: dy + nc * outHW, dw: dw + c * kk)
@@ -218,7 +247,7 @@ public enum Conv2dKernels {
         let colSize = g.isPointwise ? 0 : g.patch * outHW
         ScratchPool.shared.withBuffers(workers, size: wCount) { partials in
             ScratchPool.shared.withBuffers(workers, size: max(colSize, 1)) { cols in
-                Parallel.forChunks(g.batch) { worker, range in
+                Parallel.forChunks(g.batch, work: g.macs) { worker, range in
                     let part = partials[worker]
                     part.update(repeating: 0, count: wCount)
                     for n in range {
@@ -315,6 +344,90 @@ public enum Conv2dKernels {
                     acc += Reduce.dot(xr + lo * s, stride: s, dy + oy * OW + lo, hi - lo)
                 }
                 dw[ky * g.kernelW + kx] += acc
+            }
+        }
+    }
+
+    // MARK: Depthwise, whole planes
+
+    /// Depthwise convolution at stride 1 with "same" padding (every DARTS sep_conv and dil_conv
+    /// at stride 1): output and input planes share their row pitch, so each kernel tap is one
+    /// contiguous multiply-add over (almost) the whole plane, y[q] += w * mask[q] * x[q + offset],
+    /// instead of one short loop per row. `mask` zeroes the columns where the tap would read
+    /// across a row edge (those reads stay inside the plane and add exactly 0).
+    struct DepthwisePlan {
+        struct Tap { var k: Int; var start: Int; var end: Int; var offset: Int; var mask: Int }
+        let taps: [Tap]
+        let plane: Int
+        let width: Int
+        let kernelW: Int
+        let lows: [Int], highs: [Int]
+
+        init?(_ g: ConvGeometry) {
+            guard g.stride == 1, g.outHeight == g.height, g.outWidth == g.width else { return nil }
+            let (H, W) = (g.height, g.width)
+            var taps: [Tap] = []
+            var lows: [Int] = [], highs: [Int] = []
+            for kx in 0..<g.kernelW {
+                let r = validRange(out: W, in: W, stride: 1, offset: kx * g.dilation - g.padding)
+                lows.append(r.lowerBound); highs.append(r.upperBound)
+            }
+            for ky in 0..<g.kernelH {
+                let rowOffset = ky * g.dilation - g.padding
+                let rows = validRange(out: H, in: H, stride: 1, offset: rowOffset)
+                for kx in 0..<g.kernelW where !rows.isEmpty && lows[kx] < highs[kx] {
+                    let colOffset = kx * g.dilation - g.padding
+                    taps.append(Tap(k: ky * g.kernelW + kx, start: rows.lowerBound * W + lows[kx],
+                                    end: (rows.upperBound - 1) * W + highs[kx], offset: rowOffset * W + colOffset, mask: kx))
+                }
+            }
+            self.taps = taps
+            plane = H * W
+            width = W
+            kernelW = g.kernelW
+            self.lows = lows
+            self.highs = highs
+        }
+
+        /// Lends the column masks (kernelW planes of 0/1) to `body`, from reused scratch memory.
+        func withMasks(_ body: (UnsafePointer<Float>) -> Void) {
+            ScratchPool.shared.withBuffers(1, size: kernelW * plane) { buffers in
+                let m = buffers[0]
+                for kx in 0..<kernelW {
+                    for q in 0..<plane {
+                        let ox = q % width
+                        m[kx * plane + q] = ox >= lows[kx] && ox < highs[kx] ? 1 : 0
+                    }
+                }
+                body(UnsafePointer(m))
+            }
+        }
+
+        @inline(__always)
+        func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, masks: UnsafePointer<Float>) {
+            for t in taps {
+                let wv = w[t.k]
+                let m = masks + t.mask * plane
+                let xs = x + t.offset
+                for q in t.start..<t.end { y[q] += wv * m[q] * xs[q] }
+            }
+        }
+
+        @inline(__always)
+        func backwardInput(dy: UnsafePointer<Float>, w: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, masks: UnsafePointer<Float>) {
+            for t in taps {
+                let wv = w[t.k]
+                let m = masks + t.mask * plane
+                let d = dx + t.offset
+                for q in t.start..<t.end { d[q] += wv * m[q] * dy[q] }
+            }
+        }
+
+        @inline(__always)
+        func weightGrad(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>, masks: UnsafePointer<Float>) {
+            for t in taps {
+                let n = t.end - t.start
+                dw[t.k] += Reduce.dot(dy + t.start, x + t.offset + t.start, masks + t.mask * plane + t.start, n)
             }
         }
     }

@@ -39,7 +39,7 @@ extension Tape {
             y.scalars.withUnsafeMutableBufferPointer { yp in
                 argmax.withUnsafeMutableBufferPointer { ap in
                     let (xb, yb, ab) = (xp.baseAddress!, yp.baseAddress!, ap.baseAddress!)
-                    Parallel.forEach(g.batch * g.channels) { nc in
+                    Parallel.forEach(g.batch * g.channels, work: g.batch * g.channels * g.outHeight * g.outWidth * g.kernel * g.kernel) { nc in
                         let xc = xb + nc * g.height * g.width
                         for oy in 0..<g.outHeight {
                             let rows = g.window(oy, size: g.height)
@@ -65,7 +65,7 @@ extension Tape {
             x.accumulateGrad { dx in
                 let (dxb, dyb) = (dx.baseAddress!, dy.baseAddress!)
                 argmax.withUnsafeBufferPointer { ap in
-                    Parallel.forEach(g.batch * g.channels) { nc in
+                    Parallel.forEach(g.batch * g.channels, work: g.batch * g.channels * g.outHeight * g.outWidth * g.kernel * g.kernel) { nc in
                         let d = dxb + nc * g.height * g.width
                         for i in 0..<outHW { d[Int(ap[nc * outHW + i])] += dyb[nc * outHW + i] }
                     }
@@ -82,7 +82,7 @@ extension Tape {
         x.value.scalars.withUnsafeBufferPointer { xp in
             y.scalars.withUnsafeMutableBufferPointer { yp in
                 let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
-                Parallel.forEach(g.batch * g.channels) { nc in
+                Parallel.forEach(g.batch * g.channels, work: g.batch * g.channels * g.outHeight * g.outWidth * g.kernel * g.kernel) { nc in
                     let xc = xb + nc * g.height * g.width
                     for oy in 0..<g.outHeight {
                         let rows = g.window(oy, size: g.height)
@@ -99,7 +99,7 @@ extension Tape {
         return output(y, inputs: [x]) { _, dy in
             x.accumulateGrad { dx in
                 let (dxb, dyb) = (dx.baseAddress!, dy.baseAddress!)
-                Parallel.forEach(g.batch * g.channels) { nc in
+                Parallel.forEach(g.batch * g.channels, work: g.batch * g.channels * g.outHeight * g.outWidth * g.kernel * g.kernel) { nc in
                     let d = dxb + nc * g.height * g.width
                     for oy in 0..<g.outHeight {
                         let rows = g.window(oy, size: g.height)

@@ -22,6 +22,15 @@ public struct ForwardContext {
     }
 }
 
+extension ForwardContext {
+    /// The same context on another tape (for a recomputed segment), optionally without running-
+    /// statistics updates.
+    public func on(_ tape: Tape, updateStatistics: Bool) -> ForwardContext {
+        ForwardContext(tape: tape, training: training, updateStatistics: self.updateStatistics && updateStatistics,
+                       statisticsReducer: statisticsReducer, dropPath: dropPath)
+    }
+}
+
 /// Drop path's probability for the current epoch and the generator its masks come from.
 public final class DropPathSampler {
     public var probability: Float

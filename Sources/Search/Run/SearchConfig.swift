@@ -34,6 +34,8 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     public var trainLimit: Int?
     /// Synchronised BatchNorm: batch statistics over all ranks' shards (default: per rank).
     public var syncBatchNorm: Bool = false
+    /// Which supernet cells recompute activations in backward (memory for time).
+    public var recompute: RecomputePolicy = .auto
 
     /// The preset's values with the embedded synthetic dataset.
     public static func preset(_ p: Preset) -> SearchConfig {

@@ -78,8 +78,9 @@ public final class Searcher {
         guard config.batchSize <= trainSet.count, config.batchSize <= validationSet.count else {
             throw SearchConfigError("--batch-size \(config.batchSize) is larger than the data: \(full.count) training images split into \(trainSet.count) for weights and \(validationSet.count) for the architecture")
         }
-        let net = SupernetConfig(channels: config.channels, layers: config.layers, inputShape: full.imageShape,
+        var net = SupernetConfig(channels: config.channels, layers: config.layers, inputShape: full.imageShape,
                                  classes: full.classes, primitives: config.primitives)
+        net.recompute = config.recompute
         network = try SearchNetwork(net, seed: config.seed)
         architect = Architect(model: network, learningRate: config.archLearningRate, weightDecay: config.archWeightDecay)
         optimizer = SGD(parameters: network.weights, learningRate: config.learningRate, momentum: config.momentum,

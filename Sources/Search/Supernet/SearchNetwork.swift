@@ -12,6 +12,8 @@ public struct SupernetConfig: Codable, Equatable, Sendable {
     public var steps: Int = 4
     public var stemMultiplier: Int = 3
     public var primitives: [Primitive] = Primitive.allCases
+    /// Which cells recompute their activations in backward instead of keeping them.
+    public var recompute: RecomputePolicy = .auto
 
     public init(channels: Int, layers: Int, inputShape: [Int], classes: Int, primitives: [Primitive] = Primitive.allCases) {
         self.channels = channels
@@ -50,6 +52,22 @@ public struct SupernetConfig: Codable, Equatable, Sendable {
     }
 }
 
+/// Activation recomputation ("gradient checkpointing") of supernet cells: memory for time.
+/// The same ops run on the same values, so results agree up to the order in which gradient
+/// contributions to a cell's inputs are summed (float rounding); BatchNorm running statistics
+/// are updated once either way.
+public enum RecomputePolicy: String, Codable, CaseIterable, Sendable {
+    /// Keep every activation.
+    case none
+    /// Recompute the full-resolution cells (before the first reduction), which hold the largest
+    /// activations, for about 1/(3 x stages) more compute.
+    case first
+    /// Recompute every cell: the least memory, about a third more compute.
+    case all
+    /// `first` when the supernet's activations would exceed 2 GB for the batch, else `none`.
+    case auto
+}
+
 /// An invalid configuration, with a message a user can act on.
 public struct SearchConfigError: Error, CustomStringConvertible, Equatable {
     public let description: String
@@ -69,12 +87,17 @@ public final class SearchNetwork {
     public let alphasNormal: Variable
     /// Architecture weights of reduction cells [edges, K].
     public let alphasReduce: Variable
+    /// Which cells recompute their activations (a memory/time choice; results are identical).
+    public var recompute: RecomputePolicy
+    /// Each cell's weights (for recomputed cells: whether they need gradients).
+    private let cellParameters: [[Variable]]
 
     /// Builds the network; weights from the initialisation stream, alphas from the architecture
     /// stream of `seed`.
     public init(_ config: SupernetConfig, seed: UInt64) throws {
         try config.validate()
         self.config = config
+        recompute = config.recompute
         var g = RandomGenerator(seed: seed, stream: .initialisation)
         let c = config.channels
         let cStem = config.stemMultiplier * c
@@ -95,6 +118,11 @@ public final class SearchNetwork {
             (cPrevPrev, cPrev) = (cPrev, config.steps * cCurr)
         }
         self.cells = cells
+        cellParameters = cells.map { cell in
+            var s = NamedState()
+            cell.collect(prefix: "", into: &s)
+            return s.parameters.map(\.variable)
+        }
         classifier = LinearLayer(cPrev, config.classes, generator: &g)
         var a = RandomGenerator(seed: seed, stream: .architecture)
         let shape = [SearchCell.edgeCount(steps: config.steps), config.primitives.count]
@@ -112,10 +140,44 @@ public final class SearchNetwork {
         let wReduce = try t.softmax(alphasReduce)
         let s = try stem.forward(x, ctx)
         var (s0, s1) = (s, s)
-        for cell in cells {
-            (s0, s1) = (s1, try cell.forward(s0, s1, weights: cell.reduction ? wReduce : wNormal, ctx))
+        let recomputed = recomputedCells(batch: x.shape[0])
+        for (i, cell) in cells.enumerated() {
+            let w = cell.reduction ? wReduce : wNormal
+            let next: Variable
+            if t.isRecording && recomputed.contains(i) {
+                let parametersNeedGrad = cellParameters[i].contains { $0.requiresGrad }
+                next = try t.checkpoint([s0, s1, w], parametersNeedGrad: parametersNeedGrad, op: "cell (recomputed)") { tape, ins, again in
+                    try cell.forward(ins[0], ins[1], weights: ins[2], ctx.on(tape, updateStatistics: !again))
+                }
+            } else {
+                next = try cell.forward(s0, s1, weights: w, ctx)
+            }
+            (s0, s1) = (s1, next)
         }
         return try classifier.forward(try t.globalAvgPool(s1), ctx)
+    }
+
+    /// The cells whose activations are recomputed for a batch of this size.
+    public func recomputedCells(batch: Int) -> Set<Int> {
+        let firstStage = Set(0..<(config.layers / 3))
+        switch recompute {
+        case .none: return []
+        case .all: return Set(cells.indices)
+        case .first: return firstStage
+        case .auto: return estimatedActivationBytes(batch: batch) > 2_000_000_000 ? firstStage : []
+        }
+    }
+
+    /// A rough size of the activations a training forward pass keeps: about 26 tensors of a
+    /// cell's state size per mixed edge (the candidate ops' intermediates).
+    public func estimatedActivationBytes(batch: Int) -> Int {
+        var (h, w, c) = (config.inputShape[1], config.inputShape[2], config.channels)
+        var total = 0
+        for i in 0..<config.layers {
+            if SupernetConfig.isReduction(i, layers: config.layers) { h /= 2; w /= 2; c *= 2 }
+            total += 26 * SearchCell.edgeCount(steps: config.steps) * batch * c * h * w * 4
+        }
+        return total
     }
 
     /// Mean cross-entropy and logits of a batch.

@@ -25,6 +25,7 @@ struct BenchStep: ParsableCommand {
     @Option(help: "Timed steps (after the warm-up).") var steps = 5
     @Option(help: "Untimed warm-up steps.") var warmup = 1
     @Flag(help: "Print where step time goes, by op kind.") var profile = false
+    @Option(help: "Recompute cell activations: none, first, all, auto.") var recompute: RecomputePolicy = .auto
     @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
@@ -48,6 +49,7 @@ struct BenchStep: ParsableCommand {
                                     classes: network.classes ?? 10, primitives: try network.parsedPrimitives() ?? Primitive.allCases)
         let net: SearchNetwork
         do { net = try SearchNetwork(config, seed: 1) } catch { throw ValidationError("\(error)") }
+        net.recompute = recompute
         let macTape = Tape(recording: false)
         _ = try net.forward(Variable(Tensor(shape: [1] + shape)), ForwardContext(tape: macTape, training: false))
         let macs = macTape.multiplyAccumulates
@@ -100,7 +102,8 @@ struct BenchStep: ParsableCommand {
         let sgemm = sgemmGFLOPS(threads: threads)
         guard comm.rank == 0 else { return }
         let s = shape.map(String.init).joined(separator: "x")
-        print("nas-mpi bench step: C=\(config.channels), \(config.layers) layers, input \(s), batch \(batch) per rank, order \(order), \(comm.size) rank(s) x \(threads) thread(s)")
+        let recomputed = net.recomputedCells(batch: batch).sorted()
+        print("nas-mpi bench step: C=\(config.channels), \(config.layers) layers, input \(s), batch \(batch) per rank, order \(order), \(comm.size) rank(s) x \(threads) thread(s), recompute \(recompute.rawValue) (cells \(recomputed.isEmpty ? "none" : recomputed.map(String.init).joined(separator: ",")))")
         print("forward MACs per image: \(macs); analytic work per step: \(String(format: "%.2f", flopsPerStep / 1e9)) GFLOP per rank")
         print(String(format: "step time: min=%.3f median=%.3f max=%.3f s over %d steps (after %d warm-up)", t.min, t.median, t.max, steps, warmup))
         print(String(format: "achieved: %.2f GFLOP/s per rank, %.1f images/s in all (%d ranks)",

@@ -38,6 +38,8 @@ struct SearchCommand: ParsableCommand {
     @Flag(help: "Continue the run in --out from its checkpoint, with its saved configuration.") var resume = false
     @Flag(name: .customLong("sync-bn"), help: "Synchronised BatchNorm: batch statistics over all ranks (default: per rank).")
     var syncBatchNorm = false
+    @Option(help: "Recompute cell activations in backward to save memory: none, first (full-resolution cells), all, auto (first when activations would exceed 2 GB).")
+    var recompute: RecomputePolicy?
     @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
     var checkConsistency = 0
     @Option(help: "Without a terminal: log a progress line every N steps (default: 10 per epoch).") var logEvery: Int?
@@ -53,7 +55,7 @@ struct SearchCommand: ParsableCommand {
             ("--batch-size", batchSize), ("--learning-rate", learningRate), ("--learning-rate-min", learningRateMin),
             ("--momentum", momentum), ("--weight-decay", weightDecay), ("--arch-learning-rate", archLearningRate),
             ("--arch-weight-decay", archWeightDecay), ("--grad-clip", gradClip), ("--train-portion", trainPortion),
-            ("--order", order), ("--seed", seed), ("--train-limit", trainLimit), ("--sync-bn", syncBatchNorm ? true : nil),
+            ("--order", order), ("--seed", seed), ("--train-limit", trainLimit), ("--sync-bn", syncBatchNorm ? true : nil), ("--recompute", recompute),
         ]
         for (name, value) in pairs where value != nil { given.append(name) }
         return given
@@ -109,6 +111,7 @@ struct SearchCommand: ParsableCommand {
         if let v = seed { c.seed = v }
         if let v = trainLimit { c.trainLimit = v }
         if syncBatchNorm { c.syncBatchNorm = true }
+        if let v = recompute { c.recompute = v }
         do { try c.validate() } catch { throw ValidationError("\(error)") }
         return c
     }
