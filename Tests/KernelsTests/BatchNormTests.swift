@@ -41,6 +41,35 @@ final class BatchNormTests: XCTestCase {
         }
     }
 
+    func testFusedBatchNormReLUEqualsBatchNormThenReLU() throws {
+        for training in [true, false] {
+            let x = leaf(randomTensor([3, 2, 3, 2], seed: 34))
+            let gamma = leaf(randomTensor([2], seed: 35))
+            let beta = leaf(randomTensor([2], seed: 36))
+            let st = BatchNormStatistics(channels: 2)
+            st.runningMean = tensor([2], [0.1, -0.2])
+            let fused = try Tape(recording: false).batchNormReLU(x, gamma: gamma, beta: beta, statistics: st, training: training,
+                                                                 updateStatistics: false)
+            let t = Tape(recording: false)
+            let plain = t.relu(try t.batchNorm(x, gamma: gamma, beta: beta, statistics: st, training: training, updateStatistics: false))
+            assertClose(fused.value.scalars, plain.value.scalars, tolerance: 1e-6)
+            // Backward against the composition of the two (separately gradient-checked) ops; a
+            // finite difference would straddle the ReLU kink for some element.
+            var grads: [[Tensor]] = []
+            let upstream = randomTensor([3, 2, 3, 2], seed: 37)
+            for fusedOp in [true, false] {
+                [x, gamma, beta].forEach { $0.zeroGrad() }
+                let tape = Tape()
+                let y = fusedOp
+                    ? try tape.batchNormReLU(x, gamma: gamma, beta: beta, statistics: st, training: training, updateStatistics: false)
+                    : tape.relu(try tape.batchNorm(x, gamma: gamma, beta: beta, statistics: st, training: training, updateStatistics: false))
+                try tape.backward(y, gradient: upstream)
+                grads.append([x.grad!, gamma.grad!, beta.grad!])
+            }
+            for (a, b) in zip(grads[0], grads[1]) { assertClose(a.scalars, b.scalars, tolerance: 1e-5) }
+        }
+    }
+
     func testReducerSeesSumsAndGlobalCount() throws {
         // A reducer that doubles every sum acts as two ranks holding the same batch: normalisation
         // and input gradient are unchanged, while the running variance uses the doubled count.

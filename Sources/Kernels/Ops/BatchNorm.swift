@@ -57,7 +57,22 @@ extension Tape {
     public func batchNorm(_ x: Variable, gamma: Variable? = nil, beta: Variable? = nil,
                           statistics st: BatchNormStatistics, training: Bool,
                           updateStatistics: Bool = true, reducer: StatisticsReducer? = nil) throws -> Variable {
-        let op = "batchNorm"
+        try batchNorm(x, gamma: gamma, beta: beta, statistics: st, training: training, updateStatistics: updateStatistics,
+                      reducer: reducer, relu: false)
+    }
+
+    /// relu(batchNorm(x)) as one op: one pass forward, the ReLU's mask applied inside BatchNorm's
+    /// backward, and no BatchNorm output kept (SepConv's middle BN + ReLU).
+    public func batchNormReLU(_ x: Variable, gamma: Variable? = nil, beta: Variable? = nil,
+                              statistics st: BatchNormStatistics, training: Bool,
+                              updateStatistics: Bool = true, reducer: StatisticsReducer? = nil) throws -> Variable {
+        try batchNorm(x, gamma: gamma, beta: beta, statistics: st, training: training, updateStatistics: updateStatistics,
+                      reducer: reducer, relu: true)
+    }
+
+    private func batchNorm(_ x: Variable, gamma: Variable?, beta: Variable?, statistics st: BatchNormStatistics, training: Bool,
+                           updateStatistics: Bool, reducer: StatisticsReducer?, relu: Bool) throws -> Variable {
+        let op = relu ? "batchNormReLU" : "batchNorm"
         try require(x.shape.count == 4, op, "input must be [N, C, H, W], got \(x.shape)")
         let (n, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         try require(st.channels == c, op, "input \(x.shape) has \(c) channels, statistics have \(st.channels)")
@@ -120,7 +135,11 @@ extension Tape {
                     let shift = (betaV?[ch] ?? 0) - mean[ch] * scale
                     for i in 0..<n {
                         let off = (i * c + ch) * hw
-                        for j in 0..<hw { yb[off + j] = xb[off + j] * scale + shift }
+                        if relu {
+                            for j in 0..<hw { yb[off + j] = max(xb[off + j] * scale + shift, 0) }
+                        } else {
+                            for j in 0..<hw { yb[off + j] = xb[off + j] * scale + shift }
+                        }
                     }
                 }
             }
@@ -130,10 +149,23 @@ extension Tape {
         if let gamma { inputs.append(gamma) }
         if let beta { inputs.append(beta) }
         let globalCount = m
-        return output(y, inputs: inputs) { _, dy in
+        return output(y, inputs: inputs, op: op) { out, dy in
             // Per channel: sum(dy) and sum(dy * xhat) (local; summed over ranks for the input
             // gradient when synchronised).
             var sums = [Double](repeating: 0, count: 2 * c)
+            // With the fused ReLU, the gradient reaching BatchNorm is dy masked by the output.
+            var masked: [Float] = []
+            if relu {
+                masked = [Float](unsafeUninitializedCapacity: dy.count) { buf, count in
+                    out.value.scalars.withUnsafeBufferPointer { yp in
+                        let (m, g, yo) = (buf.baseAddress!, dy.baseAddress!, yp.baseAddress!)
+                        Parallel.forRanges(dy.count) { r in for j in r { m[j] = yo[j] > 0 ? g[j] : 0 } }
+                    }
+                    count = dy.count
+                }
+            }
+            try (relu ? masked : []).withUnsafeBufferPointer { mp in
+            let dy = relu ? mp : dy
             x.value.scalars.withUnsafeBufferPointer { xp in
                 sums.withUnsafeMutableBufferPointer { sp in
                     let (xb, dyb) = (xp.baseAddress!, dy.baseAddress!)
@@ -184,6 +216,7 @@ extension Tape {
                         }
                     }
                 }
+            }
             }
         }
     }

@@ -26,6 +26,14 @@ public struct ConvGeometry: Equatable, Sendable {
     public var macs: Int { batch * outChannels * outHeight * outWidth * patch }
 
     /// Validates a conv of input `x` [N, Cin, H, W] with weight `w` [Cout, Cin/groups, KH, KW].
+    /// A geometry known to be valid (built by kernels that share the conv machinery).
+    init(batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int, kernelH: Int, kernelW: Int,
+         stride: Int, padding: Int, dilation: Int, groups: Int) {
+        self.batch = batch; self.inChannels = inChannels; self.height = height; self.width = width
+        self.outChannels = outChannels; self.kernelH = kernelH; self.kernelW = kernelW
+        self.stride = stride; self.padding = padding; self.dilation = dilation; self.groups = groups
+    }
+
     public init(input x: [Int], weight w: [Int], stride: Int, padding: Int, dilation: Int, groups: Int) throws {
         let op = "conv2d"
         try require(x.count == 4, op, "input must be [N, C, H, W], got \(x)")
@@ -356,7 +364,11 @@ public enum Conv2dKernels {
     /// instead of one short loop per row. `mask` zeroes the columns where the tap would read
     /// across a row edge (those reads stay inside the plane and add exactly 0).
     struct DepthwisePlan {
-        struct Tap { var k: Int; var start: Int; var end: Int; var offset: Int; var mask: Int }
+        struct Tap {
+            var k: Int, start: Int, end: Int, offset: Int, mask: Int
+            /// The tap reads no column across a row edge (its mask is all ones).
+            var unmasked: Bool
+        }
         let taps: [Tap]
         let plane: Int
         let width: Int
@@ -378,7 +390,8 @@ public enum Conv2dKernels {
                 for kx in 0..<g.kernelW where !rows.isEmpty && lows[kx] < highs[kx] {
                     let colOffset = kx * g.dilation - g.padding
                     taps.append(Tap(k: ky * g.kernelW + kx, start: rows.lowerBound * W + lows[kx],
-                                    end: (rows.upperBound - 1) * W + highs[kx], offset: rowOffset * W + colOffset, mask: kx))
+                                    end: (rows.upperBound - 1) * W + highs[kx], offset: rowOffset * W + colOffset, mask: kx,
+                                    unmasked: lows[kx] == 0 && highs[kx] == W))
                 }
             }
             self.taps = taps
@@ -407,9 +420,13 @@ public enum Conv2dKernels {
         func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, masks: UnsafePointer<Float>) {
             for t in taps {
                 let wv = w[t.k]
-                let m = masks + t.mask * plane
                 let xs = x + t.offset
-                for q in t.start..<t.end { y[q] += wv * m[q] * xs[q] }
+                if t.unmasked {
+                    for q in t.start..<t.end { y[q] += wv * xs[q] }
+                } else {
+                    let m = masks + t.mask * plane
+                    for q in t.start..<t.end { y[q] += wv * m[q] * xs[q] }
+                }
             }
         }
 
@@ -417,9 +434,13 @@ public enum Conv2dKernels {
         func backwardInput(dy: UnsafePointer<Float>, w: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, masks: UnsafePointer<Float>) {
             for t in taps {
                 let wv = w[t.k]
-                let m = masks + t.mask * plane
                 let d = dx + t.offset
-                for q in t.start..<t.end { d[q] += wv * m[q] * dy[q] }
+                if t.unmasked {
+                    for q in t.start..<t.end { d[q] += wv * dy[q] }
+                } else {
+                    let m = masks + t.mask * plane
+                    for q in t.start..<t.end { d[q] += wv * m[q] * dy[q] }
+                }
             }
         }
 
@@ -427,7 +448,9 @@ public enum Conv2dKernels {
         func weightGrad(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>, masks: UnsafePointer<Float>) {
             for t in taps {
                 let n = t.end - t.start
-                dw[t.k] += Reduce.dot(dy + t.start, x + t.offset + t.start, masks + t.mask * plane + t.start, n)
+                dw[t.k] += t.unmasked
+                    ? Reduce.dot(dy + t.start, x + t.offset + t.start, n)
+                    : Reduce.dot(dy + t.start, x + t.offset + t.start, masks + t.mask * plane + t.start, n)
             }
         }
     }

@@ -20,6 +20,14 @@ public struct PoolGeometry: Equatable, Sendable {
         try require(outHeight >= 1 && outWidth >= 1, op, "input \(x) is smaller than the \(kernel)x\(kernel) window")
     }
 
+    /// For stride 1 with "same" padding: the whole-plane tap plan shared with depthwise convolution.
+    var samePlan: Conv2dKernels.DepthwisePlan? {
+        guard stride == 1, outHeight == height, outWidth == width else { return nil }
+        let conv = ConvGeometry(batch: batch, inChannels: channels, height: height, width: width, outChannels: channels,
+                                kernelH: kernel, kernelW: kernel, stride: 1, padding: padding, dilation: 1, groups: channels)
+        return Conv2dKernels.DepthwisePlan(conv)
+    }
+
     /// The input rows (or columns) that window position o covers, clipped to 0..<size.
     @inline(__always)
     func window(_ o: Int, size: Int) -> Range<Int> {
@@ -32,6 +40,7 @@ extension Tape {
     /// Max pooling. x: [N, C, H, W] -> [N, C, OH, OW].
     public func maxPool2d(_ x: Variable, kernel: Int, stride: Int = 1, padding: Int = 0) throws -> Variable {
         let g = try PoolGeometry(op: "maxPool2d", input: x.shape, kernel: kernel, stride: stride, padding: padding)
+        if let plan = g.samePlan { return maxPoolSame(x, g, plan) }
         let outHW = g.outHeight * g.outWidth
         var y = Tensor(shape: [g.batch, g.channels, g.outHeight, g.outWidth])
         var argmax = [Int32](repeating: 0, count: y.count)
@@ -77,6 +86,7 @@ extension Tape {
     /// Average pooling; padding is excluded from the count. x: [N, C, H, W] -> [N, C, OH, OW].
     public func avgPool2d(_ x: Variable, kernel: Int, stride: Int = 1, padding: Int = 0) throws -> Variable {
         let g = try PoolGeometry(op: "avgPool2d", input: x.shape, kernel: kernel, stride: stride, padding: padding)
+        if let plan = g.samePlan { return avgPoolSame(x, g, plan) }
         let outHW = g.outHeight * g.outWidth
         var y = Tensor(shape: [g.batch, g.channels, g.outHeight, g.outWidth])
         x.value.scalars.withUnsafeBufferPointer { xp in
@@ -134,6 +144,113 @@ extension Tape {
                 for i in 0..<(n * c) {
                     let v = dy[i] / Float(hw)
                     for j in 0..<hw { dx[i * hw + j] += v }
+                }
+            }
+        }
+    }
+}
+
+// MARK: Stride 1, same size: whole-plane taps
+
+extension Tape {
+    /// Max pooling at stride 1 with same-size output. Forward keeps only the maxima (one
+    /// vectorised select-and-max per tap); backward finds each window's first maximal input in
+    /// window order (row-major, as PyTorch) by comparing inputs with the saved output.
+    func maxPoolSame(_ x: Variable, _ g: PoolGeometry, _ plan: Conv2dKernels.DepthwisePlan) -> Variable {
+        let hw = g.height * g.width
+        let planes = g.batch * g.channels
+        let y = Tensor(uninitializedShape: x.shape) { out in
+            x.value.scalars.withUnsafeBufferPointer { xp in
+                let (xb, yb) = (xp.baseAddress!, out.baseAddress!)
+                plan.withMasks { masks in
+                    Parallel.forEach(planes, work: planes * hw * 9) { p in
+                        let (src, dst) = (xb + p * hw, yb + p * hw)
+                        dst.update(repeating: -.infinity, count: hw)
+                        for tap in plan.taps {
+                            let m = masks + tap.mask * plan.plane
+                            let xs = src + tap.offset
+                            for q in tap.start..<tap.end { dst[q] = max(dst[q], m[q] != 0 ? xs[q] : -Float.infinity) }
+                        }
+                    }
+                }
+            }
+        }
+        return output(y, inputs: [x], op: "maxPool2d") { out, dy in
+            x.accumulateGrad { dx in
+                x.value.scalars.withUnsafeBufferPointer { xp in
+                    out.value.scalars.withUnsafeBufferPointer { yp in
+                        let (xb, yb, dxb, dyb) = (xp.baseAddress!, yp.baseAddress!, dx.baseAddress!, dy.baseAddress!)
+                        let workers = Parallel.chunks(planes)
+                        ScratchPool.shared.withBuffers(workers, size: hw) { claimed in
+                            plan.withMasks { masks in
+                                Parallel.forChunks(planes, work: planes * hw * 9) { worker, range in
+                                    let done = claimed[worker]
+                                    for p in range {
+                                        let (src, mx, d, gp) = (xb + p * hw, yb + p * hw, dxb + p * hw, dyb + p * hw)
+                                        done.update(repeating: 0, count: hw)
+                                        for tap in plan.taps {
+                                            let m = masks + tap.mask * plan.plane
+                                            let (xs, dd) = (src + tap.offset, d + tap.offset)
+                                            for q in tap.start..<tap.end {
+                                                // 1 for the first in-bounds tap equal to the maximum (selects, no branches).
+                                                let hit = m[q] * (xs[q] == mx[q] ? 1 : 0) * (1 - done[q])
+                                                dd[q] += hit * gp[q]
+                                                done[q] += hit
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Average pooling at stride 1 with same-size output, padding excluded from the count.
+    func avgPoolSame(_ x: Variable, _ g: PoolGeometry, _ plan: Conv2dKernels.DepthwisePlan) -> Variable {
+        let hw = g.height * g.width
+        let planes = g.batch * g.channels
+        // 1 / (in-bounds elements of each window): the taps applied to a plane of ones.
+        var inverseCount = [Float](repeating: 0, count: hw)
+        let ones = [Float](repeating: 1, count: hw)
+        let unitWeights = [Float](repeating: 1, count: g.kernel * g.kernel)
+        plan.withMasks { masks in
+            inverseCount.withUnsafeMutableBufferPointer { c in
+                plan.forward(x: ones, w: unitWeights, y: c.baseAddress!, masks: masks)
+                for q in 0..<hw { c[q] = 1 / c[q] }
+            }
+        }
+        var out = Tensor(shape: x.shape)
+        out.scalars.withUnsafeMutableBufferPointer { yp in
+            x.value.scalars.withUnsafeBufferPointer { xp in
+                inverseCount.withUnsafeBufferPointer { ic in
+                    let (xb, yb, inv) = (xp.baseAddress!, yp.baseAddress!, ic.baseAddress!)
+                    plan.withMasks { masks in
+                        Parallel.forEach(planes, work: planes * hw * 9) { p in
+                            let dst = yb + p * hw
+                            plan.forward(x: xb + p * hw, w: unitWeights, y: dst, masks: masks)
+                            for q in 0..<hw { dst[q] *= inv[q] }
+                        }
+                    }
+                }
+            }
+        }
+        return output(out, inputs: [x], op: "avgPool2d") { _, dy in
+            x.accumulateGrad { dx in
+                inverseCount.withUnsafeBufferPointer { ic in
+                    let (dxb, dyb, inv) = (dx.baseAddress!, dy.baseAddress!, ic.baseAddress!)
+                    plan.withMasks { masks in
+                        Parallel.forEach(planes, work: planes * hw * 9) { p in
+                            let (d, gp) = (dxb + p * hw, dyb + p * hw)
+                            for tap in plan.taps {
+                                let m = masks + tap.mask * plan.plane
+                                let dd = d + tap.offset
+                                for q in tap.start..<tap.end { dd[q] += m[q] * inv[q] * gp[q] }
+                            }
+                        }
+                    }
                 }
             }
         }

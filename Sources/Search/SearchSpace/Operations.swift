@@ -74,8 +74,21 @@ public final class SepConv: ReLUPrefixed {
         ])
     }
 
-    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forward(x, ctx) }
-    public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forwardAfterReLU(h, ctx) }
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
+        try forward(activated: ctx.tape.relu(x), ctx)
+    }
+
+    /// The layers after the leading ReLU, with the middle BatchNorm and ReLU (op.3, op.4) run as
+    /// one fused op.
+    public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable {
+        let l = op.layers
+        let bn = l[3] as! BatchNormLayer
+        var y = try l[2].forward(try l[1].forward(h, ctx), ctx)
+        y = try ctx.tape.batchNormReLU(y, gamma: bn.gamma, beta: bn.beta, statistics: bn.statistics, training: ctx.training,
+                                       updateStatistics: ctx.updateStatistics, reducer: ctx.statisticsReducer)
+        for layer in l[5...] { y = try layer.forward(y, ctx) }
+        return y
+    }
     public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
 }
 
