@@ -34,7 +34,7 @@ public enum Parallel {
     /// inline on the caller's thread.
     @inline(__always)
     public static func forChunks(_ count: Int, work: Int = .max, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
-        let chunks = work < minimumParallelWork ? 1 : Parallel.chunks(count)
+        let chunks = Parallel.chunks(count, work: work)
         if chunks <= 1 {
             if count > 0 { body(0, 0..<count) }
             return
@@ -61,8 +61,10 @@ public enum Parallel {
         forChunks(count) { _, r in body(r) }
     }
 
-    /// The number of chunks `forChunks(count)` uses.
-    public static func chunks(_ count: Int) -> Int { min(_threads, max(count, 0)) }
+    /// The number of chunks `forChunks(count, work:)` uses (size per-worker scratch with it).
+    public static func chunks(_ count: Int, work: Int = .max) -> Int {
+        work < minimumParallelWork ? min(1, max(count, 0)) : min(_threads, max(count, 0))
+    }
 }
 
 /// Reusable scratch buffers (im2col columns, reduction partials), kept between steps.

@@ -146,7 +146,7 @@ public enum Conv2dKernels {
             }
         } else {
             let colSize = g.patch * outHW
-            ScratchPool.shared.withBuffers(Parallel.chunks(g.batch), size: colSize) { cols in
+            ScratchPool.shared.withBuffers(Parallel.chunks(g.batch, work: g.macs), size: colSize) { cols in
                 Parallel.forChunks(g.batch, work: g.macs) { worker, range in
                     let col = cols[worker]
                     for n in range {
@@ -204,7 +204,7 @@ public enum Conv2dKernels {
             }
         } else {
             let colSize = g.patch * outHW
-            ScratchPool.shared.withBuffers(Parallel.chunks(g.batch), size: colSize) { cols in
+            ScratchPool.shared.withBuffers(Parallel.chunks(g.batch, work: g.macs), size: colSize) { cols in
                 Parallel.forChunks(g.batch, work: g.macs) { worker, range in
                     let col = cols[worker]
                     for n in range {
@@ -251,7 +251,7 @@ public enum Conv2dKernels {
             return
         }
         // Per-worker partial sums over samples, then one reduction into dw.
-        let workers = Parallel.chunks(g.batch)
+        let workers = Parallel.chunks(g.batch, work: g.macs)
         let colSize = g.isPointwise ? 0 : g.patch * outHW
         ScratchPool.shared.withBuffers(workers, size: wCount) { partials in
             ScratchPool.shared.withBuffers(workers, size: max(colSize, 1)) { cols in

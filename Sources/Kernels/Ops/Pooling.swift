@@ -180,7 +180,7 @@ extension Tape {
                 x.value.scalars.withUnsafeBufferPointer { xp in
                     out.value.scalars.withUnsafeBufferPointer { yp in
                         let (xb, yb, dxb, dyb) = (xp.baseAddress!, yp.baseAddress!, dx.baseAddress!, dy.baseAddress!)
-                        let workers = Parallel.chunks(planes)
+                        let workers = Parallel.chunks(planes, work: planes * hw * 9)
                         ScratchPool.shared.withBuffers(workers, size: hw) { claimed in
                             plan.withMasks { masks in
                                 Parallel.forChunks(planes, work: planes * hw * 9) { worker, range in
