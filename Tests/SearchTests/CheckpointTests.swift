@@ -31,3 +31,24 @@ final class CheckpointTests: XCTestCase {
         XCTAssertThrowsError(try CheckpointFile.read(from: url)) { XCTAssertTrue("\($0)".contains("not a nas-mpi checkpoint"), "\($0)") }
     }
 }
+
+final class SafetensorsTests: XCTestCase {
+    func testSupernetRoundTripRestoresEveryTensor() throws {
+        let config = SupernetConfig(channels: 2, layers: 3, inputShape: [1, 8, 8], classes: 3)
+        let a = try SearchNetwork(config, seed: 1)
+        a.state.statistics.forEach { $0.statistics.batchesTracked = 7 }
+        let url = try temporaryDirectory(self).appendingPathComponent("s.safetensors")
+        try Safetensors.write(a.state, extra: [("alphas_normal", a.alphasNormal.value)], to: url)
+        let b = try SearchNetwork(config, seed: 2)
+        XCTAssertNotEqual(a.weights.first!.value, b.weights.first!.value)
+        let file = try Safetensors.read(url)
+        try b.state.restore(from: file)
+        for (x, y) in zip(a.weights, b.weights) { XCTAssertEqual(x.value, y.value) }
+        XCTAssertEqual(b.state.statistics.first!.statistics.batchesTracked, 7)
+        XCTAssertEqual(try file.tensor("alphas_normal", shape: [14, 8]), a.alphasNormal.value)
+        // A truncated file is refused.
+        let data = try Data(contentsOf: url)
+        try data.prefix(data.count - 16).write(to: url)
+        XCTAssertThrowsError(try Safetensors.read(url)) { XCTAssertTrue("\($0)".contains("bad byte range"), "\($0)") }
+    }
+}

@@ -36,6 +36,9 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     public var syncBatchNorm: Bool = false
     /// Which supernet cells recompute activations in backward (memory for time).
     public var recompute: RecomputePolicy = .auto
+    /// A safetensors file (as `nas-mpi export` writes for a search run) whose weights, and alphas if
+    /// present, replace the initial ones.
+    public var initWeights: String?
 
     /// The preset's values with the embedded synthetic dataset.
     public static func preset(_ p: Preset) -> SearchConfig {

@@ -99,8 +99,10 @@ public final class Searcher {
                 }
                 state = [UInt8](data)
             } else {
+                let loaded = try config.initWeights.map { try loadInitialWeights($0) }
                 try directory.create()
                 try directory.writeJSON(config, to: directory.config)
+                if let loaded { record(loaded) }
                 if comm.size > 1 { state = [UInt8](try makeCheckpoint().encoded()) }
             }
         }
@@ -108,6 +110,20 @@ public final class Searcher {
             try comm.broadcast(bytes: &state)
             try apply(try CheckpointFile(data: Data(state), path: directory.checkpoint.path), announce: resume)
         }
+    }
+
+    /// Replaces the initial weights (and alphas, when the file has them) by a safetensors file's;
+    /// returns a line for the log.
+    private func loadInitialWeights(_ path: String) throws -> String {
+        let file = try Safetensors.read(URL(fileURLWithPath: path))
+        do { try network.state.restore(from: file) } catch {
+            throw RunError("--init-weights \(path) does not fit this supernet: \(error)")
+        }
+        if file.contains("alphas_normal") {
+            network.alphasNormal.value = try file.tensor("alphas_normal", shape: network.alphasNormal.shape)
+            network.alphasReduce.value = try file.tensor("alphas_reduce", shape: network.alphasReduce.shape)
+        }
+        return "initial weights\(file.contains("alphas_normal") ? " and alphas" : "") from \(path)"
     }
 
     /// Reads the configuration of an existing run directory (for `--resume`).

@@ -40,6 +40,8 @@ struct SearchCommand: ParsableCommand {
     var syncBatchNorm = false
     @Option(help: "Recompute cell activations in backward to save memory: none, first (full-resolution cells), all, auto (first when activations would exceed 2 GB).")
     var recompute: RecomputePolicy?
+    @Option(help: "Start from the weights (and alphas) of a safetensors file written by `nas-mpi export` for a search run.")
+    var initWeights: String?
     @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
     var checkConsistency = 0
     @Option(help: "Without a terminal: log a progress line every N steps (default: 10 per epoch).") var logEvery: Int?
@@ -55,7 +57,7 @@ struct SearchCommand: ParsableCommand {
             ("--batch-size", batchSize), ("--learning-rate", learningRate), ("--learning-rate-min", learningRateMin),
             ("--momentum", momentum), ("--weight-decay", weightDecay), ("--arch-learning-rate", archLearningRate),
             ("--arch-weight-decay", archWeightDecay), ("--grad-clip", gradClip), ("--train-portion", trainPortion),
-            ("--order", order), ("--seed", seed), ("--train-limit", trainLimit), ("--sync-bn", syncBatchNorm ? true : nil), ("--recompute", recompute),
+            ("--order", order), ("--seed", seed), ("--train-limit", trainLimit), ("--sync-bn", syncBatchNorm ? true : nil), ("--recompute", recompute), ("--init-weights", initWeights),
         ]
         for (name, value) in pairs where value != nil { given.append(name) }
         return given
@@ -112,6 +114,7 @@ struct SearchCommand: ParsableCommand {
         if let v = trainLimit { c.trainLimit = v }
         if syncBatchNorm { c.syncBatchNorm = true }
         if let v = recompute { c.recompute = v }
+        if let v = initWeights { c.initWeights = v }
         do { try c.validate() } catch { throw ValidationError("\(error)") }
         return c
     }
