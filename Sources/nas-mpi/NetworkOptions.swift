@@ -51,4 +51,31 @@ struct DataOptions: ParsableArguments {
     func validate() throws {
         if let syntheticCount, syntheticCount < 4 { throw ValidationError("--synthetic-count must be at least 4, got \(syntheticCount)") }
     }
+
+    /// Checks that the data flags fit together with the network's --input and --classes.
+    func validate(with network: NetworkOptions) throws {
+        let kind = dataset ?? .synthetic
+        if kind == .cifar10 || kind == .mnist {
+            if network.input != nil { throw ValidationError("--input applies to --dataset synthetic or csv; \(kind.rawValue) images have a fixed shape") }
+            if network.classes != nil { throw ValidationError("--classes applies to --dataset synthetic; \(kind.rawValue) has 10 classes") }
+        }
+        if kind == .csv, network.input == nil { throw ValidationError("--dataset csv needs --input CxHxW, the image shape of a row") }
+        if kind != .synthetic, data == nil { throw ValidationError("--dataset \(kind.rawValue) needs --data PATH") }
+        if kind != .synthetic, syntheticCount != nil { throw ValidationError("--synthetic-count applies to --dataset synthetic") }
+    }
+
+    /// The preset's data source with these flags (and --input, --classes) applied.
+    func source(_ preset: DataSource, network: NetworkOptions) throws -> DataSource {
+        var d = preset
+        let kind = dataset ?? .synthetic
+        if kind != .synthetic {
+            d = DataSource(kind: kind, path: data, imageShape: try network.parsedInput())
+        } else if let shape = try network.parsedInput() {
+            d.imageShape = shape
+        }
+        if let v = labelColumn { d.labelColumn = v }
+        if let v = syntheticCount { d.syntheticCount = v }
+        if let v = network.classes { d.syntheticClasses = v }
+        return d
+    }
 }

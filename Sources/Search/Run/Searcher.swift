@@ -90,26 +90,11 @@ public final class Searcher {
         architect.reduceGradients = { [averager] vs in try averager.average(vs) }
         if config.syncBatchNorm && comm.size > 1 { architect.statisticsReducer = averager.statisticsReducer }
 
-        // Rank 0 reads the checkpoint (or creates the run directory) and sends its state to all.
-        var state: [UInt8] = []
-        if comm.rank == 0 {
-            if resume {
-                guard let data = FileManager.default.contents(atPath: directory.checkpoint.path) else {
-                    throw RunError("no checkpoint at \(directory.checkpoint.path)")
-                }
-                state = [UInt8](data)
-            } else {
-                let loaded = try config.initWeights.map { try loadInitialWeights($0) }
-                try directory.create()
-                try directory.writeJSON(config, to: directory.config)
-                if let loaded { record(loaded) }
-                if comm.size > 1 { state = [UInt8](try makeCheckpoint().encoded()) }
-            }
-        }
-        if resume || comm.size > 1 {
-            try comm.broadcast(bytes: &state)
-            try apply(try CheckpointFile(data: Data(state), path: directory.checkpoint.path), announce: resume)
-        }
+        var loaded: String?
+        try startRun(comm, directory: directory, resume: resume, config: config,
+                     prepare: { loaded = try config.initWeights.map { try loadInitialWeights($0) } },
+                     makeState: makeCheckpoint, apply: { try apply($0, announce: resume) })
+        if let loaded { record(loaded) }
     }
 
     /// Replaces the initial weights (and alphas, when the file has them) by a safetensors file's;
@@ -340,9 +325,7 @@ public final class Searcher {
         state.add(to: &file)
         file.add("alphas_normal", network.alphasNormal.value)
         file.add("alphas_reduce", network.alphasReduce.value)
-        for ((name, _), buffer) in zip(state.parameters, optimizer.momentumBuffers) {
-            if let buffer { file.add("optimizer.momentum_buffer." + name, buffer) }
-        }
+        optimizer.addMomentum(to: &file, names: state.parameters.map(\.name))
         for (k, name) in ["alphas_normal", "alphas_reduce"].enumerated() {
             file.add("architect.exp_avg." + name, architect.optimizer.firstMoments[k])
             file.add("architect.exp_avg_sq." + name, architect.optimizer.secondMoments[k])
@@ -357,9 +340,7 @@ public final class Searcher {
         try state.restore(from: file)
         network.alphasNormal.value = try file.tensor("alphas_normal", shape: network.alphasNormal.shape)
         network.alphasReduce.value = try file.tensor("alphas_reduce", shape: network.alphasReduce.shape)
-        for (i, (name, v)) in state.parameters.enumerated() where file.contains("optimizer.momentum_buffer." + name) {
-            optimizer.momentumBuffers[i] = try file.tensor("optimizer.momentum_buffer." + name, shape: v.shape)
-        }
+        try optimizer.restoreMomentum(from: file, names: state.parameters.map(\.name))
         for (k, name) in ["alphas_normal", "alphas_reduce"].enumerated() {
             let shape = architect.optimizer.parameters[k].shape
             architect.optimizer.firstMoments[k] = try file.tensor("architect.exp_avg." + name, shape: shape)

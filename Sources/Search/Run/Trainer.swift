@@ -61,23 +61,8 @@ public final class Trainer {
                         weightDecay: config.weightDecay)
         schedule = CosineAnnealing(base: config.learningRate, minimum: config.learningRateMin, period: config.epochs)
 
-        var state: [UInt8] = []
-        if comm.rank == 0 {
-            if resume {
-                guard let data = FileManager.default.contents(atPath: directory.checkpoint.path) else {
-                    throw RunError("no checkpoint at \(directory.checkpoint.path)")
-                }
-                state = [UInt8](data)
-            } else {
-                try directory.create()
-                try directory.writeJSON(config, to: directory.config)
-                if comm.size > 1 { state = [UInt8](try makeCheckpoint().encoded()) }
-            }
-        }
-        if resume || comm.size > 1 {
-            try comm.broadcast(bytes: &state)
-            try apply(try CheckpointFile(data: Data(state), path: directory.checkpoint.path), announce: resume)
-        }
+        try startRun(comm, directory: directory, resume: resume, config: config, makeState: makeCheckpoint,
+                     apply: { try apply($0, announce: resume) })
     }
 
     /// Reads the configuration of an existing run directory (for `--resume` and `evaluate`).
@@ -219,9 +204,7 @@ public final class Trainer {
         ])
         let state = network.state
         state.add(to: &file)
-        for ((name, _), buffer) in zip(state.parameters, optimizer.momentumBuffers) {
-            if let buffer { file.add("optimizer.momentum_buffer." + name, buffer) }
-        }
+        optimizer.addMomentum(to: &file, names: state.parameters.map(\.name))
         return file
     }
 
@@ -229,9 +212,7 @@ public final class Trainer {
         guard file.metadata["kind"]?.string == "train" else { throw RunError("\(directory.checkpoint.path) is not a training checkpoint") }
         let state = network.state
         try state.restore(from: file)
-        for (i, (name, v)) in state.parameters.enumerated() where file.contains("optimizer.momentum_buffer." + name) {
-            optimizer.momentumBuffers[i] = try file.tensor("optimizer.momentum_buffer." + name, shape: v.shape)
-        }
+        try optimizer.restoreMomentum(from: file, names: state.parameters.map(\.name))
         let m = file.metadata
         epoch = m["epoch"]?.int ?? 0
         stepInEpoch = m["step"]?.int ?? 0

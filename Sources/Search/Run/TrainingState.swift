@@ -89,3 +89,50 @@ func formatDuration(_ s: Double) -> String {
     let t = Int(s.rounded())
     return t >= 3600 ? "\(t / 3600)h\(String(format: "%02d", t / 60 % 60))m" : t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
 }
+
+/// Starts a run on every rank: rank 0 reads the checkpoint (resume) or creates the run directory
+/// and writes the configuration (new run); then rank 0's state goes to all ranks, so every rank
+/// starts from identical weights. With one rank and a new run nothing needs sending.
+///
+/// - Parameters:
+///   - prepare: on rank 0 of a new run, before the directory exists (checks that may fail).
+///   - makeState: the current state as a checkpoint (rank 0, new run, several ranks).
+///   - apply: restores a state on every rank.
+func startRun<C: Encodable>(_ comm: Communicator, directory: RunDirectory, resume: Bool, config: C,
+                            prepare: () throws -> Void = {}, makeState: () throws -> CheckpointFile,
+                            apply: (CheckpointFile) throws -> Void) throws {
+    var state: [UInt8] = []
+    if comm.rank == 0 {
+        if resume {
+            guard let data = FileManager.default.contents(atPath: directory.checkpoint.path) else {
+                throw RunError("no checkpoint at \(directory.checkpoint.path)")
+            }
+            state = [UInt8](data)
+        } else {
+            try prepare()
+            try directory.create()
+            try directory.writeJSON(config, to: directory.config)
+            if comm.size > 1 { state = [UInt8](try makeState().encoded()) }
+        }
+    }
+    if resume || comm.size > 1 {
+        try comm.broadcast(bytes: &state)
+        try apply(try CheckpointFile(data: Data(state), path: directory.checkpoint.path))
+    }
+}
+
+extension SGD {
+    /// Adds the momentum buffers that exist, named `optimizer.momentum_buffer.<parameter name>`.
+    func addMomentum(to file: inout CheckpointFile, names: [String]) {
+        for (name, buffer) in zip(names, momentumBuffers) {
+            if let buffer { file.add("optimizer.momentum_buffer." + name, buffer) }
+        }
+    }
+
+    /// Restores the momentum buffers a checkpoint holds.
+    func restoreMomentum(from file: CheckpointFile, names: [String]) throws {
+        for (i, (name, p)) in zip(names, parameters).enumerated() where file.contains("optimizer.momentum_buffer." + name) {
+            momentumBuffers[i] = try file.tensor("optimizer.momentum_buffer." + name, shape: p.shape)
+        }
+    }
+}

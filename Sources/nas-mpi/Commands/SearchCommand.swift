@@ -73,29 +73,14 @@ struct SearchCommand: ParsableCommand {
         }
         if let logEvery, logEvery < 0 { throw ValidationError("--log-every must be at least 0") }
         if checkConsistency < 0 { throw ValidationError("--check-consistency must be at least 0") }
-        let kind = dataOptions.dataset ?? .synthetic
-        if kind == .cifar10 || kind == .mnist {
-            if network.input != nil { throw ValidationError("--input applies to --dataset synthetic or csv; \(kind.rawValue) images have a fixed shape") }
-            if network.classes != nil { throw ValidationError("--classes applies to --dataset synthetic; \(kind.rawValue) has 10 classes") }
-        }
-        if kind == .csv, network.input == nil { throw ValidationError("--dataset csv needs --input CxHxW, the image shape of a row") }
-        if kind != .synthetic, dataOptions.data == nil { throw ValidationError("--dataset \(kind.rawValue) needs --data PATH") }
-        if kind != .synthetic, dataOptions.syntheticCount != nil { throw ValidationError("--synthetic-count applies to --dataset synthetic") }
+        try dataOptions.validate(with: network)
         _ = try resolvedConfig()
     }
 
     /// The preset with the flags applied.
     func resolvedConfig() throws -> SearchConfig {
         var c = SearchConfig.preset(preset)
-        let kind = dataOptions.dataset ?? .synthetic
-        if kind != .synthetic {
-            c.data = DataSource(kind: kind, path: dataOptions.data, imageShape: try network.parsedInput())
-        } else if let shape = try network.parsedInput() {
-            c.data.imageShape = shape
-        }
-        if let lc = dataOptions.labelColumn { c.data.labelColumn = lc }
-        if let n = dataOptions.syntheticCount { c.data.syntheticCount = n }
-        if let k = network.classes { c.data.syntheticClasses = k }
+        c.data = try dataOptions.source(c.data, network: network)
         if let v = network.channels { c.channels = v }
         if let v = network.layers { c.layers = v }
         if let v = try network.parsedPrimitives() { c.primitives = v }

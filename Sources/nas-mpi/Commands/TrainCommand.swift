@@ -54,27 +54,14 @@ struct TrainCommand: ParsableCommand {
             return
         }
         guard genotype != nil else { throw ValidationError("--genotype is required: DARTS_V2, or a genotype file written by nas-mpi search") }
-        let kind = dataOptions.dataset ?? .synthetic
-        if kind == .csv, network.input == nil { throw ValidationError("--dataset csv needs --input CxHxW, the image shape of a row") }
-        if kind != .synthetic, dataOptions.data == nil { throw ValidationError("--dataset \(kind.rawValue) needs --data PATH") }
-        if (kind == .cifar10 || kind == .mnist), network.input != nil || network.classes != nil {
-            throw ValidationError("--input and --classes apply to --dataset synthetic or csv")
-        }
+        try dataOptions.validate(with: network)
         _ = try resolvedConfig()
     }
 
     func resolvedConfig() throws -> TrainConfig {
         let name = genotype ?? "DARTS_V2"
         var c = TrainConfig.preset(preset, genotype: try RunSupport.genotype(name), source: name)
-        let kind = dataOptions.dataset ?? .synthetic
-        if kind != .synthetic {
-            c.data = DataSource(kind: kind, path: dataOptions.data, imageShape: try network.parsedInput())
-        } else if let shape = try network.parsedInput() {
-            c.data.imageShape = shape
-        }
-        if let v = dataOptions.labelColumn { c.data.labelColumn = v }
-        if let v = dataOptions.syntheticCount { c.data.syntheticCount = v }
-        if let v = network.classes { c.data.syntheticClasses = v }
+        c.data = try dataOptions.source(c.data, network: network)
         if let v = network.channels { c.channels = v }
         if let v = network.layers { c.layers = v }
         if let v = epochs { c.epochs = v }
