@@ -55,41 +55,61 @@ extension Tape {
                     "weights \(w.shape) for \(xs.count) inputs at indices \(idx)")
         let shape = xs[0].shape
         try require(xs.allSatisfy { $0.shape == shape }, op, "shapes differ: \(xs.map(\.shape))")
-        var y = Tensor(shape: shape)
         let wv = w.value.scalars
-        y.scalars.withUnsafeMutableBufferPointer { yp in
-            for (k, x) in xs.enumerated() {
-                let s = wv[idx[k]]
-                x.value.scalars.withUnsafeBufferPointer { xp in
-                    for i in 0..<yp.count { yp[i] += s * xp[i] }
+        let scales = idx.map { wv[$0] }
+        let count = xs[0].value.count
+        // Blocks of 4096 elements: each block of y is written once while it sits in cache, and
+        // blocks are split over threads. Alpha-gradient dot products are summed per block and the
+        // blocks added in order, so the result does not depend on the thread count.
+        let block = 4096
+        let blocks = (count + block - 1) / block
+        let inputs = xs.map(\.value.scalars)
+        let y = Tensor(uninitializedShape: shape) { out in
+            guard count > 0 else { return }
+            let yb = out.baseAddress!
+            withPointers(inputs) { ptrs in
+                Parallel.forEach(blocks, work: count * xs.count) { b in
+                    let lo = b * block, hi = min(lo + block, count)
+                    let (s0, x0) = (scales[0], ptrs[0])
+                    for i in lo..<hi { yb[i] = s0 * x0[i] }
+                    for k in 1..<ptrs.count {
+                        let (sk, xk) = (scales[k], ptrs[k])
+                        for i in lo..<hi { yb[i] += sk * xk[i] }
+                    }
                 }
             }
         }
         return output(y, inputs: xs + [w]) { _, dy in
+            guard let g = dy.baseAddress else { return }
             for (k, x) in xs.enumerated() where x.requiresGrad {
-                let s = wv[idx[k]]
+                let s = scales[k]
                 x.writeOrAccumulateGrad { dx, accumulate in
-                    if accumulate {
-                        for i in 0..<dx.count { dx[i] += s * dy[i] }
-                    } else {
-                        for i in 0..<dx.count { dx[i] = s * dy[i] }
+                    let d = dx.baseAddress!
+                    Parallel.forRanges(count) { r in
+                        if accumulate {
+                            for i in r { d[i] += s * g[i] }
+                        } else {
+                            for i in r { d[i] = s * g[i] }
+                        }
                     }
                 }
             }
-            if w.requiresGrad {
-                w.accumulateGrad { dw in
-                    for (k, x) in xs.enumerated() {
-                        x.value.scalars.withUnsafeBufferPointer { xp in
-                            // Vectorised Float sums over chunks, added in Double.
-                            var acc = 0.0
-                            var start = 0
-                            while start < dy.count {
-                                let n = min(4096, dy.count - start)
-                                acc += Double(Reduce.dot(dy.baseAddress! + start, xp.baseAddress! + start, n))
-                                start += n
-                            }
-                            dw[idx[k]] += Float(acc)
+            if w.requiresGrad, count > 0 {
+                var partial = [Float](repeating: 0, count: blocks * xs.count)
+                partial.withUnsafeMutableBufferPointer { pp in
+                    let pb = pp.baseAddress!
+                    withPointers(inputs) { ptrs in
+                        Parallel.forEach(blocks, work: count * xs.count) { b in
+                            let lo = b * block, n = min(block, count - lo)
+                            for k in 0..<ptrs.count { pb[b * ptrs.count + k] = Reduce.dot(g + lo, ptrs[k] + lo, n) }
                         }
+                    }
+                }
+                w.accumulateGrad { dw in
+                    for k in 0..<xs.count {
+                        var acc = 0.0
+                        for b in 0..<blocks { acc += Double(partial[b * xs.count + k]) }
+                        dw[idx[k]] += Float(acc)
                     }
                 }
             }
@@ -135,4 +155,13 @@ extension Tape {
             x.accumulateGrad { dx in for j in 0..<k { dx[index * k + j] += dy[j] } }
         }
     }
+}
+
+/// Calls `body` with base pointers of several arrays at once (they stay valid during the call).
+func withPointers<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>]) throws -> R) rethrows -> R {
+    func nest(_ i: Int, _ acc: [UnsafePointer<Float>]) throws -> R {
+        if i == arrays.count { return try body(acc) }
+        return try arrays[i].withUnsafeBufferPointer { try nest(i + 1, acc + [$0.baseAddress!]) }
+    }
+    return try nest(0, [])
 }

@@ -404,12 +404,18 @@ public enum Conv2dKernels {
 
         /// Lends the column masks (kernelW planes of 0/1) to `body`, from reused scratch memory.
         func withMasks(_ body: (UnsafePointer<Float>) -> Void) {
+            withMasks(inside: 1, outside: 0, body)
+        }
+
+        /// Lends column masks holding `inside` where a tap's column is in bounds, else `outside`
+        /// (max pooling adds 0 / -infinity).
+        func withMasks(inside: Float, outside: Float, _ body: (UnsafePointer<Float>) -> Void) {
             ScratchPool.shared.withBuffers(1, size: kernelW * plane) { buffers in
                 let m = buffers[0]
                 for kx in 0..<kernelW {
                     for q in 0..<plane {
                         let ox = q % width
-                        m[kx * plane + q] = ox >= lows[kx] && ox < highs[kx] ? 1 : 0
+                        m[kx * plane + q] = ox >= lows[kx] && ox < highs[kx] ? inside : outside
                     }
                 }
                 body(UnsafePointer(m))

@@ -162,14 +162,19 @@ extension Tape {
         let y = Tensor(uninitializedShape: x.shape) { out in
             x.value.scalars.withUnsafeBufferPointer { xp in
                 let (xb, yb) = (xp.baseAddress!, out.baseAddress!)
-                plan.withMasks { masks in
+                // Penalty masks: 0 in bounds, -infinity across a row edge (x + mask, then max).
+                plan.withMasks(inside: 0, outside: -.infinity) { penalties in
                     Parallel.forEach(planes, work: planes * hw * 9) { p in
                         let (src, dst) = (xb + p * hw, yb + p * hw)
                         dst.update(repeating: -.infinity, count: hw)
                         for tap in plan.taps {
-                            let m = masks + tap.mask * plan.plane
                             let xs = src + tap.offset
-                            for q in tap.start..<tap.end { dst[q] = max(dst[q], m[q] != 0 ? xs[q] : -Float.infinity) }
+                            if tap.unmasked {
+                                for q in tap.start..<tap.end { let v = xs[q]; dst[q] = v > dst[q] ? v : dst[q] }
+                            } else {
+                                let m = penalties + tap.mask * plan.plane
+                                for q in tap.start..<tap.end { let v = xs[q] + m[q]; dst[q] = v > dst[q] ? v : dst[q] }
+                            }
                         }
                     }
                 }
