@@ -5,6 +5,17 @@ import Search
 
 extension TrainConfig.Preset: ExpressibleByArgument {}
 
+/// How a long run reports progress.
+enum ProgressStyle: String, ExpressibleByArgument, CaseIterable {
+    /// A live line when standard output is a terminal, else plain lines.
+    case auto
+    /// A live line rewritten in place.
+    case live
+    /// Plain log lines every --log-every steps (for files and batch logs; OpenMPI gives ranks a
+    /// pseudo-terminal even when mpirun's own output goes to a file).
+    case lines
+}
+
 /// Shared plumbing of the long-running commands (`search`, `train`).
 enum RunSupport {
     /// Runs `body`; on an error under mpirun the whole job is aborted at once, naming the rank.
@@ -35,7 +46,7 @@ enum RunSupport {
 
     /// Log and progress closures: a live line on a terminal, plain lines every `every` steps otherwise.
     static func attachOutput(log: inout (String) -> Void, progress: inout ((String) -> Void)?, logEvery: inout Int,
-                             every: Int?, stepsPerEpoch: Int) {
+                             every: Int?, stepsPerEpoch: Int, style: ProgressStyle) {
         final class Shown { var value = false }
         let shown = Shown()
         log = { line in
@@ -43,7 +54,7 @@ enum RunSupport {
             print(line)
             fflush(stdout)
         }
-        if isatty(STDOUT_FILENO) == 1 {
+        if style == .live || (style == .auto && isatty(STDOUT_FILENO) == 1) {
             progress = { line in
                 print("\r\u{1B}[K" + line, terminator: "")
                 fflush(stdout)

@@ -44,6 +44,7 @@ struct SearchCommand: ParsableCommand {
     var initWeights: String?
     @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
     var checkConsistency = 0
+    @Option(help: "Progress: auto (a live line on a terminal), live, or lines.") var progress: ProgressStyle = .auto
     @Option(help: "Without a terminal: log a progress line every N steps (default: 10 per epoch).") var logEvery: Int?
     @OptionGroup var threading: ThreadOptions
 
@@ -117,7 +118,7 @@ struct SearchCommand: ParsableCommand {
         let searcher = try Searcher(config: config, directory: dir, resume: resume, communicator: comm, threads: threads)
         searcher.consistencyInterval = checkConsistency
         RunSupport.attachOutput(log: &searcher.log, progress: &searcher.progress, logEvery: &searcher.logEvery,
-                                every: logEvery, stepsPerEpoch: searcher.stepsPerEpoch)
+                                every: logEvery, stepsPerEpoch: searcher.stepsPerEpoch, style: progress)
         if comm.rank == 0 && !resume {
             searcher.log("search: \(config.preset.rawValue) preset, \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)\(config.syncBatchNorm ? ", synchronised BatchNorm" : "")")
             searcher.log("run directory: \(dir.url.path)")

@@ -39,6 +39,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .customLong("sync-bn"), help: "Synchronised BatchNorm over ranks.") var syncBatchNorm = false
     @Option(help: "Run directory (default runs/train-DATE-TIME).") var out: String?
     @Flag(help: "Continue the run in --out from its last checkpoint.") var resume = false
+    @Option(help: "Progress: auto (a live line on a terminal), live, or lines.") var progress: ProgressStyle = .auto
     @Option(help: "Without a terminal: log a progress line every N steps.") var logEvery: Int?
     @OptionGroup var threading: ThreadOptions
 
@@ -91,7 +92,7 @@ struct TrainCommand: ParsableCommand {
             Interrupt.install()
             let trainer = try Trainer(config: config, directory: dir, resume: resume, communicator: comm, threads: threads)
             RunSupport.attachOutput(log: &trainer.log, progress: &trainer.progress, logEvery: &trainer.logEvery,
-                                    every: logEvery, stepsPerEpoch: trainer.stepsPerEpoch)
+                                    every: logEvery, stepsPerEpoch: trainer.stepsPerEpoch, style: progress)
             if comm.rank == 0 && !resume {
                 let n = trainer.network
                 trainer.log("train: \(config.genotypeSource), \(config.preset.rawValue) preset, C=\(config.channels), \(config.layers) layers, \(n.parameterCountWithoutAuxiliary) parameters\(config.auxiliary ? " (+\(n.state.parameterCount - n.parameterCountWithoutAuxiliary) in the auxiliary head)" : ""), \(config.data.kind.rawValue) data (\(trainer.trainSet.count) train / \(trainer.testSet.count) test images), batch \(config.batchSize), \(config.epochs) epochs, \(comm.size) rank(s) x \(threads) thread(s)")
