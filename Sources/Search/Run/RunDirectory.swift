@@ -38,13 +38,11 @@ public struct RunDirectory {
 
     /// Appends a line to log.txt.
     public func appendLog(_ line: String) {
-        guard let h = FileHandle(forWritingAtPath: log.path) ?? {
-            FileManager.default.createFile(atPath: log.path, contents: nil)
-            return FileHandle(forWritingAtPath: log.path)
-        }() else { return }
-        h.seekToEndOfFile()
-        h.write(Data((line + "\n").utf8))
-        try? h.close()
+        let fd = open(log.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
     }
 
     /// Writes JSON lines atomically.
