@@ -70,21 +70,9 @@ final class SearchCommandTests: XCTestCase {
 
         // Start the same run, stop it with SIGTERM once it has taken a step, then resume it.
         let cut = base.appendingPathComponent("cut")
-        let process = Process()
-        process.executableURL = try nasMPIBinary()
-        process.arguments = args + ["--out", cut.path, "--log-every", "1"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let log = cut.appendingPathComponent("log.txt")
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            if let text = try? String(contentsOf: log, encoding: .utf8), text.contains("step 2/") { break }
-            usleep(5_000)
-        }
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 143, "SIGTERM ends the run with 128 + 15 after checkpointing")
+        let status = try interruptNasMPI(args + ["--out", cut.path, "--log-every", "1"], log: cut.appendingPathComponent("log.txt"),
+                                         after: "step 2/", signal: SIGTERM)
+        XCTAssertEqual(status, 143, "SIGTERM ends the run with 128 + 15 after checkpointing")
         let partial = try CheckpointFile.read(from: cut.appendingPathComponent("checkpoint.bin"))
         let stoppedAt = (partial.metadata["epoch"]?.int ?? 0, partial.metadata["step"]?.int ?? 0)
         XCTAssertTrue(stoppedAt.0 < 3, "the run was interrupted before its end, at \(stoppedAt)")

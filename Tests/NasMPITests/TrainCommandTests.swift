@@ -73,20 +73,9 @@ final class TrainCommandTests: XCTestCase {
         let whole = base.appendingPathComponent("whole")
         XCTAssertEqual(try runNasMPI(args + ["--out", whole.path]).status, 0)
         let cut = base.appendingPathComponent("cut")
-        let process = Process()
-        process.executableURL = try nasMPIBinary()
-        process.arguments = args + ["--out", cut.path, "--log-every", "1"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            if let text = try? String(contentsOf: cut.appendingPathComponent("log.txt"), encoding: .utf8), text.contains("step 3/") { break }
-            usleep(5_000)
-        }
-        kill(process.processIdentifier, SIGINT)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 130)
+        let status = try interruptNasMPI(args + ["--out", cut.path, "--log-every", "1"], log: cut.appendingPathComponent("log.txt"),
+                                         after: "step 3/", signal: SIGINT)
+        XCTAssertEqual(status, 130)
         let resumed = try runNasMPI(["train", "--resume", "--out", cut.path, "--threads", "1"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         let a = try CheckpointFile.read(from: whole.appendingPathComponent("checkpoint.bin"))

@@ -82,3 +82,22 @@ public func temporaryDirectory(_ test: XCTestCase) throws -> URL {
     test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
     return url
 }
+
+/// Starts `nas-mpi` with `arguments` (which must make it log every step into `log`), waits until
+/// the log contains `marker`, sends `signal` and returns the exit status.
+public func interruptNasMPI(_ arguments: [String], log: URL, after marker: String, signal: Int32) throws -> Int32 {
+    let process = Process()
+    process.executableURL = try nasMPIBinary()
+    process.arguments = arguments
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let deadline = Date().addingTimeInterval(60)
+    while Date() < deadline {
+        if let text = try? String(contentsOf: log, encoding: .utf8), text.contains(marker) { break }
+        usleep(5_000)
+    }
+    kill(process.processIdentifier, signal)
+    process.waitUntilExit()
+    return process.terminationStatus
+}

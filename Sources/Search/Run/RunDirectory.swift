@@ -36,6 +36,20 @@ public struct RunDirectory {
         }
     }
 
+    /// The configuration a run saved in config.json; with `requireCheckpoint`, also checks that
+    /// there is a checkpoint to resume from.
+    public func savedConfig<T: Decodable>(_ type: T.Type, kind: String, requireCheckpoint: Bool) throws -> T {
+        guard let data = FileManager.default.contents(atPath: config.path) else {
+            throw RunError("\(url.path) holds no \(requireCheckpoint ? "run to resume" : "\(kind) run") (no config.json)")
+        }
+        if requireCheckpoint, !FileManager.default.fileExists(atPath: checkpoint.path) {
+            throw RunError("\(url.path) holds no checkpoint to resume from")
+        }
+        do { return try JSONDecoder().decode(T.self, from: data) } catch {
+            throw RunError("\(config.path) is not a \(kind) configuration: \(error)")
+        }
+    }
+
     /// Appends a line to log.txt.
     public func appendLog(_ line: String) {
         let fd = open(log.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)

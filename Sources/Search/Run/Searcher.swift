@@ -113,15 +113,7 @@ public final class Searcher {
 
     /// Reads the configuration of an existing run directory (for `--resume`).
     public static func savedConfig(_ directory: RunDirectory) throws -> SearchConfig {
-        guard let data = FileManager.default.contents(atPath: directory.config.path) else {
-            throw RunError("\(directory.url.path) holds no run to resume (no config.json)")
-        }
-        guard FileManager.default.fileExists(atPath: directory.checkpoint.path) else {
-            throw RunError("\(directory.url.path) holds no checkpoint to resume from")
-        }
-        do { return try JSONDecoder().decode(SearchConfig.self, from: data) } catch {
-            throw RunError("\(directory.config.path) is not a valid configuration: \(error)")
-        }
+        try directory.savedConfig(SearchConfig.self, kind: "search", requireCheckpoint: true)
     }
 
     public var stepsPerEpoch: Int { trainSet.count / config.batchSize }

@@ -66,13 +66,8 @@ public final class Trainer {
     }
 
     /// Reads the configuration of an existing run directory (for `--resume` and `evaluate`).
-    public static func savedConfig(_ directory: RunDirectory) throws -> TrainConfig {
-        guard let data = FileManager.default.contents(atPath: directory.config.path) else {
-            throw RunError("\(directory.url.path) holds no training run (no config.json)")
-        }
-        do { return try JSONDecoder().decode(TrainConfig.self, from: data) } catch {
-            throw RunError("\(directory.config.path) is not a training configuration: \(error)")
-        }
+    public static func savedConfig(_ directory: RunDirectory, requireCheckpoint: Bool = false) throws -> TrainConfig {
+        try directory.savedConfig(TrainConfig.self, kind: "training", requireCheckpoint: requireCheckpoint)
     }
 
     public var stepsPerEpoch: Int { trainSet.count / config.batchSize }

@@ -88,7 +88,7 @@ struct TrainCommand: ParsableCommand {
         try RunSupport.abortingOnError(comm) {
             let threads = threading.apply()
             let dir = try RunSupport.directory(out, kind: "train", comm)
-            let config = resume ? try RunSupport.savedConfig(comm) { try Trainer.savedConfig(dir) } : try resolvedConfig()
+            let config = resume ? try RunSupport.savedConfig(comm) { try Trainer.savedConfig(dir, requireCheckpoint: true) } : try resolvedConfig()
             Interrupt.install()
             let trainer = try Trainer(config: config, directory: dir, resume: resume, communicator: comm, threads: threads)
             RunSupport.attachOutput(log: &trainer.log, progress: &trainer.progress, logEvery: &trainer.logEvery,
