@@ -61,6 +61,22 @@ extension Tape {
                       reducer: reducer, relu: false)
     }
 
+    /// Per-plane (sum, second sum) pairs, planes split over threads: [2 * planes].
+    static func planeSums(_ planes: Int, _ hw: Int, _ body: (Int) -> (Float, Float)) -> [Float] {
+        [Float](unsafeUninitializedCapacity: 2 * planes) { out, count in
+            let o = out.baseAddress!
+            Parallel.forEach(planes, work: planeWork(planes * hw)) { p in
+                let (a, b) = body(p)
+                o[2 * p] = a; o[2 * p + 1] = b
+            }
+            count = 2 * planes
+        }
+    }
+
+    /// BatchNorm's passes read and write every element several times; count that as work.
+    @inline(__always)
+    static func planeWork(_ elements: Int) -> Int { 4 * elements }
+
     /// relu(batchNorm(x)) as one op: one pass forward, the ReLU's mask applied inside BatchNorm's
     /// backward, and no BatchNorm output kept (SepConv's middle BN + ReLU).
     public func batchNormReLU(_ x: Variable, gamma: Variable? = nil, beta: Variable? = nil,
@@ -88,18 +104,15 @@ extension Tape {
             // [sum_0..c, sumsq_0..c, count]
             var sums = [Double](repeating: 0, count: 2 * c + 1)
             sums[2 * c] = m
-            x.value.scalars.withUnsafeBufferPointer { xp in
-                sums.withUnsafeMutableBufferPointer { sp in
-                    let xb = xp.baseAddress!
-                    Parallel.forEach(c, work: n * c * hw) { ch in
-                        // Float sums per plane (vectorised), Double across planes.
-                        var s = 0.0, s2 = 0.0
-                        for i in 0..<n {
-                            let (a, b) = Reduce.sumAndSquares(xb + (i * c + ch) * hw, hw)
-                            s += Double(a); s2 += Double(b)
-                        }
-                        sp[ch] = s; sp[c + ch] = s2
-                    }
+            // Float sums per plane (vectorised, planes split over threads), then Double across the
+            // planes of each channel in sample order (the same result for any thread count).
+            let planes = x.value.scalars.withUnsafeBufferPointer { xp in
+                Self.planeSums(n * c, hw) { p in Reduce.sumAndSquares(xp.baseAddress! + p * hw, hw) }
+            }
+            for ch in 0..<c {
+                for i in 0..<n {
+                    sums[ch] += Double(planes[2 * (i * c + ch)])
+                    sums[c + ch] += Double(planes[2 * (i * c + ch) + 1])
                 }
             }
             if let reducer { try sums.withUnsafeMutableBufferPointer { try reducer($0) } }
@@ -130,16 +143,15 @@ extension Tape {
         x.value.scalars.withUnsafeBufferPointer { xp in
             y.scalars.withUnsafeMutableBufferPointer { yp in
                 let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
-                Parallel.forEach(c, work: n * c * hw) { ch in
+                Parallel.forEach(n * c, work: Self.planeWork(n * c * hw)) { p in
+                    let ch = p % c
                     let scale = invStd[ch] * (gammaV?[ch] ?? 1)
                     let shift = (betaV?[ch] ?? 0) - mean[ch] * scale
-                    for i in 0..<n {
-                        let off = (i * c + ch) * hw
-                        if relu {
-                            for j in 0..<hw { yb[off + j] = max(xb[off + j] * scale + shift, 0) }
-                        } else {
-                            for j in 0..<hw { yb[off + j] = xb[off + j] * scale + shift }
-                        }
+                    let off = p * hw
+                    if relu {
+                        for j in 0..<hw { yb[off + j] = max(xb[off + j] * scale + shift, 0) }
+                    } else {
+                        for j in 0..<hw { yb[off + j] = xb[off + j] * scale + shift }
                     }
                 }
             }
@@ -166,20 +178,18 @@ extension Tape {
             }
             try (relu ? masked : []).withUnsafeBufferPointer { mp in
             let dy = relu ? mp : dy
-            x.value.scalars.withUnsafeBufferPointer { xp in
-                sums.withUnsafeMutableBufferPointer { sp in
-                    let (xb, dyb) = (xp.baseAddress!, dy.baseAddress!)
-                    Parallel.forEach(c, work: n * c * hw) { ch in
-                        let mu = mean[ch], inv = invStd[ch]
-                        var a = 0.0, b = 0.0
-                        for i in 0..<n {
-                            let off = (i * c + ch) * hw
-                            let (sd, sdx) = Reduce.sumAndCenteredDot(dyb + off, xb + off, mean: mu, hw)
-                            a += Double(sd); b += Double(sdx)
-                        }
-                        sp[ch] = a; sp[c + ch] = b * Double(inv)
-                    }
+            let planes = x.value.scalars.withUnsafeBufferPointer { xp in
+                Self.planeSums(n * c, hw) { p in
+                    Reduce.sumAndCenteredDot(dy.baseAddress! + p * hw, xp.baseAddress! + p * hw, mean: mean[p % c], hw)
                 }
+            }
+            for ch in 0..<c {
+                var a = 0.0, b = 0.0
+                for i in 0..<n {
+                    a += Double(planes[2 * (i * c + ch)])
+                    b += Double(planes[2 * (i * c + ch) + 1])
+                }
+                sums[ch] = a; sums[c + ch] = b * Double(invStd[ch])
             }
             // gamma and beta get the local sums: the trainer averages parameter gradients over ranks.
             if let gamma, gamma.requiresGrad {
@@ -193,11 +203,12 @@ extension Tape {
             x.writeOrAccumulateGrad { dx, accumulate in
                 x.value.scalars.withUnsafeBufferPointer { xp in
                     let (xb, dyb, dxb) = (xp.baseAddress!, dy.baseAddress!, dx.baseAddress!)
-                    Parallel.forEach(c, work: n * c * hw) { ch in
-                        let mu = mean[ch], inv = invStd[ch]
+                    // Training: dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)), rewritten as
+                    // dx = k * dy + c1 * x + c0 so the inner loop is one fused linear combination.
+                    var coefficients = [Float](repeating: 0, count: 3 * c)
+                    for ch in 0..<c {
+                        let (mu, inv) = (mean[ch], invStd[ch])
                         let k = (gammaV?[ch] ?? 1) * inv
-                        // Training: dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)), rewritten as
-                        // dx = k * dy + c1 * x + c0 so the inner loop is one fused linear combination.
                         var c1: Float = 0, c0: Float = 0
                         if training {
                             let mdy = Float(sums[ch] / globalCount)
@@ -205,14 +216,17 @@ extension Tape {
                             c1 = -k * mdx * inv
                             c0 = -k * mdy + k * mdx * inv * mu
                         }
-                        for i in 0..<n {
-                            let off = (i * c + ch) * hw
-                            let (d, g, xv) = (dxb + off, dyb + off, xb + off)
-                            if accumulate {
-                                for j in 0..<hw { d[j] += k * g[j] + c1 * xv[j] + c0 }
-                            } else {
-                                for j in 0..<hw { d[j] = k * g[j] + c1 * xv[j] + c0 }
-                            }
+                        coefficients[3 * ch] = k; coefficients[3 * ch + 1] = c1; coefficients[3 * ch + 2] = c0
+                    }
+                    Parallel.forEach(n * c, work: Self.planeWork(n * c * hw)) { p in
+                        let ch = p % c
+                        let (k, c1, c0) = (coefficients[3 * ch], coefficients[3 * ch + 1], coefficients[3 * ch + 2])
+                        let off = p * hw
+                        let (d, g, xv) = (dxb + off, dyb + off, xb + off)
+                        if accumulate {
+                            for j in 0..<hw { d[j] += k * g[j] + c1 * xv[j] + c0 }
+                        } else {
+                            for j in 0..<hw { d[j] = k * g[j] + c1 * xv[j] + c0 }
                         }
                     }
                 }
