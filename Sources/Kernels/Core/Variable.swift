@@ -142,7 +142,6 @@ public final class Tape {
             if !record.output.isLeaf, record.output !== output { record.output.grad = nil }
             i -= 1
         }
-        records.removeAll()
     }
 }
 
