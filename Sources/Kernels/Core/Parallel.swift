@@ -14,8 +14,14 @@ public enum Parallel {
     public static var threads: Int { _threads }
 
     /// Sets the intra-op thread count and pins OpenBLAS to one thread.
+    nonisolated(unsafe) private static var pool: WorkerPool?
+
     public static func setThreads(_ n: Int) {
         _threads = max(1, n)
+        if pool?.size != _threads {
+            pool?.stop()
+            pool = _threads > 1 ? WorkerPool(size: _threads) : nil
+        }
         openblas_set_num_threads(1)
         if let v = ProcessInfo.processInfo.environment["NASMPI_MIN_PARALLEL_WORK"], let w = Int(v), w >= 0 {
             minimumParallelWork = w
@@ -35,12 +41,16 @@ public enum Parallel {
     @inline(__always)
     public static func forChunks(_ count: Int, work: Int = .max, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
         let chunks = Parallel.chunks(count, work: work)
-        if chunks <= 1 {
+        if chunks <= 1 || WorkerPool.onWorkerThread {
             if count > 0 { body(0, 0..<count) }
             return
         }
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
-            body(c, (c * count / chunks)..<((c + 1) * count / chunks))
+        if let pool {
+            pool.run(chunks: chunks) { c in body(c, (c * count / chunks)..<((c + 1) * count / chunks)) }
+        } else {
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                body(c, (c * count / chunks)..<((c + 1) * count / chunks))
+            }
         }
     }
 

@@ -1,0 +1,98 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Persistent worker threads for `Parallel`: an op's fork/join costs a few atomic operations
+/// instead of waking a dispatch worker each time. Workers spin briefly after each job (ops follow
+/// each other within microseconds during a step), then sleep on a semaphore with a short timeout.
+final class WorkerPool: @unchecked Sendable {
+    let size: Int
+    private let generation = Atomic<Int>(0)
+    private let pending = Atomic<Int>(0)
+    private let stopped = Atomic<Bool>(false)
+    private let wake = DispatchSemaphore(value: 0)
+    private let sleepers = Atomic<Int>(0)
+    // Written by the caller before publishing a generation, read by workers after observing it.
+    nonisolated(unsafe) private var job: ((Int) -> Void)?
+    nonisolated(unsafe) private var jobChunks = 0
+
+    /// Marks pool threads, so a nested parallel call runs inline.
+    nonisolated(unsafe) static var workerThreadFlag: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    static var onWorkerThread: Bool { pthread_getspecific(workerThreadFlag) != nil }
+
+    /// A pool of `size - 1` workers (the caller's thread is the first).
+    init(size: Int) {
+        self.size = size
+        for w in 1..<size {
+            let t = Thread { [self] in  // the thread keeps the pool alive until it exits
+                pthread_setspecific(WorkerPool.workerThreadFlag, UnsafeRawPointer(bitPattern: 1))
+                self.workerLoop(w)
+            }
+            t.stackSize = 1 << 20
+            t.start()
+        }
+    }
+
+    /// Ends the workers (they exit after their current wait).
+    func stop() {
+        stopped.store(true, ordering: .releasing)
+        for _ in 0..<size { wake.signal() }
+    }
+
+    /// Runs body(0..<chunks) with chunk 0 on the caller's thread and chunk w on worker w.
+    func run(chunks: Int, _ body: (Int) -> Void) {
+        precondition(chunks <= size, "WorkerPool: \(chunks) chunks for \(size) threads")
+        withoutActuallyEscaping(body) { escaping in
+            job = escaping
+            jobChunks = chunks
+            pending.store(chunks - 1, ordering: .releasing)
+            generation.wrappingAdd(1, ordering: .releasing)
+            let asleep = sleepers.load(ordering: .acquiring)
+            for _ in 0..<asleep { wake.signal() }
+            escaping(0)
+            var spins = 0
+            while pending.load(ordering: .acquiring) > 0 {
+                spins += 1
+                if spins & 0xFFF == 0, sleepers.load(ordering: .acquiring) > 0 { wake.signal() }
+            }
+            job = nil
+        }
+    }
+
+    /// Calls the current job without keeping a reference to it beyond the call.
+    @inline(never)
+    private func runChunk(_ w: Int) {
+        job?(w)
+    }
+
+    private func workerLoop(_ w: Int) {
+        var seen = generation.load(ordering: .acquiring)
+        while !stopped.load(ordering: .acquiring) {
+            var current = generation.load(ordering: .acquiring)
+            var spins = 0
+            while current == seen && spins < 20_000 {
+                spins += 1
+                current = generation.load(ordering: .acquiring)
+            }
+            if current == seen {
+                sleepers.wrappingAdd(1, ordering: .acquiringAndReleasing)
+                if generation.load(ordering: .acquiring) == seen {
+                    _ = wake.wait(timeout: .now() + .milliseconds(2))
+                }
+                sleepers.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+                continue
+            }
+            seen = current
+            if w < jobChunks {
+                runChunk(w)
+                // The job closure is no longer referenced here: the caller may return.
+                pending.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+            }
+        }
+    }
+}
