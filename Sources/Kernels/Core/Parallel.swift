@@ -15,6 +15,8 @@ public enum Parallel {
 
     /// Sets the intra-op thread count and pins OpenBLAS to one thread.
     nonisolated(unsafe) private static var pool: WorkerPool?
+    /// True while the pool runs a job (set and read by the thread that calls `forChunks`).
+    nonisolated(unsafe) private static var inRegion = false
 
     public static func setThreads(_ n: Int) {
         _threads = max(1, n)
@@ -41,11 +43,14 @@ public enum Parallel {
     @inline(__always)
     public static func forChunks(_ count: Int, work: Int = .max, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
         let chunks = Parallel.chunks(count, work: work)
-        if chunks <= 1 || WorkerPool.onWorkerThread {
+        // Nested calls (from inside a chunk, on any thread) run inline: the pool runs one job at a time.
+        if chunks <= 1 || inRegion || WorkerPool.onWorkerThread {
             if count > 0 { body(0, 0..<count) }
             return
         }
         if let pool {
+            inRegion = true
+            defer { inRegion = false }
             pool.run(chunks: chunks) { c in body(c, (c * count / chunks)..<((c + 1) * count / chunks)) }
         } else {
             DispatchQueue.concurrentPerform(iterations: chunks) { c in

@@ -7,14 +7,16 @@ import Synchronization
 /// each other within microseconds during a step), then sleep on a semaphore with a short timeout.
 final class WorkerPool: @unchecked Sendable {
     let size: Int
-    private let generation = Atomic<Int>(0)
+    /// The published job: (job number << 8) | chunks, in one word so that a worker always sees a
+    /// job number and its chunk count together. 0 before the first job.
+    private let published = Atomic<Int>(0)
+    private var jobNumber = 0
     private let pending = Atomic<Int>(0)
     private let stopped = Atomic<Bool>(false)
     private let wake = DispatchSemaphore(value: 0)
     private let sleepers = Atomic<Int>(0)
     // Written by the caller before publishing a generation, read by workers after observing it.
     nonisolated(unsafe) private var job: ((Int) -> Void)?
-    nonisolated(unsafe) private var jobChunks = 0
 
     /// Marks pool threads, so a nested parallel call runs inline.
     nonisolated(unsafe) static var workerThreadFlag: pthread_key_t = {
@@ -47,11 +49,12 @@ final class WorkerPool: @unchecked Sendable {
     /// Runs body(0..<chunks) with chunk 0 on the caller's thread and chunk w on worker w.
     func run(chunks: Int, _ body: (Int) -> Void) {
         precondition(chunks <= size, "WorkerPool: \(chunks) chunks for \(size) threads")
+        precondition(chunks < 256, "WorkerPool: at most 255 chunks")
         withoutActuallyEscaping(body) { escaping in
             job = escaping
-            jobChunks = chunks
             pending.store(chunks - 1, ordering: .releasing)
-            generation.wrappingAdd(1, ordering: .releasing)
+            jobNumber += 1
+            published.store(jobNumber << 8 | chunks, ordering: .releasing)
             let asleep = sleepers.load(ordering: .acquiring)
             for _ in 0..<asleep { wake.signal() }
             escaping(0)
@@ -71,24 +74,26 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     private func workerLoop(_ w: Int) {
-        var seen = generation.load(ordering: .acquiring)
+        // Start from "no job yet": a worker that starts after the first job was published still
+        // takes its chunk (the job cannot finish without it).
+        var seen = 0
         while !stopped.load(ordering: .acquiring) {
-            var current = generation.load(ordering: .acquiring)
+            var current = published.load(ordering: .acquiring)
             var spins = 0
             while current == seen && spins < 20_000 {
                 spins += 1
-                current = generation.load(ordering: .acquiring)
+                current = published.load(ordering: .acquiring)
             }
             if current == seen {
                 sleepers.wrappingAdd(1, ordering: .acquiringAndReleasing)
-                if generation.load(ordering: .acquiring) == seen {
+                if published.load(ordering: .acquiring) == seen {
                     _ = wake.wait(timeout: .now() + .milliseconds(2))
                 }
                 sleepers.wrappingSubtract(1, ordering: .acquiringAndReleasing)
                 continue
             }
             seen = current
-            if w < jobChunks {
+            if w < current & 0xFF {
                 runChunk(w)
                 // The job closure is no longer referenced here: the caller may return.
                 pending.wrappingSubtract(1, ordering: .acquiringAndReleasing)
