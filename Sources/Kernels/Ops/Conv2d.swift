@@ -52,6 +52,23 @@ public struct ConvGeometry: Equatable, Sendable {
     }
 }
 
+extension ConvGeometry {
+    /// Calls `body` once per kernel tap (ky, kx) with the tap's input offsets (input row =
+    /// oy * stride + rowOffset, column = ox * stride + colOffset) and the output rows and columns
+    /// whose reads fall inside the input (either range may be empty).
+    @inline(__always)
+    func forEachTap(_ body: (_ ky: Int, _ kx: Int, _ rowOffset: Int, _ colOffset: Int, _ rows: Range<Int>, _ cols: Range<Int>) -> Void) {
+        for ky in 0..<kernelH {
+            let rowOffset = ky * dilation - padding
+            let rows = validRange(out: outHeight, in: height, stride: stride, offset: rowOffset)
+            for kx in 0..<kernelW {
+                let colOffset = kx * dilation - padding
+                body(ky, kx, rowOffset, colOffset, rows, validRange(out: outWidth, in: width, stride: stride, offset: colOffset))
+            }
+        }
+    }
+}
+
 /// The output indices o in 0..<outSize whose input index o * stride + offset lies in 0..<inSize.
 @inline(__always)
 func validRange(out outSize: Int, in inSize: Int, stride: Int, offset: Int) -> Range<Int> {
@@ -142,7 +159,7 @@ public enum Conv2dKernels {
             }
             Parallel.forEach(g.batch * g.inChannels, work: g.macs) { nc in
                 depthwisePlane(g, x: x + nc * g.height * g.width, w: w + (nc % g.inChannels) * g.kernelH * g.kernelW,
-                               y: y + nc * outHW, transpose: false)
+                               y: y + nc * outHW)
             }
         } else {
             let colSize = g.patch * outHW
@@ -198,9 +215,8 @@ public enum Conv2dKernels {
                 return
             }
             Parallel.forEach(g.batch * g.inChannels, work: g.macs) { nc in
-                depthwisePlane(g, x: UnsafePointer(dx + nc * g.height * g.width),
-                               w: w + (nc % g.inChannels) * g.kernelH * g.kernelW,
-                               y: UnsafeMutablePointer(mutating: dy + nc * outHW), transpose: true)
+                depthwisePlaneTransposed(g, dy: dy + nc * outHW, w: w + (nc % g.inChannels) * g.kernelH * g.kernelW,
+                                         dx: dx + nc * g.height * g.width)
             }
         } else {
             let colSize = g.patch * outHW

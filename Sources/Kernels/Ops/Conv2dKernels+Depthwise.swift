@@ -3,40 +3,30 @@
 extension Conv2dKernels {
     // MARK: Depthwise
 
-    /// One channel plane. transpose == false: y += w ⋆ x. transpose == true: x += wᵀ ⋆ y
-    /// (x is then the gradient being written, y the upstream gradient).
+    /// One channel plane, row by row (any stride): y += w ⋆ x.
     @inline(__always)
-    static func depthwisePlane(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
-                               y: UnsafeMutablePointer<Float>, transpose: Bool) {
-        let (H, W, OH, OW, s) = (g.height, g.width, g.outHeight, g.outWidth, g.stride)
-        for ky in 0..<g.kernelH {
-            let rowOffset = ky * g.dilation - g.padding
-            let oyRange = validRange(out: OH, in: H, stride: s, offset: rowOffset)
-            for kx in 0..<g.kernelW {
-                let colOffset = kx * g.dilation - g.padding
-                let oxRange = validRange(out: OW, in: W, stride: s, offset: colOffset)
-                if oxRange.isEmpty { continue }
-                let wv = w[ky * g.kernelW + kx]
-                let lo = oxRange.lowerBound, hi = oxRange.upperBound
-                for oy in oyRange {
-                    let xrow = (oy * s + rowOffset) * W + colOffset
-                    let yrow = y + oy * OW
-                    if transpose {
-                        let dxrow = UnsafeMutablePointer(mutating: x) + xrow
-                        if s == 1 {
-                            for ox in lo..<hi { dxrow[ox] += wv * yrow[ox] }
-                        } else {
-                            for ox in lo..<hi { dxrow[ox * s] += wv * yrow[ox] }
-                        }
-                    } else {
-                        let xr = x + xrow
-                        if s == 1 {
-                            for ox in lo..<hi { yrow[ox] += wv * xr[ox] }
-                        } else {
-                            for ox in lo..<hi { yrow[ox] += wv * xr[ox * s] }
-                        }
-                    }
-                }
+    static func depthwisePlane(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        let (W, OW, s) = (g.width, g.outWidth, g.stride)
+        g.forEachTap { ky, kx, rowOffset, colOffset, rows, cols in
+            guard !cols.isEmpty else { return }
+            let wv = w[ky * g.kernelW + kx]
+            for oy in rows {
+                let (xr, yr) = (x + (oy * s + rowOffset) * W + colOffset, y + oy * OW)
+                for ox in cols { yr[ox] += wv * xr[ox * s] }
+            }
+        }
+    }
+
+    /// The adjoint of `depthwisePlane`: dx += wᵀ ⋆ dy.
+    @inline(__always)
+    static func depthwisePlaneTransposed(_ g: ConvGeometry, dy: UnsafePointer<Float>, w: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        let (W, OW, s) = (g.width, g.outWidth, g.stride)
+        g.forEachTap { ky, kx, rowOffset, colOffset, rows, cols in
+            guard !cols.isEmpty else { return }
+            let wv = w[ky * g.kernelW + kx]
+            for oy in rows {
+                let (dr, gr) = (dx + (oy * s + rowOffset) * W + colOffset, dy + oy * OW)
+                for ox in cols { dr[ox * s] += wv * gr[ox] }
             }
         }
     }
@@ -44,22 +34,15 @@ extension Conv2dKernels {
     /// dw[ky, kx] += sum over positions of dy * x for one channel plane.
     @inline(__always)
     static func depthwiseWeightGrad(_ g: ConvGeometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>) {
-        let (H, W, OH, OW, s) = (g.height, g.width, g.outHeight, g.outWidth, g.stride)
-        for ky in 0..<g.kernelH {
-            let rowOffset = ky * g.dilation - g.padding
-            let oyRange = validRange(out: OH, in: H, stride: s, offset: rowOffset)
-            for kx in 0..<g.kernelW {
-                let colOffset = kx * g.dilation - g.padding
-                let oxRange = validRange(out: OW, in: W, stride: s, offset: colOffset)
-                if oxRange.isEmpty { continue }
-                let lo = oxRange.lowerBound, hi = oxRange.upperBound
-                var acc: Float = 0
-                for oy in oyRange {
-                    let xr = x + (oy * s + rowOffset) * W + colOffset
-                    acc += Reduce.dot(xr + lo * s, stride: s, dy + oy * OW + lo, hi - lo)
-                }
-                dw[ky * g.kernelW + kx] += acc
+        let (W, OW, s) = (g.width, g.outWidth, g.stride)
+        g.forEachTap { ky, kx, rowOffset, colOffset, rows, cols in
+            guard !cols.isEmpty else { return }
+            var acc: Float = 0
+            for oy in rows {
+                let xr = x + (oy * s + rowOffset) * W + colOffset
+                acc += Reduce.dot(xr + cols.lowerBound * s, stride: s, dy + oy * OW + cols.lowerBound, cols.count)
             }
+            dw[ky * g.kernelW + kx] += acc
         }
     }
 

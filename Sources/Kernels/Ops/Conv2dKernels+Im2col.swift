@@ -5,28 +5,17 @@ extension Conv2dKernels {
 
     /// col[(ci * KH + ky) * KW + kx, oy * OW + ox] = x[ci, oy*s - p + ky*d, ox*s - p + kx*d] (0 outside).
     static func im2col(_ g: ConvGeometry, x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
-        let (H, W, OH, OW, s) = (g.height, g.width, g.outHeight, g.outWidth, g.stride)
-        let outHW = OH * OW
+        let (H, W, OW, s) = (g.height, g.width, g.outWidth, g.stride)
+        let outHW = g.outHeight * OW
         for ci in 0..<g.inPerGroup {
             let xc = x + ci * H * W
-            for ky in 0..<g.kernelH {
-                let rowOffset = ky * g.dilation - g.padding
-                let oyRange = validRange(out: OH, in: H, stride: s, offset: rowOffset)
-                for kx in 0..<g.kernelW {
-                    let colOffset = kx * g.dilation - g.padding
-                    let oxRange = validRange(out: OW, in: W, stride: s, offset: colOffset)
-                    let dst = col + ((ci * g.kernelH + ky) * g.kernelW + kx) * outHW
-                    dst.update(repeating: 0, count: outHW)
-                    if oxRange.isEmpty { continue }
-                    for oy in oyRange {
-                        let src = xc + (oy * s + rowOffset) * W + colOffset
-                        let d = dst + oy * OW
-                        if s == 1 {
-                            for ox in oxRange { d[ox] = src[ox] }
-                        } else {
-                            for ox in oxRange { d[ox] = src[ox * s] }
-                        }
-                    }
+            g.forEachTap { ky, kx, rowOffset, colOffset, rows, cols in
+                let dst = col + ((ci * g.kernelH + ky) * g.kernelW + kx) * outHW
+                dst.update(repeating: 0, count: outHW)
+                guard !cols.isEmpty else { return }
+                for oy in rows {
+                    let (src, d) = (xc + (oy * s + rowOffset) * W + colOffset, dst + oy * OW)
+                    for ox in cols { d[ox] = src[ox * s] }
                 }
             }
         }
@@ -34,27 +23,16 @@ extension Conv2dKernels {
 
     /// The adjoint of im2col: dx[ci, iy, ix] += col[...] for every patch position that read it.
     static func col2im(_ g: ConvGeometry, col: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
-        let (H, W, OH, OW, s) = (g.height, g.width, g.outHeight, g.outWidth, g.stride)
-        let outHW = OH * OW
+        let (H, W, OW, s) = (g.height, g.width, g.outWidth, g.stride)
+        let outHW = g.outHeight * OW
         for ci in 0..<g.inPerGroup {
             let dxc = dx + ci * H * W
-            for ky in 0..<g.kernelH {
-                let rowOffset = ky * g.dilation - g.padding
-                let oyRange = validRange(out: OH, in: H, stride: s, offset: rowOffset)
-                for kx in 0..<g.kernelW {
-                    let colOffset = kx * g.dilation - g.padding
-                    let oxRange = validRange(out: OW, in: W, stride: s, offset: colOffset)
-                    if oxRange.isEmpty { continue }
-                    let src = col + ((ci * g.kernelH + ky) * g.kernelW + kx) * outHW
-                    for oy in oyRange {
-                        let d = dxc + (oy * s + rowOffset) * W + colOffset
-                        let r = src + oy * OW
-                        if s == 1 {
-                            for ox in oxRange { d[ox] += r[ox] }
-                        } else {
-                            for ox in oxRange { d[ox * s] += r[ox] }
-                        }
-                    }
+            g.forEachTap { ky, kx, rowOffset, colOffset, rows, cols in
+                guard !cols.isEmpty else { return }
+                let src = col + ((ci * g.kernelH + ky) * g.kernelW + kx) * outHW
+                for oy in rows {
+                    let (d, r) = (dxc + (oy * s + rowOffset) * W + colOffset, src + oy * OW)
+                    for ox in cols { d[ox * s] += r[ox] }
                 }
             }
         }
