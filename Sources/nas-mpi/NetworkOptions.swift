@@ -5,6 +5,7 @@ extension DataSource.Kind: ExpressibleByArgument {}
 extension CSVDataset.LabelColumn: ExpressibleByArgument {}
 extension SearchConfig.Preset: ExpressibleByArgument {}
 extension RecomputePolicy: ExpressibleByArgument {}
+extension SearchMethodKind: ExpressibleByArgument {}
 
 /// The supernet's shape, shared by `summary` and `search`.
 struct NetworkOptions: ParsableArguments {

@@ -7,7 +7,7 @@ import _TestSupport
 final class GenotypeTests: XCTestCase {
     private func alphas(_ entries: [(edge: Int, op: Primitive, value: Float)]) -> Tensor {
         var t = Tensor(shape: [14, 8])
-        for e in entries { t.scalars[e.edge * 8 + Primitive.allCases.firstIndex(of: e.op)!] = e.value }
+        for e in entries { t.scalars[e.edge * 8 + Primitive.darts.firstIndex(of: e.op)!] = e.value }
         return t
     }
 
@@ -18,7 +18,7 @@ final class GenotypeTests: XCTestCase {
             (8, .skipConnect, 1), (6, .none, 10), (6, .sepConv5x5, 0.5),      // node 2: none-dominated edge 6 dropped
             (13, .sepConv3x3, 4), (10, .dilConv3x3, 2),                        // node 3
         ])
-        let g = try Genotype.derive(normal: normal, reduce: Tensor(shape: [14, 8]), primitives: Primitive.allCases, steps: 4)
+        let g = try Genotype.derive(normal: normal, reduce: Tensor(shape: [14, 8]), primitives: Primitive.darts, steps: 4)
         XCTAssertEqual(g.normal, [
             .init(.sepConv3x3, 1), .init(.maxPool3x3, 0),
             .init(.dilConv5x5, 0), .init(.avgPool3x3, 2),

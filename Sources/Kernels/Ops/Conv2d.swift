@@ -12,16 +12,22 @@
 public struct ConvGeometry: Equatable, Sendable {
     public var batch, inChannels, height, width: Int
     public var outChannels, kernelH, kernelW: Int
+    /// Stride and zero padding along the height; `strideW` and `paddingW` along the width (equal
+    /// to these except for the reference's `conv_7x1_1x7`, whose convolutions are 1x7 with stride
+    /// (1, s), padding (0, 3) and 7x1 with stride (s, 1), padding (3, 0)).
     public var stride, padding, dilation, groups: Int
+    public var strideW, paddingW: Int
 
     public var outHeight: Int { (height + 2 * padding - dilation * (kernelH - 1) - 1) / stride + 1 }
-    public var outWidth: Int { (width + 2 * padding - dilation * (kernelW - 1) - 1) / stride + 1 }
+    public var outWidth: Int { (width + 2 * paddingW - dilation * (kernelW - 1) - 1) / strideW + 1 }
+    /// Same stride and padding along both axes (the depthwise kernels assume it).
+    public var isIsotropic: Bool { stride == strideW && padding == paddingW }
     public var inPerGroup: Int { inChannels / groups }
     public var outPerGroup: Int { outChannels / groups }
     /// Rows of one group's im2col matrix: inPerGroup * kernelH * kernelW.
     public var patch: Int { inPerGroup * kernelH * kernelW }
-    public var isPointwise: Bool { kernelH == 1 && kernelW == 1 && stride == 1 && padding == 0 && groups == 1 }
-    public var isDepthwise: Bool { groups == inChannels && groups == outChannels && groups > 1 }
+    public var isPointwise: Bool { kernelH == 1 && kernelW == 1 && stride == 1 && padding == 0 && isIsotropic && groups == 1 }
+    public var isDepthwise: Bool { groups == inChannels && groups == outChannels && groups > 1 && isIsotropic }
     /// Multiply-accumulates of the forward pass over the whole batch.
     public var macs: Int { batch * outChannels * outHeight * outWidth * patch }
 
@@ -32,23 +38,30 @@ public struct ConvGeometry: Equatable, Sendable {
         self.batch = batch; self.inChannels = inChannels; self.height = height; self.width = width
         self.outChannels = outChannels; self.kernelH = kernelH; self.kernelW = kernelW
         self.stride = stride; self.padding = padding; self.dilation = dilation; self.groups = groups
+        self.strideW = stride; self.paddingW = padding
     }
 
     public init(input x: [Int], weight w: [Int], stride: Int, padding: Int, dilation: Int, groups: Int) throws {
+        try self.init(input: x, weight: w, stride: (stride, stride), padding: (padding, padding), dilation: dilation, groups: groups)
+    }
+
+    /// stride and padding as (height, width).
+    public init(input x: [Int], weight w: [Int], stride: (Int, Int), padding: (Int, Int), dilation: Int, groups: Int) throws {
         let op = "conv2d"
         try require(x.count == 4, op, "input must be [N, C, H, W], got \(x)")
         try require(w.count == 4, op, "weight must be [Cout, Cin/groups, KH, KW], got \(w)")
-        try requireArgument(stride >= 1 && padding >= 0 && dilation >= 1 && groups >= 1, op,
-                            "stride \(stride), padding \(padding), dilation \(dilation), groups \(groups)")
+        try requireArgument(min(stride.0, stride.1) >= 1 && min(padding.0, padding.1) >= 0 && dilation >= 1 && groups >= 1, op,
+                            "stride \(pair(stride)), padding \(pair(padding)), dilation \(dilation), groups \(groups)")
         try require(x[1] % groups == 0 && w[0] % groups == 0, op,
                     "input \(x) and weight \(w): channels not divisible by groups \(groups)")
         try require(w[1] == x[1] / groups, op,
                     "input \(x) has \(x[1]) channels but weight \(w) with groups \(groups) expects \(w[1] * groups)")
         self.batch = x[0]; self.inChannels = x[1]; self.height = x[2]; self.width = x[3]
         self.outChannels = w[0]; self.kernelH = w[2]; self.kernelW = w[3]
-        self.stride = stride; self.padding = padding; self.dilation = dilation; self.groups = groups
+        self.stride = stride.0; self.padding = padding.0; self.dilation = dilation; self.groups = groups
+        self.strideW = stride.1; self.paddingW = padding.1
         try require(outHeight >= 1 && outWidth >= 1, op,
-                    "input \(x) is smaller than the dilated kernel \(w) with padding \(padding)")
+                    "input \(x) is smaller than the dilated kernel \(w) with padding \(pair(padding))")
     }
 }
 
@@ -62,12 +75,15 @@ extension ConvGeometry {
             let rowOffset = ky * dilation - padding
             let rows = validRange(out: outHeight, in: height, stride: stride, offset: rowOffset)
             for kx in 0..<kernelW {
-                let colOffset = kx * dilation - padding
-                body(ky, kx, rowOffset, colOffset, rows, validRange(out: outWidth, in: width, stride: stride, offset: colOffset))
+                let colOffset = kx * dilation - paddingW
+                body(ky, kx, rowOffset, colOffset, rows, validRange(out: outWidth, in: width, stride: strideW, offset: colOffset))
             }
         }
     }
 }
+
+/// "s" for (s, s), else "(h, w)", for messages.
+private func pair(_ p: (Int, Int)) -> String { p.0 == p.1 ? "\(p.0)" : "(\(p.0), \(p.1))" }
 
 /// The output indices o in 0..<outSize whose input index o * stride + offset lies in 0..<inSize.
 @inline(__always)
@@ -86,6 +102,13 @@ extension Tape {
     /// x: [N, Cin, H, W], w: [Cout, Cin/groups, KH, KW], b: [Cout] -> [N, Cout, OH, OW].
     public func conv2d(_ x: Variable, _ w: Variable, bias b: Variable? = nil,
                        stride: Int = 1, padding: Int = 0, dilation: Int = 1, groups: Int = 1) throws -> Variable {
+        try conv2d(x, w, bias: b, stride: (stride, stride), padding: (padding, padding), dilation: dilation, groups: groups)
+    }
+
+    /// y = conv2d(x, w) + b with stride and padding given as (height, width), as PyTorch's
+    /// `nn.Conv2d(C, C, (1, 7), stride=(1, s), padding=(0, 3))`.
+    public func conv2d(_ x: Variable, _ w: Variable, bias b: Variable? = nil,
+                       stride: (Int, Int), padding: (Int, Int), dilation: Int = 1, groups: Int = 1) throws -> Variable {
         let g = try ConvGeometry(input: x.shape, weight: w.shape, stride: stride, padding: padding,
                                  dilation: dilation, groups: groups)
         if let b { try require(b.shape == [g.outChannels], "conv2d", "bias \(b.shape) vs \(g.outChannels) output channels") }

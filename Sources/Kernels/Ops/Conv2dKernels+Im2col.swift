@@ -3,9 +3,9 @@
 extension Conv2dKernels {
     // MARK: im2col
 
-    /// col[(ci * KH + ky) * KW + kx, oy * OW + ox] = x[ci, oy*s - p + ky*d, ox*s - p + kx*d] (0 outside).
+    /// col[(ci * KH + ky) * KW + kx, oy * OW + ox] = x[ci, oy*s - p + ky*d, ox*sw - pw + kx*d] (0 outside).
     static func im2col(_ g: ConvGeometry, x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
-        let (H, W, OW, s) = (g.height, g.width, g.outWidth, g.stride)
+        let (H, W, OW, s, sw) = (g.height, g.width, g.outWidth, g.stride, g.strideW)
         let outHW = g.outHeight * OW
         for ci in 0..<g.inPerGroup {
             let xc = x + ci * H * W
@@ -15,7 +15,7 @@ extension Conv2dKernels {
                 guard !cols.isEmpty else { return }
                 for oy in rows {
                     let (src, d) = (xc + (oy * s + rowOffset) * W + colOffset, dst + oy * OW)
-                    for ox in cols { d[ox] = src[ox * s] }
+                    for ox in cols { d[ox] = src[ox * sw] }
                 }
             }
         }
@@ -23,7 +23,7 @@ extension Conv2dKernels {
 
     /// The adjoint of im2col: dx[ci, iy, ix] += col[...] for every patch position that read it.
     static func col2im(_ g: ConvGeometry, col: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
-        let (H, W, OW, s) = (g.height, g.width, g.outWidth, g.stride)
+        let (H, W, OW, s, sw) = (g.height, g.width, g.outWidth, g.stride, g.strideW)
         let outHW = g.outHeight * OW
         for ci in 0..<g.inPerGroup {
             let dxc = dx + ci * H * W
@@ -32,7 +32,7 @@ extension Conv2dKernels {
                 let src = col + ((ci * g.kernelH + ky) * g.kernelW + kx) * outHW
                 for oy in rows {
                     let (d, r) = (dxc + (oy * s + rowOffset) * W + colOffset, src + oy * OW)
-                    for ox in cols { d[ox * s] += r[ox] }
+                    for ox in cols { d[ox * sw] += r[ox] }
                 }
             }
         }

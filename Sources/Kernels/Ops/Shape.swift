@@ -122,3 +122,42 @@ extension Tape {
         }
     }
 }
+
+extension Tape {
+    /// Channel shuffle with `groups` groups (ShuffleNet; PC-DARTS after each partial-channel edge):
+    /// the channels, seen as a [groups, C/groups] matrix, are transposed, so output channel
+    /// i * groups + j is input channel j * (C/groups) + i — the reference's
+    /// `x.view(N, groups, C/groups, H, W).transpose(1, 2).contiguous().view(N, C, H, W)`.
+    ///
+    /// x: [N, C, H, W] with C divisible by groups -> [N, C, H, W].
+    public func channelShuffle(_ x: Variable, groups: Int) throws -> Variable {
+        let op = "channelShuffle"
+        try require(x.shape.count == 4, op, "input must be [N, C, H, W], got \(x.shape)")
+        let (n, c) = (x.shape[0], x.shape[1])
+        try requireArgument(groups >= 1 && c % groups == 0, op, "\(c) channels cannot be split into \(groups) groups")
+        let inner = x.shape[2] * x.shape[3]
+        let perGroup = c / groups
+        /// source[o]: the input channel that output channel o takes.
+        let source = (0..<c).map { o in (o % groups) * perGroup + o / groups }
+        var y = Tensor(shape: x.shape)
+        y.scalars.withUnsafeMutableBufferPointer { yp in
+            x.value.scalars.withUnsafeBufferPointer { xp in
+                for s in 0..<n {
+                    for o in 0..<c {
+                        (yp.baseAddress! + (s * c + o) * inner).update(from: xp.baseAddress! + (s * c + source[o]) * inner, count: inner)
+                    }
+                }
+            }
+        }
+        return output(y, inputs: [x]) { _, dy in
+            x.accumulateGrad { dx in
+                for s in 0..<n {
+                    for o in 0..<c {
+                        let (src, dst) = (dy.baseAddress! + (s * c + o) * inner, dx.baseAddress! + (s * c + source[o]) * inner)
+                        for j in 0..<inner { dst[j] += src[j] }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -89,3 +89,34 @@ public func correctCount(logits: Tensor, labels: [Int]) -> Int {
     }
     return correct
 }
+
+extension Tape {
+    /// Softmax over consecutive segments of a vector: x: [sum of segments] -> same shape, each
+    /// segment summing to 1 (PC-DARTS normalises each node's incoming-edge weights this way:
+    /// segments 2, 3, 4, 5 for four nodes).
+    public func segmentSoftmax(_ x: Variable, segments: [Int]) throws -> Variable {
+        let op = "segmentSoftmax"
+        try require(x.shape.count == 1, op, "input must be a vector, got \(x.shape)")
+        try require(segments.allSatisfy { $0 > 0 } && segments.reduce(0, +) == x.shape[0], op,
+                    "segments \(segments) do not partition \(x.shape[0]) elements")
+        var y = x.value
+        y.scalars.withUnsafeMutableBufferPointer { p in
+            var o = 0
+            for n in segments { Self.softmaxRow(p.baseAddress! + o, n); o += n }
+        }
+        let yv = y
+        return output(y, inputs: [x]) { _, dy in
+            x.accumulateGrad { dx in
+                yv.scalars.withUnsafeBufferPointer { yp in
+                    var o = 0
+                    for n in segments {
+                        var dot: Float = 0
+                        for j in o..<(o + n) { dot += dy[j] * yp[j] }
+                        for j in o..<(o + n) { dx[j] += yp[j] * (dy[j] - dot) }
+                        o += n
+                    }
+                }
+            }
+        }
+    }
+}

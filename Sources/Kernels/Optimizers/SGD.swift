@@ -12,9 +12,12 @@ public final class SGD {
     public let weightDecay: Float
     /// One momentum buffer per parameter; nil until that parameter's first step.
     public var momentumBuffers: [Tensor?]
+    /// Each parameter's position, by identity.
+    private let positions: [ObjectIdentifier: Int]
 
     public init(parameters: [Variable], learningRate: Float, momentum: Float = 0, weightDecay: Float = 0) {
         self.parameters = parameters
+        positions = Dictionary(parameters.enumerated().map { (ObjectIdentifier($0.element), $0.offset) }, uniquingKeysWith: { a, _ in a })
         self.learningRate = learningRate
         self.momentum = momentum
         self.weightDecay = weightDecay
@@ -62,4 +65,14 @@ public final class SGD {
 
     /// Clears the gradients of all parameters.
     public func zeroGrad() { parameters.forEach { $0.zeroGrad() } }
+
+    /// The momentum buffer of `parameter`, found by identity (not by position); nil before its
+    /// first step.
+    /// - Throws: `KernelError` when `parameter` is not one this optimiser updates.
+    public func momentumBuffer(of parameter: Variable) throws -> Tensor? {
+        guard let i = positions[ObjectIdentifier(parameter)] else {
+            throw KernelError.invalidArgument(op: "SGD", "variable '\(parameter.name)' \(parameter.shape) is not among the optimiser's \(parameters.count) parameters")
+        }
+        return momentumBuffers[i]
+    }
 }

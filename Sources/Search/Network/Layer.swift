@@ -72,12 +72,22 @@ func qualified(_ prefix: String, _ name: String) -> String {
 /// uniform in ±1/sqrt(fan_in).
 public final class Conv2dLayer: Layer {
     public let weight: Variable
-    public let stride, padding, dilation, groups: Int
+    /// Stride and padding as (height, width).
+    public let stride, padding: (Int, Int)
+    public let dilation, groups: Int
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+    public convenience init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+                            dilation: Int = 1, groups: Int = 1, generator: inout RandomGenerator) {
+        self.init(inChannels, outChannels, kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding),
+                  dilation: dilation, groups: groups, generator: &generator)
+    }
+
+    /// A kernel, stride and padding given as (height, width), e.g. the reference's 1x7 convolution
+    /// with stride (1, s) and padding (0, 3).
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int),
                 dilation: Int = 1, groups: Int = 1, generator: inout RandomGenerator) {
-        var w = Tensor(shape: [outChannels, inChannels / groups, kernel, kernel])
-        let bound = 1 / Float(inChannels / groups * kernel * kernel).squareRoot()
+        var w = Tensor(shape: [outChannels, inChannels / groups, kernel.0, kernel.1])
+        let bound = 1 / Float(inChannels / groups * kernel.0 * kernel.1).squareRoot()
         generator.fillUniform(&w, -bound, bound)
         weight = Variable(w, requiresGrad: true)
         self.stride = stride; self.padding = padding; self.dilation = dilation; self.groups = groups

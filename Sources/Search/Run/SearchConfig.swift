@@ -8,7 +8,17 @@ public struct SearchConfig: Codable, Equatable, Sendable {
         case paper
         /// Small settings that finish in minutes on a laptop: C=8, 5 layers, batch 32, 10 epochs.
         case quick
+        /// The PC-DARTS paper's CIFAR-10 settings: K=4, batch 256, SGD 0.1 cosine to 0, 50 epochs,
+        /// 8 cells, C=16, Adam 6e-4 on alphas and betas, 15 warm-up epochs, first order.
+        case pcDarts = "pc-darts"
     }
+
+    /// The search method.
+    public var method: SearchMethodKind = .darts
+    /// PC-DARTS: 1/K of each edge's channels go through its ops.
+    public var partialChannels: Int = 4
+    /// Epochs at the start that train the weights only (architecture parameters frozen).
+    public var warmupEpochs: Int = 0
 
     public var preset: Preset
     public var data: DataSource
@@ -45,7 +55,7 @@ public struct SearchConfig: Codable, Equatable, Sendable {
         switch p {
         case .paper:
             return SearchConfig(preset: p, data: DataSource(kind: .synthetic, imageShape: [3, 32, 32]), channels: 16, layers: 8,
-                                primitives: Primitive.allCases, epochs: 50, batchSize: 64, learningRate: 0.025,
+                                primitives: Primitive.darts, epochs: 50, batchSize: 64, learningRate: 0.025,
                                 learningRateMin: 0.001, momentum: 0.9, weightDecay: 3e-4, archLearningRate: 3e-4,
                                 archWeightDecay: 1e-3, gradClip: 5, trainPortion: 0.5, order: 1, seed: 2, trainLimit: nil)
         case .quick:
@@ -58,7 +68,25 @@ public struct SearchConfig: Codable, Equatable, Sendable {
             c.batchSize = 32
             c.archLearningRate = 3e-3
             return c
+        case .pcDarts:
+            var c = preset(.paper)
+            c.preset = .pcDarts
+            c.method = .pcDarts
+            c.partialChannels = 4
+            c.batchSize = 256
+            c.learningRate = 0.1
+            c.learningRateMin = 0
+            c.archLearningRate = 6e-4
+            c.warmupEpochs = 15
+            return c
         }
+    }
+
+    /// The supernet this configuration searches, for the given data shape.
+    public func supernet(inputShape: [Int], classes: Int) -> SupernetConfig {
+        var net = SupernetConfig(channels: channels, layers: layers, inputShape: inputShape, classes: classes, primitives: primitives)
+        net.recompute = recompute
+        return net
     }
 
     /// Checks values a user can set; messages name the flag.
@@ -76,5 +104,14 @@ public struct SearchConfig: Codable, Equatable, Sendable {
             throw fail("momentum must lie in [0, 1), weight decays must be >= 0, --grad-clip must be positive")
         }
         if let trainLimit { guard trainLimit >= 4 else { throw fail("--train-limit must be at least 4, got \(trainLimit)") } }
+        guard warmupEpochs >= 0 else { throw fail("--warmup-epochs must be at least 0, got \(warmupEpochs)") }
+        if warmupEpochs >= epochs {
+            throw fail("--warmup-epochs \(warmupEpochs) leaves no epoch for the architecture (--epochs \(epochs))")
+        }
+        if method == .pcDarts {
+            guard partialChannels >= 1, channels % partialChannels == 0 else {
+                throw fail("--partial-channels \(partialChannels) must be at least 1 and divide --channels \(channels)")
+            }
+        }
     }
 }

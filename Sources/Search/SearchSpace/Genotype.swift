@@ -53,44 +53,17 @@ public struct Genotype: Equatable, Sendable {
 
     // MARK: Derivation
 
-    /// The reference derivation (`model_search.Network.genotype`): softmax each edge's alphas; for
-    /// each node keep the two incoming edges whose strongest non-none op is strongest, and on each
-    /// the strongest non-none op; concat = all intermediate nodes.
+    /// The reference derivation (`model_search.Network.genotype`) from raw alphas: softmax each
+    /// edge's alphas, then `DerivationPolicy` with the same ops on every edge and no edge weights.
     ///
     /// - Parameters:
     ///   - normal, reduce: raw alphas [edges, K].
     ///   - primitives: the K ops the columns stand for.
     public static func derive(normal: Tensor, reduce: Tensor, primitives: [Primitive], steps: Int) throws -> Genotype {
-        let concat = Array(2..<(steps + 2))
-        return try Genotype(normal: try parse(normal, primitives, steps), normalConcat: concat,
-                            reduce: try parse(reduce, primitives, steps), reduceConcat: concat)
-    }
-
-    private static func parse(_ alphas: Tensor, _ primitives: [Primitive], _ steps: Int) throws -> [Edge] {
-        let k = primitives.count
-        let edgesTotal = SearchCell.edgeCount(steps: steps)
-        guard alphas.shape == [edgesTotal, k] else {
-            throw GenotypeError("alphas of shape \(alphas.shape) do not fit \(steps) nodes and \(k) ops (expected [\(edgesTotal), \(k)])")
-        }
-        let weights = try Tape(recording: false).softmax(Variable(alphas)).value.scalars
-        let candidates = primitives.indices.filter { primitives[$0] != .none }
-        func best(_ edge: Int) -> Int {
-            var b = candidates[0]
-            for c in candidates where weights[edge * k + c] > weights[edge * k + b] { b = c }
-            return b
-        }
-        var gene: [Edge] = []
-        var start = 0
-        for i in 0..<steps {
-            let n = i + 2
-            // Stable sort by descending strength: ties keep the lower input first, as Python's sorted.
-            let order = (0..<n).map { j in (j, weights[(start + j) * k + best(start + j)]) }
-                .enumerated().sorted { a, b in a.element.1 != b.element.1 ? a.element.1 > b.element.1 : a.offset < b.offset }
-                .map { $0.element.0 }
-            for j in order.prefix(2) { gene.append(Edge(primitives[best(start + j)], j)) }
-            start += n
-        }
-        return gene
+        let tape = Tape(recording: false)
+        let policy = DerivationPolicy(space: .uniform(primitives, edges: SearchCell.edgeCount(steps: steps)), steps: steps)
+        return try policy.derive(normal: CellStrengths(ops: try tape.softmax(Variable(normal)).value),
+                                 reduce: CellStrengths(ops: try tape.softmax(Variable(reduce)).value))
     }
 
     // MARK: Text forms
@@ -174,8 +147,16 @@ public struct Genotype: Equatable, Sendable {
     /// DARTS (second order) from the paper, reference `genotypes.DARTS_V2`.
     public static let dartsV2 = try! Genotype(python: "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])")
 
+    /// NASNet-A (Zoph et al. 2018) as the reference `genotypes.NASNet` writes it: 5-node cells,
+    /// the reduction cell concatenating nodes 4, 5, 6 only.
+    public static let nasnet = try! Genotype(python: "Genotype(normal=[('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ('sep_conv_5x5', 0), ('sep_conv_3x3', 0), ('avg_pool_3x3', 1), ('skip_connect', 0), ('avg_pool_3x3', 0), ('avg_pool_3x3', 0), ('sep_conv_3x3', 1), ('skip_connect', 1)], normal_concat=[2, 3, 4, 5, 6], reduce=[('sep_conv_5x5', 1), ('sep_conv_7x7', 0), ('max_pool_3x3', 1), ('sep_conv_7x7', 0), ('avg_pool_3x3', 1), ('sep_conv_5x5', 0), ('skip_connect', 3), ('avg_pool_3x3', 2), ('sep_conv_3x3', 2), ('max_pool_3x3', 1)], reduce_concat=[4, 5, 6])")
+
+    /// AmoebaNet-A (Real et al. 2019) as the reference `genotypes.AmoebaNet` writes it.
+    public static let amoebaNet = try! Genotype(python: "Genotype(normal=[('avg_pool_3x3', 0), ('max_pool_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_5x5', 2), ('sep_conv_3x3', 0), ('avg_pool_3x3', 3), ('sep_conv_3x3', 1), ('skip_connect', 1), ('skip_connect', 0), ('avg_pool_3x3', 1)], normal_concat=[4, 5, 6], reduce=[('avg_pool_3x3', 0), ('sep_conv_3x3', 1), ('max_pool_3x3', 0), ('sep_conv_7x7', 2), ('sep_conv_7x7', 0), ('avg_pool_3x3', 1), ('max_pool_3x3', 0), ('max_pool_3x3', 1), ('conv_7x1_1x7', 0), ('sep_conv_3x3', 5)], reduce_concat=[3, 4, 6])")
+
     /// Genotypes known by name.
-    public static let builtIn: [String: Genotype] = ["DARTS_V1": dartsV1, "DARTS_V2": dartsV2, "DARTS": dartsV2]
+    public static let builtIn: [String: Genotype] = ["DARTS_V1": dartsV1, "DARTS_V2": dartsV2, "DARTS": dartsV2,
+                                                     "NASNet": nasnet, "AmoebaNet": amoebaNet]
 
     /// A genotype from a built-in name, a JSON file or a file holding the Python form.
     public static func load(_ nameOrPath: String) throws -> Genotype {

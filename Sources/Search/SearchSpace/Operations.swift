@@ -129,6 +129,26 @@ public final class FactorizedReduce: ReLUPrefixed {
     }
 }
 
+/// ReLU, a 1x7 convolution with stride (1, s) and padding (0, 3), a 7x1 convolution with stride
+/// (s, 1) and padding (3, 0), BatchNorm (the reference `conv_7x1_1x7`, an `nn.Sequential` of its
+/// own: children directly under the op's name, `_ops.k.1.weight`, with no `op.` level).
+public final class Conv7x1And1x7: ReLUPrefixed {
+    public let op: Sequential
+
+    public init(_ c: Int, stride: Int, affine: Bool, generator: inout RandomGenerator) {
+        op = Sequential([
+            ReLULayer(),
+            Conv2dLayer(c, c, kernel: (1, 7), stride: (1, stride), padding: (0, 3), generator: &generator),
+            Conv2dLayer(c, c, kernel: (7, 1), stride: (stride, 1), padding: (3, 0), generator: &generator),
+            BatchNormLayer(c, affine: affine),
+        ])
+    }
+
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forward(x, ctx) }
+    public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forwardAfterReLU(h, ctx) }
+    public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: prefix, into: &state) }
+}
+
 /// The identity (skip_connect at stride 1).
 public final class Identity: Layer {
     public init() {}
@@ -136,7 +156,8 @@ public final class Identity: Layer {
     public func collect(prefix: String, into state: inout NamedState) {}
 }
 
-/// Builds the op for a primitive on C channels, as the reference `OPS` table. Returns nil for
+/// The op registry: builds the op for a primitive on C channels, as the reference `OPS` table
+/// (every entry of it: the DARTS eight plus sep_conv_7x7 and conv_7x1_1x7). Returns nil for
 /// `none`, whose output is zero: a mixed edge skips it (its weight then gets zero gradient, as
 /// in the reference, where it multiplies a zero tensor).
 ///
@@ -156,6 +177,10 @@ public func makeOperation(_ p: Primitive, channels c: Int, stride: Int, affine: 
         return SepConv(c, c, kernel: 3, stride: stride, padding: 1, affine: affine, generator: &generator)
     case .sepConv5x5:
         return SepConv(c, c, kernel: 5, stride: stride, padding: 2, affine: affine, generator: &generator)
+    case .sepConv7x7:
+        return SepConv(c, c, kernel: 7, stride: stride, padding: 3, affine: affine, generator: &generator)
+    case .conv7x1_1x7:
+        return Conv7x1And1x7(c, stride: stride, affine: affine, generator: &generator)
     case .dilConv3x3:
         return DilConv(c, c, kernel: 3, stride: stride, padding: 2, dilation: 2, affine: affine, generator: &generator)
     case .dilConv5x5:

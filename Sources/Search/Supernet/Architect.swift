@@ -75,9 +75,18 @@ public final class Architect {
         try reduceGradients(weights)
         let theta = weights.map(\.value)
         let mom = weightOptimizer.momentum, wd = weightOptimizer.weightDecay
+        // Momentum buffers belong to weights by identity: a method whose parameter list differs
+        // from the optimiser's fails here instead of pairing a weight with another's buffer.
+        let buffers = try weights.map { w -> Tensor? in
+            guard let b = try weightOptimizer.momentumBuffer(of: w) else { return nil }
+            guard b.shape == w.shape else {
+                throw KernelError.shapeMismatch(op: "Architect", "momentum buffer \(b.shape) for weight '\(w.name)' \(w.shape)")
+            }
+            return b
+        }
         for (i, w) in weights.enumerated() {
             let g = w.grad ?? Tensor.zeros(like: w.value)
-            let buffer = i < weightOptimizer.momentumBuffers.count ? weightOptimizer.momentumBuffers[i] : nil
+            let buffer = buffers[i]
             w.value.scalars.withUnsafeMutableBufferPointer { p in
                 for j in 0..<p.count {
                     let m = buffer.map { $0.scalars[j] * mom } ?? 0

@@ -2,7 +2,7 @@ import Kernels
 
 /// A DARTS mixed edge (reference `MixedOp`): every candidate op applied to the edge's input,
 /// combined with the softmaxed architecture weights of that edge.
-public final class MixedOp: Layer {
+public final class MixedOp: MixedEdge {
     public let primitives: [Primitive]
     /// One op per primitive; nil for `none`.
     public let ops: [Layer?]
@@ -12,6 +12,11 @@ public final class MixedOp: Layer {
         ops = primitives.map {
             makeOperation($0, channels: c, stride: stride, affine: false, poolBatchNorm: true, generator: &generator)
         }
+    }
+
+    /// The DARTS edge factory: a full mixed op on every edge.
+    public static let factory: EdgeFactory = { spec, g in
+        MixedOp(channels: spec.channels, stride: spec.stride, primitives: spec.primitives, generator: &g)
     }
 
     /// sum_k weights[k] * op_k(x). weights: [K], the edge's row of softmax(alphas).

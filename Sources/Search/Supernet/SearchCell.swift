@@ -2,27 +2,34 @@ import Kernels
 
 /// A cell of the DARTS search network (reference `model_search.Cell`): two preprocessed inputs,
 /// `steps` intermediate nodes each summing mixed edges from all earlier states, output the
-/// concatenation of the intermediate nodes.
+/// concatenation of the intermediate nodes. The edges come from an `EdgeFactory`, so a method
+/// chooses its own mixed edge.
 public final class SearchCell: Layer {
     public let reduction: Bool
     public let steps: Int
     public let preprocess0: Layer
     public let preprocess1: Layer
     /// The mixed edges in reference order: node 0's two inputs, node 1's three, ... (14 for 4 steps).
-    public let edges: [MixedOp]
+    public let edges: [MixedEdge]
 
-    public init(steps: Int, cPrevPrev: Int, cPrev: Int, c: Int, reduction: Bool, reductionPrev: Bool,
-                primitives: [Primitive], generator: inout RandomGenerator) {
+    /// - Parameters:
+    ///   - index: the cell's position in the network (passed on to the edge factory).
+    ///   - space: each edge's candidate ops.
+    public init(index: Int = 0, steps: Int, cPrevPrev: Int, cPrev: Int, c: Int, reduction: Bool, reductionPrev: Bool,
+                space: [[Primitive]], makeEdge: EdgeFactory = MixedOp.factory, generator: inout RandomGenerator) {
+        precondition(space.count == Self.edgeCount(steps: steps), "a cell of \(steps) nodes has \(Self.edgeCount(steps: steps)) edges, got \(space.count) op lists")
         self.reduction = reduction
         self.steps = steps
         preprocess0 = reductionPrev
             ? FactorizedReduce(cPrevPrev, c, affine: false, generator: &generator)
             : ReLUConvBN(cPrevPrev, c, kernel: 1, stride: 1, padding: 0, affine: false, generator: &generator)
         preprocess1 = ReLUConvBN(cPrev, c, kernel: 1, stride: 1, padding: 0, affine: false, generator: &generator)
-        var edges: [MixedOp] = []
+        var edges: [MixedEdge] = []
         for i in 0..<steps {
             for j in 0..<(2 + i) {
-                edges.append(MixedOp(channels: c, stride: reduction && j < 2 ? 2 : 1, primitives: primitives, generator: &generator))
+                let spec = EdgeSpec(cell: index, edge: edges.count, reduction: reduction, channels: c,
+                                    stride: reduction && j < 2 ? 2 : 1, primitives: space[edges.count])
+                edges.append(makeEdge(spec, &generator))
             }
         }
         self.edges = edges
@@ -31,18 +38,26 @@ public final class SearchCell: Layer {
     /// The number of mixed edges for `steps` nodes: 2 + 3 + ... + (steps + 1).
     public static func edgeCount(steps: Int) -> Int { (0..<steps).reduce(0) { $0 + 2 + $1 } }
 
-    /// s0, s1: the outputs of the two previous cells; weights: softmax(alphas) [edges, K].
-    public func forward(_ s0: Variable, _ s1: Variable, weights: Variable, _ ctx: ForwardContext) throws -> Variable {
+    /// The incoming-edge counts of the nodes (2, 3, 4, 5 for 4 steps): PC-DARTS's beta segments.
+    public static func nodeSegments(steps: Int) -> [Int] { (0..<steps).map { $0 + 2 } }
+
+    /// s0, s1: the outputs of the two previous cells; weights: the cell's op weights [edges, K] and
+    /// optional edge weights [edges], which scale each edge's output in its node's sum.
+    public func forward(_ s0: Variable, _ s1: Variable, weights: CellWeights, _ ctx: ForwardContext) throws -> Variable {
         let t = ctx.tape
         var states = [try preprocess0.forward(s0, ctx), try preprocess1.forward(s1, ctx)]
         var offset = 0
         for _ in 0..<steps {
             var terms: [Variable] = []
             for (j, h) in states.enumerated() {
-                terms.append(try edges[offset + j].forward(h, weights: try t.row(weights, offset + j), ctx))
+                terms.append(try edges[offset + j].forward(h, weights: try t.row(weights.ops, offset + j), ctx))
             }
-            offset += states.count
-            states.append(try t.sum(terms))
+            if let edgeWeights = weights.edges {
+                states.append(try t.weightedSum(terms, weights: edgeWeights, indices: Array(offset..<(offset + terms.count))))
+            } else {
+                states.append(try t.sum(terms))
+            }
+            offset += terms.count
         }
         return try t.concatChannels(Array(states.suffix(steps)))
     }

@@ -11,11 +11,19 @@ public struct SupernetConfig: Codable, Equatable, Sendable {
     public var classes: Int
     public var steps: Int = 4
     public var stemMultiplier: Int = 3
-    public var primitives: [Primitive] = Primitive.allCases
+    public var primitives: [Primitive] = Primitive.darts
     /// Which cells recompute their activations in backward instead of keeping them.
     public var recompute: RecomputePolicy = .auto
+    /// Per-edge op lists overriding `primitives` (methods that prune ops per edge); nil: every
+    /// edge has `primitives`.
+    public var edgePrimitives: CellSearchSpace?
 
-    public init(channels: Int, layers: Int, inputShape: [Int], classes: Int, primitives: [Primitive] = Primitive.allCases) {
+    /// Every edge's candidate ops.
+    public var space: CellSearchSpace {
+        edgePrimitives ?? .uniform(primitives, edges: SearchCell.edgeCount(steps: steps))
+    }
+
+    public init(channels: Int, layers: Int, inputShape: [Int], classes: Int, primitives: [Primitive] = Primitive.darts) {
         self.channels = channels
         self.layers = layers
         self.inputShape = inputShape
@@ -36,6 +44,12 @@ public struct SupernetConfig: Codable, Equatable, Sendable {
             throw fail("the search space needs at least one primitive other than none")
         }
         guard Set(primitives).count == primitives.count else { throw fail("primitives are listed twice: \(primitives.map(\.name))") }
+        if let e = edgePrimitives {
+            let n = SearchCell.edgeCount(steps: steps)
+            guard e.normal.count == n, e.reduce.count == n, (e.normal + e.reduce).allSatisfy({ $0.count == e.opsPerEdge && $0.contains { $0 != .none } }) else {
+                throw fail("per-edge op lists must give \(n) edges per cell type, each with the same number of ops and one other than none")
+            }
+        }
         // Each reduction halves the resolution with FactorizedReduce, which needs even sizes.
         var (h, w) = (inputShape[1], inputShape[2])
         for i in 0..<layers where Self.isReduction(i, layers: layers) {
@@ -75,7 +89,9 @@ public struct SearchConfigError: Error, CustomStringConvertible, Equatable {
 }
 
 /// The DARTS search network (reference `model_search.Network`): stem, normal and reduction cells
-/// sharing two sets of architecture weights, global pooling, classifier.
+/// sharing two sets of architecture weights, global pooling, classifier. Its extension points:
+/// the mixed edge (an `EdgeFactory`) and the architecture parameters (with or without edge
+/// weights), both chosen by the search method.
 ///
 /// Liu, Simonyan, Yang. DARTS: Differentiable Architecture Search. ICLR 2019.
 public final class SearchNetwork {
@@ -83,18 +99,29 @@ public final class SearchNetwork {
     public let stem: Sequential
     public let cells: [SearchCell]
     public let classifier: LinearLayer
-    /// Architecture weights of normal cells [edges, K], initialised 1e-3 * N(0, 1).
-    public let alphasNormal: Variable
-    /// Architecture weights of reduction cells [edges, K].
-    public let alphasReduce: Variable
+    /// The named architecture parameters (alphas, and betas with edge normalisation).
+    public let architectureParameters: ArchitectureParameters
     /// Which cells recompute their activations (a memory/time choice; results are identical).
     public var recompute: RecomputePolicy
+    /// The share of an edge's channels its ops see (1/K for partial channels), for the memory
+    /// estimate behind `recompute: .auto`.
+    public var activationFraction: Double = 1
     /// Each cell's weights (for recomputed cells: whether they need gradients).
     private let cellParameters: [[Variable]]
 
-    /// Builds the network; weights from the initialisation stream, alphas from the architecture
-    /// stream of `seed`.
-    public init(_ config: SupernetConfig, seed: UInt64) throws {
+    /// Architecture weights of normal cells [edges, K], initialised 1e-3 * N(0, 1).
+    public var alphasNormal: Variable { architectureParameters.alphasNormal }
+    /// Architecture weights of reduction cells [edges, K].
+    public var alphasReduce: Variable { architectureParameters.alphasReduce }
+
+    /// Builds the network; weights from the initialisation stream, architecture parameters from
+    /// the architecture stream of `seed`.
+    ///
+    /// - Parameters:
+    ///   - makeEdge: the mixed edge (DARTS: `MixedOp.factory`).
+    ///   - edgeNormalisation: add per-edge betas (PC-DARTS).
+    public init(_ config: SupernetConfig, seed: UInt64, makeEdge: EdgeFactory = MixedOp.factory,
+                edgeNormalisation: Bool = false) throws {
         try config.validate()
         self.config = config
         recompute = config.recompute
@@ -108,12 +135,13 @@ public final class SearchNetwork {
         var (cPrevPrev, cPrev, cCurr) = (cStem, cStem, c)
         var cells: [SearchCell] = []
         var reductionPrev = false
+        let space = config.space
         for i in 0..<config.layers {
             let reduction = SupernetConfig.isReduction(i, layers: config.layers)
             if reduction { cCurr *= 2 }
-            cells.append(SearchCell(steps: config.steps, cPrevPrev: cPrevPrev, cPrev: cPrev, c: cCurr,
+            cells.append(SearchCell(index: i, steps: config.steps, cPrevPrev: cPrevPrev, cPrev: cPrev, c: cCurr,
                                     reduction: reduction, reductionPrev: reductionPrev,
-                                    primitives: config.primitives, generator: &g))
+                                    space: space.edges(reduction: reduction), makeEdge: makeEdge, generator: &g))
             reductionPrev = reduction
             (cPrevPrev, cPrev) = (cPrev, config.steps * cCurr)
         }
@@ -124,20 +152,15 @@ public final class SearchNetwork {
             return s.parameters.map(\.variable)
         }
         classifier = LinearLayer(cPrev, config.classes, generator: &g)
-        var a = RandomGenerator(seed: seed, stream: .architecture)
-        let shape = [SearchCell.edgeCount(steps: config.steps), config.primitives.count]
-        var an = Tensor(shape: shape), ar = Tensor(shape: shape)
-        a.fillNormal(&an, std: 1e-3)
-        a.fillNormal(&ar, std: 1e-3)
-        alphasNormal = Variable(an, requiresGrad: true, name: "alphas_normal")
-        alphasReduce = Variable(ar, requiresGrad: true, name: "alphas_reduce")
+        architectureParameters = ArchitectureParameters(steps: config.steps, opsPerEdge: space.opsPerEdge,
+                                                        edgeNormalisation: edgeNormalisation, seed: seed)
     }
 
     /// Logits [N, classes] for images [N, C, H, W].
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
         let t = ctx.tape
-        let wNormal = try t.softmax(alphasNormal)
-        let wReduce = try t.softmax(alphasReduce)
+        let wNormal = try architectureParameters.cellWeights(reduction: false, t)
+        let wReduce = try architectureParameters.cellWeights(reduction: true, t)
         let s = try stem.forward(x, ctx)
         var (s0, s1) = (s, s)
         let recomputed = recomputedCells(batch: x.shape[0])
@@ -146,8 +169,10 @@ public final class SearchNetwork {
             let next: Variable
             if t.isRecording && recomputed.contains(i) {
                 let parametersNeedGrad = cellParameters[i].contains { $0.requiresGrad }
-                next = try t.checkpoint([s0, s1, w], parametersNeedGrad: parametersNeedGrad, op: "cell (recomputed)") { tape, ins, again in
-                    try cell.forward(ins[0], ins[1], weights: ins[2], ctx.on(tape, updateStatistics: !again))
+                let inputs = [s0, s1, w.ops] + (w.edges.map { [$0] } ?? [])
+                next = try t.checkpoint(inputs, parametersNeedGrad: parametersNeedGrad, op: "cell (recomputed)") { tape, ins, again in
+                    try cell.forward(ins[0], ins[1], weights: CellWeights(ops: ins[2], edges: ins.count > 3 ? ins[3] : nil),
+                                     ctx.on(tape, updateStatistics: !again))
                 }
             } else {
                 next = try cell.forward(s0, s1, weights: w, ctx)
@@ -177,7 +202,7 @@ public final class SearchNetwork {
             if SupernetConfig.isReduction(i, layers: config.layers) { h /= 2; w /= 2; c *= 2 }
             total += 26 * SearchCell.edgeCount(steps: config.steps) * batch * c * h * w * 4
         }
-        return total
+        return Int(Double(total) * activationFraction)
     }
 
     /// Mean cross-entropy and logits of a batch.
@@ -198,12 +223,14 @@ public final class SearchNetwork {
     /// The weights, in state-dict order.
     public var weights: [Variable] { state.parameters.map(\.variable) }
 
-    /// The architecture parameters [alphas_normal, alphas_reduce].
-    public var architecture: [Variable] { [alphasNormal, alphasReduce] }
+    /// The architecture parameters, named, in creation order.
+    public var architecture: [Variable] { architectureParameters.all }
 
-    /// The derived genotype under the reference rule.
-    public func genotype() throws -> Genotype {
-        try Genotype.derive(normal: alphasNormal.value, reduce: alphasReduce.value,
-                            primitives: config.primitives, steps: config.steps)
+    /// The derived genotype under `policy` (default: the reference rule, with edge weights when
+    /// the network has them).
+    public func genotype(_ policy: DerivationPolicy? = nil) throws -> Genotype {
+        try (policy ?? DerivationPolicy(space: config.space, steps: config.steps))
+            .derive(normal: try architectureParameters.strengths(reduction: false),
+                    reduce: try architectureParameters.strengths(reduction: true))
     }
 }

@@ -22,6 +22,8 @@ struct BenchStep: ParsableCommand {
     @OptionGroup var network: NetworkOptions
     @Option(help: "Images per rank per batch.") var batch = 32
     @Option(help: "Architecture gradient order: 1 or 2.") var order = 1
+    @Option(help: "Search method: darts or pc-darts (the same step code `nas-mpi search` runs).") var method: SearchMethodKind = .darts
+    @Option(help: "PC-DARTS: 1/K of each edge's channels go through its ops.") var partialChannels = 4
     @Option(help: "Timed steps (after the warm-up).") var steps = 5
     @Option(help: "Untimed warm-up steps.") var warmup = 1
     @Flag(help: "Print where step time goes, by op kind.") var profile = false
@@ -45,11 +47,23 @@ struct BenchStep: ParsableCommand {
     private func bench(_ comm: Communicator) throws {
         let threads = threading.apply()
         let shape = try network.parsedInput() ?? [3, 32, 32]
-        let config = SupernetConfig(channels: network.channels ?? 16, layers: network.layers ?? 8, inputShape: shape,
-                                    classes: network.classes ?? 10, primitives: try network.parsedPrimitives() ?? Primitive.allCases)
-        let net: SearchNetwork
-        do { net = try SearchNetwork(config, seed: 1) } catch { throw ValidationError("\(error)") }
-        net.recompute = recompute
+        var config = SearchConfig.preset(.paper)
+        config.method = method
+        config.channels = network.channels ?? 16
+        config.layers = network.layers ?? 8
+        config.primitives = try network.parsedPrimitives() ?? Primitive.darts
+        config.order = order
+        config.partialChannels = partialChannels
+        config.recompute = recompute
+        config.seed = 1
+        let classes = network.classes ?? 10
+        let searchMethod: SearchMethod
+        do {
+            try config.validate()
+            searchMethod = try method.make(config, inputShape: shape, classes: classes, averager: GradientAverager(comm))
+        } catch { throw ValidationError("\(error)") }
+        let net = searchMethod.network
+        let averager = searchMethod.training.averager
         let macTape = Tape(recording: false)
         _ = try net.forward(Variable(Tensor(shape: [1] + shape)), ForwardContext(tape: macTape, training: false))
         let macs = macTape.multiplyAccumulates
@@ -60,24 +74,12 @@ struct BenchStep: ParsableCommand {
         func randomBatch() -> Batch {
             var x = Tensor(shape: [batch] + shape)
             g.fillNormal(&x)
-            return Batch(images: x, labels: (0..<batch).map { _ in g.int(below: config.classes) })
+            return Batch(images: x, labels: (0..<batch).map { _ in g.int(below: classes) })
         }
         let (train, val) = (randomBatch(), randomBatch())
-        let averager = GradientAverager(comm)
-        let architect = Architect(model: net)
-        architect.reduceGradients = { try averager.average($0) }
-        let sgd = SGD(parameters: net.weights, learningRate: 0.025, momentum: 0.9, weightDecay: 3e-4)
-
+        // The search's own step (architecture step, then weight step), past any warm-up.
         func step() throws {
-            try architect.step(train: train, validation: val, eta: 0.025, weightOptimizer: sgd, secondOrder: order == 2)
-            net.architecture.forEach { $0.requiresGrad = false }
-            let tape = Tape()
-            try tape.backward(try net.loss(on: train, ForwardContext(tape: tape, training: true)))
-            net.architecture.forEach { $0.requiresGrad = true }
-            try averager.average(net.weights)
-            clipGradientNorm(net.weights, maxNorm: 5)
-            sgd.step()
-            sgd.zeroGrad()
+            _ = try searchMethod.step(train: train, validation: val, epoch: config.warmupEpochs, learningRate: 0.025)
         }
         for _ in 0..<warmup { try step() }
         try comm.barrier()
@@ -103,7 +105,7 @@ struct BenchStep: ParsableCommand {
         guard comm.rank == 0 else { return }
         let s = shape.map(String.init).joined(separator: "x")
         let recomputed = net.recomputedCells(batch: batch).sorted()
-        print("nas-mpi bench step: C=\(config.channels), \(config.layers) layers, input \(s), batch \(batch) per rank, order \(order), \(comm.size) rank(s) x \(threads) thread(s), recompute \(recompute.rawValue) (cells \(recomputed.isEmpty ? "none" : recomputed.map(String.init).joined(separator: ",")))")
+        print("nas-mpi bench step: \(method.rawValue)\(method == .pcDarts ? " K=\(partialChannels)" : ""), C=\(config.channels), \(config.layers) layers, input \(s), batch \(batch) per rank, order \(order), \(comm.size) rank(s) x \(threads) thread(s), recompute \(recompute.rawValue) (cells \(recomputed.isEmpty ? "none" : recomputed.map(String.init).joined(separator: ",")))")
         print("forward MACs per image: \(macs); analytic work per step: \(String(format: "%.2f", flopsPerStep / 1e9)) GFLOP per rank")
         print(String(format: "step time: min=%.3f median=%.3f max=%.3f s over %d steps (after %d warm-up)", t.min, t.median, t.max, steps, warmup))
         print(String(format: "achieved: %.2f GFLOP/s per rank, %.1f images/s in all (%d ranks)",

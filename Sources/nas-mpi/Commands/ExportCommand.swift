@@ -1,4 +1,5 @@
 import ArgumentParser
+import Distributed
 import Foundation
 import Search
 
@@ -35,13 +36,13 @@ struct ExportCommand: ParsableCommand {
         case "search":
             let config = try Searcher.savedConfig(dir)
             let train = try config.data.load().train
-            let net = try SearchNetwork(SupernetConfig(channels: config.channels, layers: config.layers, inputShape: train.imageShape,
-                                                       classes: train.classes, primitives: config.primitives), seed: config.seed)
+            let net = try config.method.make(config, inputShape: train.imageShape, classes: train.classes,
+                                             averager: GradientAverager(LocalCommunicator())).network
             try net.state.restore(from: file)
-            let alphas = [("alphas_normal", try file.tensor("alphas_normal", shape: net.alphasNormal.shape)),
-                          ("alphas_reduce", try file.tensor("alphas_reduce", shape: net.alphasReduce.shape))]
-            try Safetensors.write(net.state, extra: alphas, metadata: ["format": "pt"], to: target)
-            print("exported the supernet (\(net.state.parameters.count) parameters, alphas) to \(target.path)")
+            // Every architecture parameter, by name (alphas, and betas for PC-DARTS).
+            let architecture = try net.architecture.map { ($0.name, try file.tensor($0.name, shape: $0.shape)) }
+            try Safetensors.write(net.state, extra: architecture, metadata: ["format": "pt", "method": config.method.rawValue], to: target)
+            print("exported the supernet (\(net.state.parameters.count) parameter tensors; \(architecture.map(\.0).joined(separator: ", "))) to \(target.path)")
         default:
             throw RunError("\(path.path) is neither a search nor a training checkpoint")
         }

@@ -35,14 +35,14 @@ struct Summary: ParsableCommand {
             return
         }
         let config = SupernetConfig(channels: network.channels ?? 16, layers: network.layers ?? 8, inputShape: shape,
-                                    classes: network.classes ?? 10, primitives: try network.parsedPrimitives() ?? Primitive.allCases)
+                                    classes: network.classes ?? 10, primitives: try network.parsedPrimitives() ?? Primitive.darts)
         let net: SearchNetwork
         do { net = try SearchNetwork(config, seed: 0) } catch { throw ValidationError("\(error)") }
         let tape = Tape(recording: false)
         _ = try net.forward(Variable(Tensor(shape: [1] + shape)), ForwardContext(tape: tape, training: false))
         print("supernet: C=\(config.channels), \(config.layers) layers, input \(shape.map(String.init).joined(separator: "x")), \(config.classes) classes, \(config.primitives.count) primitives")
         print("parameters: \(net.state.parameterCount)")
-        print("architecture parameters: \(net.alphasNormal.value.count + net.alphasReduce.value.count)")
+        print("architecture parameters: \(net.architecture.reduce(0) { $0 + $1.value.count })")
         print("forward MACs: \(tape.multiplyAccumulates)")
     }
 }

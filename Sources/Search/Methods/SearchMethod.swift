@@ -1,0 +1,61 @@
+import Distributed
+import Kernels
+
+/// A weight-sharing search method: it builds its supernet (choosing the mixed edge and the
+/// architecture parameters), owns one search step given a training and a validation batch and
+/// the learning rate, decides its warm-up, keeps its named state for checkpoints, and derives the
+/// genotype. The epoch loop, data, checkpoints and logs are the same for every method
+/// (`Searcher`, `EpochLoop`), so a new method is one new file here and a case in `SearchMethodKind`.
+public protocol SearchMethod: AnyObject {
+    /// The supernet (weights, BatchNorm buffers, named architecture parameters).
+    var network: SearchNetwork { get }
+    /// The optimisers and gradient plumbing of the supernet.
+    var training: SupernetTraining { get }
+    /// One step: (unless warming up) an architecture step on `validation`, then a weight step on
+    /// `train`, gradients averaged over ranks. The default is the DARTS step.
+    func step(train: Batch, validation: Batch, epoch: Int, learningRate: Float) throws -> StepResult
+    /// Second-order (unrolled) architecture gradients.
+    var secondOrder: Bool { get }
+    /// Whether epoch `epoch` trains the weights only (architecture parameters frozen).
+    func isWarmUp(epoch: Int) -> Bool
+    /// How the genotype is read off the architecture parameters.
+    var derivation: DerivationPolicy { get }
+}
+
+extension SearchMethod {
+    /// The DARTS step: the architecture step (skipped during warm-up), then the weight step.
+    public func step(train: Batch, validation: Batch, epoch: Int, learningRate: Float) throws -> StepResult {
+        var archLoss: Double?
+        if !isWarmUp(epoch: epoch) {
+            archLoss = Double(try training.architectureStep(train: train, validation: validation, learningRate: learningRate,
+                                                            secondOrder: secondOrder))
+        }
+        var result = try training.weightStep(train, learningRate: learningRate)
+        result.architectureLoss = archLoss
+        return result
+    }
+
+    /// The genotype under the method's derivation policy.
+    public func genotype() throws -> Genotype { try network.genotype(derivation) }
+
+    /// The method's state: weights, BatchNorm buffers, architecture parameters and optimiser
+    /// state, all by name.
+    public func addState(to file: inout CheckpointFile) { training.addState(to: &file) }
+    public func restoreState(from file: CheckpointFile) throws { try training.restoreState(from: file) }
+}
+
+/// The search methods `nas-mpi search --method` knows.
+public enum SearchMethodKind: String, Codable, CaseIterable, Sendable {
+    /// DARTS (Liu et al. 2019), first or second order (`--order`).
+    case darts
+    /// PC-DARTS (Xu et al. 2020): partial channels, edge normalisation, warm-up.
+    case pcDarts = "pc-darts"
+
+    /// Builds the method for a configuration and a data shape.
+    public func make(_ config: SearchConfig, inputShape: [Int], classes: Int, averager: GradientAverager) throws -> SearchMethod {
+        switch self {
+        case .darts: return try DARTS(config, inputShape: inputShape, classes: classes, averager: averager)
+        case .pcDarts: return try PCDARTS(config, inputShape: inputShape, classes: classes, averager: averager)
+        }
+    }
+}

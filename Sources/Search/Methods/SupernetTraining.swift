@@ -1,0 +1,89 @@
+import Distributed
+import Foundation
+import Kernels
+
+/// The optimisation machinery every supernet method shares: SGD on the weights (cosine-annealed
+/// learning rate, gradient clipping), the architect's Adam on the architecture parameters, the
+/// fused gradient allreduce and synchronised BatchNorm. Methods compose their step from
+/// `architectureStep` and `weightStep`.
+public final class SupernetTraining {
+    public let network: SearchNetwork
+    public let optimizer: SGD
+    public let architect: Architect
+    public let averager: GradientAverager
+    /// Synchronised BatchNorm statistics (nil: per-rank statistics).
+    public let statisticsReducer: StatisticsReducer?
+    public let gradClip: Float
+    /// Clip the architecture gradients to this norm before Adam (nil: no clipping).
+    public var architectureGradClip: Float?
+
+    public init(network: SearchNetwork, config: SearchConfig, averager: GradientAverager) {
+        self.network = network
+        self.averager = averager
+        gradClip = config.gradClip
+        optimizer = SGD(parameters: network.weights, learningRate: config.learningRate, momentum: config.momentum,
+                        weightDecay: config.weightDecay)
+        architect = Architect(model: network, learningRate: config.archLearningRate, weightDecay: config.archWeightDecay)
+        architect.reduceGradients = { [averager] vs in try averager.average(vs) }
+        statisticsReducer = config.syncBatchNorm && averager.comm.size > 1 ? averager.statisticsReducer : nil
+        architect.statisticsReducer = statisticsReducer
+    }
+
+    /// An architecture update (first or second order); returns the validation loss.
+    public func architectureStep(train: Batch, validation: Batch, learningRate: Float, secondOrder: Bool) throws -> Float {
+        let loss = try architect.computeGradient(train: train, validation: validation, eta: learningRate,
+                                                 weightOptimizer: optimizer, secondOrder: secondOrder)
+        if let architectureGradClip { clipGradientNorm(network.architecture, maxNorm: architectureGradClip) }
+        architect.optimizer.step()
+        return loss
+    }
+
+    /// A weight update on a training batch with the architecture parameters held constant:
+    /// forward, backward, allreduce, clipping, SGD. Returns the loss and the correct count.
+    public func weightStep(_ batch: Batch, learningRate: Float) throws -> StepResult {
+        optimizer.learningRate = learningRate
+        let architecture = network.architecture
+        architecture.forEach { $0.requiresGrad = false }
+        defer { architecture.forEach { $0.requiresGrad = true } }
+        let tape = Tape()
+        let (loss, logits) = try network.loss(batch.images, batch.labels,
+                                              ForwardContext(tape: tape, training: true, statisticsReducer: statisticsReducer))
+        try tape.backward(loss)
+        let params = optimizer.parameters
+        try averager.average(params)
+        clipGradientNorm(params, maxNorm: gradClip)
+        optimizer.step()
+        optimizer.zeroGrad()
+        return StepResult(loss: Double(loss.value.scalars[0]), correct: correctCount(logits: logits.value, labels: batch.labels))
+    }
+
+    // MARK: State
+
+    /// Weights and BatchNorm buffers (state-dict names), the architecture parameters and their
+    /// Adam moments (by parameter name), the SGD momentum (by weight name).
+    public func addState(to file: inout CheckpointFile) {
+        let state = network.state
+        state.add(to: &file)
+        let adam = architect.optimizer
+        for (k, v) in adam.parameters.enumerated() {
+            file.add(v.name, v.value)
+            file.add("architect.exp_avg." + v.name, adam.firstMoments[k])
+            file.add("architect.exp_avg_sq." + v.name, adam.secondMoments[k])
+        }
+        file.metadata["adam_step"] = .number(Double(adam.stepCount))
+        optimizer.addMomentum(to: &file, names: state.parameters.map(\.name))
+    }
+
+    public func restoreState(from file: CheckpointFile) throws {
+        let state = network.state
+        try state.restore(from: file)
+        let adam = architect.optimizer
+        for (k, v) in adam.parameters.enumerated() {
+            v.value = try file.tensor(v.name, shape: v.shape)
+            adam.firstMoments[k] = try file.tensor("architect.exp_avg." + v.name, shape: v.shape)
+            adam.secondMoments[k] = try file.tensor("architect.exp_avg_sq." + v.name, shape: v.shape)
+        }
+        adam.stepCount = file.metadata["adam_step"]?.int ?? 0
+        try optimizer.restoreMomentum(from: file, names: state.parameters.map(\.name))
+    }
+}

@@ -1,0 +1,374 @@
+import Distributed
+import Foundation
+import Kernels
+
+/// What one step of a run gives back to the loop (this rank's shard).
+public struct StepResult {
+    /// Mean loss over the rank's images.
+    public var loss: Double
+    /// Correct top-1 predictions among them.
+    public var correct: Int
+    /// The architecture's validation loss (search methods), if the step took an architecture step.
+    public var architectureLoss: Double?
+
+    public init(loss: Double, correct: Int, architectureLoss: Double? = nil) {
+        self.loss = loss
+        self.correct = correct
+        self.architectureLoss = architectureLoss
+    }
+}
+
+/// This rank's shards of one step's batches.
+public struct StepBatches {
+    public var train: Batch
+    /// A validation batch, for tasks that ask for one (architecture steps).
+    public var validation: Batch?
+}
+
+/// An epoch's training figures, summed over ranks.
+public struct EpochSummary {
+    public var epoch: Int
+    public var learningRate: Float
+    public var seconds: Double
+    public var trainLoss: Double
+    public var trainAccuracy: Double
+    /// Mean architecture validation loss over the steps that took an architecture step.
+    public var architectureLoss: Double?
+    public var images: Int
+}
+
+/// What a task reports at the end of an epoch: fields for metrics.jsonl and lines for the log.
+public struct EpochReport {
+    public var fields: [String: JSONValue]
+    public var lines: [String]
+
+    public init(fields: [String: JSONValue], lines: [String]) {
+        self.fields = fields
+        self.lines = lines
+    }
+}
+
+/// A training run the epoch loop drives: a search method's supernet (`Searcher`) or an
+/// evaluation network (`Trainer`). The task owns the model, its optimisers and one step; the
+/// loop owns everything around the steps.
+public protocol EpochTask: AnyObject {
+    /// The checkpoint kind ("search", "train").
+    var kind: String { get }
+    /// Whether each step also needs a validation batch.
+    var usesValidationBatches: Bool { get }
+    /// Called at the start of every epoch (also a resumed one); returns its learning rate.
+    func beginEpoch(_ epoch: Int) -> Float
+    /// One training step on this rank's shards; gradients are averaged over ranks inside.
+    func step(_ batches: StepBatches, epoch: Int, step: Int, learningRate: Float) throws -> StepResult
+    /// The end of an epoch, on every rank (BatchNorm statistics already averaged): evaluation and
+    /// the metrics fields. Rank 0 also writes the task's own files here.
+    func finishEpoch(_ summary: EpochSummary, writeFiles: Bool) throws -> EpochReport
+    /// The task's state (model, optimisers, histories) into a checkpoint, and back.
+    func addState(to file: inout CheckpointFile) throws
+    func restoreState(from file: CheckpointFile) throws
+    /// Parameters that must be identical on all ranks (weights and architecture parameters).
+    var replicatedTensors: [Tensor] { get }
+    /// The BatchNorm running statistics (per rank without synchronised BatchNorm).
+    var runningStatistics: NamedState { get }
+}
+
+/// Where a stopped run stands.
+public enum LoopOutcome: Equatable {
+    case finished
+    case interrupted(signal: Int32)
+}
+
+/// The one epoch loop of search and training (reference `train_search.py` and `train.py` share
+/// this shape): per epoch a data order, per step this rank's shard of the global batch (and of a
+/// validation batch when the task asks), the task's step, one small allreduce of the step's
+/// figures (which also carries the stop flag, so a signal on any rank stops all after the same
+/// step), progress and ETA, consistency checks; per epoch the BatchNorm statistics averaged over
+/// ranks, the task's evaluation, metrics.jsonl, cost.json and the checkpoint.
+///
+/// Randomness is counter-based: the data order of epoch e and the augmentation of the sample at
+/// position p of the epoch come from generators made from (seed, e, p), so a run resumed from a
+/// checkpoint taken at any step repeats exactly what the uninterrupted run would have done.
+///
+/// Data parallel: `batchSize` is the global batch; rank r takes positions
+/// step*batch + r*batch/size ..< + batch/size of the epoch's permutation (the same on all ranks).
+public final class EpochLoop {
+    public let task: EpochTask
+    public let comm: Communicator
+    public let directory: RunDirectory
+    public let averager: GradientAverager
+    public let trainSet: ImageDataset
+    public let validationSet: ImageDataset?
+    public let epochs: Int
+    public let batchSize: Int
+    public let seed: UInt64
+    public let threads: Int
+
+    public var log: (String) -> Void = { print($0) }
+    /// Live progress (a terminal line); nil prints nothing between log lines.
+    public var progress: ((String) -> Void)?
+    /// Log a plain progress line every this many steps when `progress` is nil (0: never).
+    public var logEvery = 0
+    /// Compare a checksum of the replicated parameters across ranks every this many steps (0: never).
+    public var consistencyInterval = 0
+    /// Asked after every step whether to stop (checkpoint and return); by default, whether a
+    /// SIGINT or SIGTERM arrived. Ranks agree: any rank asking to stop stops all.
+    public var stopRequested: () -> Int32? = { Interrupt.received }
+
+    public private(set) var epoch = 0
+    public private(set) var stepInEpoch = 0
+    public private(set) var metrics: [JSONValue] = []
+    private var epochLoss = 0.0, epochCorrect = 0, epochSeen = 0, epochArchLoss = 0.0, epochArchSeen = 0
+    private var previousSeconds = 0.0
+    private let startTime = Date()
+
+    public init(task: EpochTask, comm: Communicator, directory: RunDirectory, averager: GradientAverager,
+                trainSet: ImageDataset, validationSet: ImageDataset?, epochs: Int, batchSize: Int, seed: UInt64, threads: Int) {
+        self.task = task
+        self.comm = comm
+        self.directory = directory
+        self.averager = averager
+        self.trainSet = trainSet
+        self.validationSet = validationSet
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.seed = seed
+        self.threads = threads
+    }
+
+    public var stepsPerEpoch: Int { trainSet.count / batchSize }
+    /// Images per rank per step.
+    public var localBatch: Int { batchSize / comm.size }
+
+    /// The position in the epoch's permutation where `rank`'s shard of step `step` starts: the
+    /// global batch is positions step*batch ..< (step+1)*batch, split into `ranks` contiguous shards.
+    public static func shardStart(step: Int, batch: Int, rank: Int, ranks: Int) -> Int {
+        step * batch + rank * (batch / ranks)
+    }
+
+    /// Runs the remaining epochs. Returns early after writing a checkpoint when a signal arrives.
+    public func run() throws -> LoopOutcome {
+        let steps = stepsPerEpoch
+        let (b, local) = (batchSize, localBatch)
+        while epoch < epochs {
+            let lr = task.beginEpoch(epoch)
+            var orderGenerator = RandomGenerator(seed: seed, streamID: streamID(.dataOrder, epoch, 0))
+            let trainOrder = orderGenerator.permutation(trainSet.count)
+            let valOrder = task.usesValidationBatches ? orderGenerator.permutation(validationSet?.count ?? 0) : []
+            let epochStart = Date()
+            let firstStep = stepInEpoch
+            averager.resetTimer()
+            while stepInEpoch < steps {
+                let s = stepInEpoch
+                // This rank's shard of the global batch; sample p of the epoch augments from stream (e, p).
+                let first = Self.shardStart(step: s, batch: b, rank: comm.rank, ranks: comm.size)
+                let e = epoch
+                let train = trainSet.batch(Array(trainOrder[first..<(first + local)]), augment: true) { k in
+                    RandomGenerator(seed: self.seed, streamID: streamID(.augmentation, e, first + k))
+                }
+                var validation: Batch?
+                if task.usesValidationBatches, let validationSet {
+                    validation = validationSet.batch((0..<local).map { valOrder[(first + $0) % valOrder.count] }, augment: true) { k in
+                        RandomGenerator(seed: self.seed, streamID: streamID(.augmentation, e, (1 << 23) + first + k))
+                    }
+                }
+                let result = try task.step(StepBatches(train: train, validation: validation), epoch: epoch, step: s, learningRate: lr)
+
+                // Loss, architecture loss and correct count summed over ranks, and the stop flag.
+                var stats = [result.loss * Double(local), (result.architectureLoss ?? 0) * Double(local),
+                             Double(result.correct), stopRequested().map(Double.init) ?? 0]
+                if comm.size > 1 { try comm.allreduceSum(&stats) }
+                epochLoss += stats[0]
+                if result.architectureLoss != nil { epochArchLoss += stats[1]; epochArchSeen += b }
+                epochCorrect += Int(stats[2])
+                epochSeen += b
+                stepInEpoch += 1
+
+                if consistencyInterval > 0, (epoch * steps + stepInEpoch) % consistencyInterval == 0 {
+                    try checkConsistency()
+                }
+                let elapsed = Date().timeIntervalSince(epochStart)
+                let done = stepInEpoch - firstStep
+                let eta = (Double(steps - stepInEpoch) + Double(epochs - epoch - 1) * Double(steps)) * elapsed / Double(done)
+                let line = String(format: "epoch %d/%d step %d/%d loss %.4f acc %.1f%% %.1f img/s ETA %@",
+                                  epoch + 1, epochs, stepInEpoch, steps, epochLoss / Double(epochSeen),
+                                  100 * Double(epochCorrect) / Double(epochSeen), Double(done * b) / max(elapsed, 1e-9), formatDuration(eta))
+                if comm.rank == 0 {
+                    if let progress { progress(line) } else if logEvery > 0, stepInEpoch % logEvery == 0 || stepInEpoch == steps { record(line) }
+                }
+                if stats[3] > 0 {
+                    let sig = stopRequested() ?? SIGTERM
+                    try writeCheckpoint()
+                    record("received signal \(sig): checkpoint written at epoch \(epoch + 1) step \(stepInEpoch); continue with --resume")
+                    return .interrupted(signal: sig)
+                }
+            }
+            try finishEpoch(lr: lr, seconds: Date().timeIntervalSince(epochStart))
+        }
+        return .finished
+    }
+
+    /// Evaluation, metrics and checkpoint at the end of an epoch.
+    private func finishEpoch(lr: Float, seconds: Double) throws {
+        try task.runningStatistics.averageRunningStatistics(comm)
+        let summary = EpochSummary(epoch: epoch, learningRate: lr, seconds: seconds,
+                                   trainLoss: epochLoss / Double(max(epochSeen, 1)),
+                                   trainAccuracy: Double(epochCorrect) / Double(max(epochSeen, 1)),
+                                   architectureLoss: epochArchSeen > 0 ? epochArchLoss / Double(epochArchSeen) : nil,
+                                   images: epochSeen)
+        let report = try task.finishEpoch(summary, writeFiles: comm.rank == 0)
+        var fields = report.fields
+        fields["epoch"] = .number(Double(epoch + 1))
+        fields["lr"] = .number(Double("\(lr)") ?? Double(lr))
+        fields["train_loss"] = .number(summary.trainLoss)
+        fields["train_acc"] = .number(summary.trainAccuracy)
+        fields["seconds"] = .number(seconds)
+        fields["images_per_second"] = .number(Double(epochSeen) / max(seconds, 1e-9))
+        fields["communication_seconds"] = .number(averager.communicationSeconds)
+        fields["ranks"] = .number(Double(comm.size))
+        metrics.append(.object(fields))
+        for line in report.lines { record(line) }
+        epoch += 1
+        stepInEpoch = 0
+        epochLoss = 0; epochCorrect = 0; epochSeen = 0; epochArchLoss = 0; epochArchSeen = 0
+        if comm.rank == 0 { try directory.writeLines(metrics, to: directory.metrics) }
+        try writeCheckpoint()
+    }
+
+    // MARK: Consistency
+
+    /// Compares a hash of every rank's replicated parameters with rank 0's.
+    /// - Throws: `RunError` naming the rank that diverged.
+    public func checkConsistency() throws {
+        guard comm.size > 1 else { return }
+        let hash = stateHash()
+        var verdict: [Float] = [-1]
+        if let all = try comm.gather(hash), let first = all.indices.first(where: { all[$0] != all[0] }) {
+            verdict[0] = Float(first)
+        }
+        try comm.broadcast(&verdict, root: 0)
+        if verdict[0] >= 0 {
+            throw RunError("ranks diverged at epoch \(epoch + 1) step \(stepInEpoch): rank \(Int(verdict[0]))'s weights and architecture parameters differ from rank 0's")
+        }
+    }
+
+    /// FNV-1a over the bit patterns of the replicated parameters. (BatchNorm running statistics
+    /// differ between ranks without --sync-bn; they are averaged before each evaluation.)
+    public func stateHash() -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for t in task.replicatedTensors {
+            t.scalars.withUnsafeBufferPointer { p in
+                for v in p { h = (h ^ UInt64(v.bitPattern)) &* 0x100_0000_01b3 }
+            }
+        }
+        return h
+    }
+
+    // MARK: Checkpoints
+
+    /// Starts the run on every rank: a new run writes config.json (rank 0) and sends rank 0's
+    /// initial state to all; `resume` restores the checkpoint on all ranks.
+    public func start<C: Encodable>(resume: Bool, config: C, prepare: () throws -> Void = {}) throws {
+        try startRun(comm, directory: directory, resume: resume, config: config, prepare: prepare,
+                     makeState: { try makeCheckpoint(rankStatistics: nil) }, apply: { try apply($0, announce: resume) })
+    }
+
+    /// Writes the checkpoint (rank 0) and cost.json. Mid-epoch, every rank's own BatchNorm running
+    /// statistics go into it too, so that a resumed run continues each rank's statistics exactly.
+    private func writeCheckpoint() throws {
+        let midEpoch = stepInEpoch > 0 && comm.size > 1
+        let statistics = midEpoch ? try gatherRankStatistics() : nil
+        guard comm.rank == 0 else { return }
+        try makeCheckpoint(rankStatistics: statistics).write(to: directory.checkpoint)
+        try directory.writeCost(seconds: totalSeconds, ranks: comm.size, threads: threads, epochs: epoch)
+    }
+
+    /// The complete state: the loop's counters and sums, and the task's state.
+    private func makeCheckpoint(rankStatistics: Tensor?) throws -> CheckpointFile {
+        var file = CheckpointFile(metadata: [
+            "kind": .string(task.kind),
+            "epoch": .number(Double(epoch)),
+            "step": .number(Double(stepInEpoch)),
+            "seed": .number(Double(seed)),
+            "ranks": .number(Double(comm.size)),
+            "epoch_loss": .number(epochLoss), "epoch_arch_loss": .number(epochArchLoss),
+            "epoch_arch_seen": .number(Double(epochArchSeen)),
+            "epoch_correct": .number(Double(epochCorrect)), "epoch_seen": .number(Double(epochSeen)),
+            "metrics": .array(metrics),
+            "seconds": .number(totalSeconds),
+        ])
+        try task.addState(to: &file)
+        if let rankStatistics { file.add("loop.rank_batchnorm_statistics", rankStatistics) }
+        return file
+    }
+
+    /// Restores the loop and the task from a checkpoint.
+    private func apply(_ file: CheckpointFile, announce: Bool) throws {
+        guard file.metadata["kind"]?.string == task.kind else {
+            throw RunError("\(directory.checkpoint.path) is not a \(task.kind) checkpoint")
+        }
+        try task.restoreState(from: file)
+        let m = file.metadata
+        epoch = m["epoch"]?.int ?? 0
+        stepInEpoch = m["step"]?.int ?? 0
+        epochLoss = m["epoch_loss"]?.double ?? 0
+        epochArchLoss = m["epoch_arch_loss"]?.double ?? 0
+        epochArchSeen = m["epoch_arch_seen"]?.int ?? 0
+        epochCorrect = m["epoch_correct"]?.int ?? 0
+        epochSeen = m["epoch_seen"]?.int ?? 0
+        metrics = m["metrics"]?.array ?? []
+        previousSeconds = m["seconds"]?.double ?? 0
+        let ranks = m["ranks"]?.int ?? comm.size
+        if ranks == comm.size, file.contains("loop.rank_batchnorm_statistics") {
+            try restoreRankStatistics(try file.tensor("loop.rank_batchnorm_statistics", shape: [comm.size, statisticsLength]))
+        }
+        if announce {
+            record("resumed from \(directory.checkpoint.path) at epoch \(epoch + 1) step \(stepInEpoch)"
+                   + (ranks != comm.size ? " (saved by \(ranks) ranks, continuing on \(comm.size): not bit-identical to an uninterrupted run)" : ""))
+        }
+    }
+
+    /// Floats per rank in the gathered BatchNorm statistics: means, variances and batch counts.
+    private var statisticsLength: Int {
+        task.runningStatistics.statistics.reduce(0) { $0 + 2 * $1.statistics.channels + 1 }
+    }
+
+    /// Every rank's running statistics, [ranks, statisticsLength] on rank 0 (nil elsewhere).
+    private func gatherRankStatistics() throws -> Tensor? {
+        var mine: [Float] = []
+        mine.reserveCapacity(statisticsLength)
+        for (_, s) in task.runningStatistics.statistics {
+            mine += s.runningMean.scalars
+            mine += s.runningVar.scalars
+            mine.append(Float(s.batchesTracked))
+        }
+        var all = [Float](repeating: 0, count: comm.rank == 0 ? mine.count * comm.size : 0)
+        try mine.withUnsafeBytes { src in
+            try all.withUnsafeMutableBytes { dst in
+                try comm.gather(src, into: comm.rank == 0 ? dst : nil, root: 0)
+            }
+        }
+        return comm.rank == 0 ? try Tensor(shape: [comm.size, mine.count], scalars: all) : nil
+    }
+
+    private func restoreRankStatistics(_ t: Tensor) throws {
+        var o = comm.rank * statisticsLength
+        for (_, s) in task.runningStatistics.statistics {
+            let c = s.channels
+            s.runningMean.scalars = Array(t.scalars[o..<(o + c)])
+            s.runningVar.scalars = Array(t.scalars[(o + c)..<(o + 2 * c)])
+            s.batchesTracked = Int(t.scalars[o + 2 * c])
+            o += 2 * c + 1
+        }
+    }
+
+    // MARK: Helpers
+
+    private var totalSeconds: Double { previousSeconds + Date().timeIntervalSince(startTime) }
+
+    /// A log line (rank 0): standard output and log.txt.
+    public func record(_ line: String) {
+        guard comm.rank == 0 else { return }
+        log(line)
+        directory.appendLog(line)
+    }
+}
