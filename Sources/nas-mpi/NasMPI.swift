@@ -14,4 +14,10 @@ struct NasMPI: ParsableCommand {
         version: version,
         subcommands: [SearchCommand.self, TrainCommand.self, EvaluateCommand.self, ExportCommand.self, Summary.self, Bench.self]
     )
+
+    /// Parses the command line with negative values attached to their options (see `NegativeValues`).
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        main(NegativeValues.attached(arguments))
+    }
 }

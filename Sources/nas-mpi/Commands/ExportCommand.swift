@@ -18,6 +18,10 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "best, last, or a checkpoint file (training runs; search runs have only the last).") var checkpoint = "last"
     @Option(help: "Output .safetensors file.") var out: String
 
+    func validate() throws {
+        try RunSupport.checkOut(out, naming: "the .safetensors file to write")
+    }
+
     func run() throws {
         let dir = RunDirectory(runPath)
         let path = checkpoint == "best" ? dir.file("best.bin") : checkpoint == "last" ? dir.checkpoint : URL(fileURLWithPath: checkpoint)
@@ -31,7 +35,7 @@ struct ExportCommand: ParsableCommand {
                                       genotype: config.genotype, seed: config.seed)
             try net.state.restore(from: file)
             try Safetensors.write(net.state, metadata: ["genotype": config.genotype.pythonDescription, "format": "pt"], to: target)
-            print("exported \(net.state.parameters.count) parameters and \(net.state.statistics.count) BatchNorm layers to \(target.path)")
+            print("exported \(net.state.parameters.count + 3 * net.state.statistics.count) tensors (\(net.state.parameterCount) parameters in \(net.state.parameters.count) tensors, buffers of \(net.state.statistics.count) BatchNorm layers) to \(target.path)")
         case "search":
             let config = try Searcher.savedConfig(dir)
             let train = try config.data.load().train
@@ -41,7 +45,7 @@ struct ExportCommand: ParsableCommand {
             let alphas = [("alphas_normal", try file.tensor("alphas_normal", shape: net.alphasNormal.shape)),
                           ("alphas_reduce", try file.tensor("alphas_reduce", shape: net.alphasReduce.shape))]
             try Safetensors.write(net.state, extra: alphas, metadata: ["format": "pt"], to: target)
-            print("exported the supernet (\(net.state.parameters.count) parameters, alphas) to \(target.path)")
+            print("exported the supernet: \(net.state.parameters.count + 3 * net.state.statistics.count + 2) tensors (\(net.state.parameterCount) parameters in \(net.state.parameters.count) tensors, buffers of \(net.state.statistics.count) BatchNorm layers, alphas_normal and alphas_reduce) to \(target.path)")
         default:
             throw RunError("\(path.path) is neither a search nor a training checkpoint")
         }
