@@ -1,4 +1,5 @@
 import ArgumentParser
+import Search
 
 /// The nas-mpi command line.
 @main
@@ -18,6 +19,7 @@ struct NasMPI: ParsableCommand {
     /// Parses the command line with negative values attached to their options (see `NegativeValues`).
     static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
+        RunLogHeader.set(version: version, arguments: arguments)
         main(NegativeValues.attached(arguments))
     }
 }

@@ -9,7 +9,7 @@ import Kernels
 ///     genotype.json     the current genotype (JSON), genotype.txt (the reference's Python form)
 ///     checkpoint.bin    weights, alphas, optimiser states, epoch and step
 ///     cost.json         wall time, ranks, threads, core-seconds
-///     log.txt           the log, appended
+///     log.txt           the log, appended (a header per process, a timestamp per line: RunLog.swift)
 public struct RunDirectory {
     public let url: URL
 
@@ -70,15 +70,6 @@ public struct RunDirectory {
             }
             throw RunError("\(config.path) is not a \(kind) configuration: it \(e.message)")
         }
-    }
-
-    /// Appends a line to log.txt.
-    public func appendLog(_ line: String) {
-        let fd = open(log.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        let bytes = Array((line + "\n").utf8)
-        _ = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
     }
 
     /// What kind of run a directory holds.

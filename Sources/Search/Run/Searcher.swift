@@ -108,7 +108,8 @@ public final class Searcher {
             network.alphasNormal.value = try file.tensor("alphas_normal", shape: network.alphasNormal.shape)
             network.alphasReduce.value = try file.tensor("alphas_reduce", shape: network.alphasReduce.shape)
         }
-        return "initial weights\(file.contains("alphas_normal") ? " and alphas" : "") from \(path)"
+        return file.contains("alphas_normal") ? "initial weights and alphas from \(path)"
+            : "initial weights from \(path), which has no alphas_normal/alphas_reduce: the alphas start fresh (seed \(config.seed))"
     }
 
     /// Reads the configuration of an existing run directory (for `--resume`).
