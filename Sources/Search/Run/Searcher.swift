@@ -64,24 +64,11 @@ public final class Searcher {
         self.directory = directory
         self.comm = communicator
         self.threads = threads
-        let split = try config.data.load()
-        var full = split.train
-        if let limit = config.trainLimit, limit < full.count { full = full.subset(Array(0..<limit)) }
-        // The reference splits CIFAR-10's training set into its first and second half. Files sorted
-        // by label (common for CSV) would then give class-disjoint halves, so the images are first
-        // put in a fixed shuffled order (the same for every seed), then split.
-        var splitGenerator = RandomGenerator(seed: 0x5EA2C4, stream: .dataOrder)
-        let order = splitGenerator.permutation(full.count)
-        let nTrain = Int((config.trainPortion * Double(full.count)).rounded(.down))
-        trainSet = full.subset(Array(order[0..<nTrain]))
-        validationSet = full.subset(Array(order[nTrain...]))
+        (trainSet, validationSet, _) = try config.loadSplits()
         guard config.batchSize <= trainSet.count, config.batchSize <= validationSet.count else {
-            throw SearchConfigError("--batch-size \(config.batchSize) is larger than the data: \(full.count) training images split into \(trainSet.count) for weights and \(validationSet.count) for the architecture")
+            throw SearchConfigError("--batch-size \(config.batchSize) is larger than the data: \(trainSet.count + validationSet.count) training images split into \(trainSet.count) for weights and \(validationSet.count) for the architecture")
         }
-        var net = SupernetConfig(channels: config.channels, layers: config.layers, inputShape: full.imageShape,
-                                 classes: full.classes, primitives: config.primitives)
-        net.recompute = config.recompute
-        network = try SearchNetwork(net, seed: config.seed)
+        network = try SearchNetwork(config.supernetConfig(inputShape: trainSet.imageShape, classes: trainSet.classes), seed: config.seed)
         architect = Architect(model: network, learningRate: config.archLearningRate, weightDecay: config.archWeightDecay)
         optimizer = SGD(parameters: network.weights, learningRate: config.learningRate, momentum: config.momentum,
                         weightDecay: config.weightDecay)
