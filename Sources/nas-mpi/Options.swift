@@ -19,14 +19,15 @@ struct ThreadOptions: ParsableArguments {
         }
     }
 
-    /// Applies the thread count to the kernels and returns it; warns (once per node) when the
-    /// ranks on this node would run more threads than it has cores.
+    /// Applies the thread count to the kernels and returns it; warns (once per node) when a given
+    /// --threads makes the ranks on this node run more threads than it has cores.
     @discardableResult
     func apply() -> Int {
         let n = threads ?? MPIEnvironment.defaultThreads
         let cores = ProcessInfo.processInfo.activeProcessorCount, ranks = MPIEnvironment.localRanks
         let localRank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_RANK"] ?? ProcessInfo.processInfo.environment["MPI_LOCALRANKID"] ?? "0"
-        if n * ranks > cores, localRank == "0" {
+        // Only a count the user gave: the default is already the best that 8 ranks on 2 cores can do.
+        if threads != nil, n * ranks > cores, localRank == "0" {
             let who = ranks > 1 ? "--threads \(n) x \(ranks) ranks on this node" : "--threads \(n)"
             FileHandle.standardError.write(Data("warning: \(who) exceeds the \(cores) cores of this node; the threads will take turns, which is slower than --threads \(max(1, cores / ranks))\n".utf8))
         }
