@@ -1,4 +1,5 @@
 import ArgumentParser
+import Search
 
 /// The nas-mpi command line.
 @main
@@ -14,4 +15,11 @@ struct NasMPI: ParsableCommand {
         version: version,
         subcommands: [SearchCommand.self, TrainCommand.self, EvaluateCommand.self, ExportCommand.self, Summary.self, Bench.self]
     )
+
+    /// Parses the command line with negative values attached to their options (see `NegativeValues`).
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        RunLogHeader.set(version: version, arguments: arguments)
+        main(NegativeValues.attached(arguments))
+    }
 }

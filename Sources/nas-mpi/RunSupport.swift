@@ -32,6 +32,7 @@ enum RunSupport {
 
     /// The run directory, chosen by rank 0 (a default name holds the time) and sent to all ranks.
     static func directory(_ out: String?, kind: String, _ comm: Communicator) throws -> RunDirectory {
+        try checkOut(out, naming: "the run directory")
         var bytes = Array((out ?? "runs/\(kind)-" + timestamp()).utf8)
         try comm.broadcast(bytes: &bytes)
         return RunDirectory(String(decoding: bytes, as: UTF8.self))
@@ -62,6 +63,13 @@ enum RunSupport {
             }
         } else {
             logEvery = every ?? max(1, stepsPerEpoch / 10)
+        }
+    }
+
+    /// Refuses an empty --out, which would otherwise mean the current directory.
+    static func checkOut(_ out: String?, naming what: String) throws {
+        if let out, out.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--out is empty; give \(what) (an empty path would write into the current directory)")
         }
     }
 

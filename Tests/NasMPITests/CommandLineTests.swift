@@ -43,4 +43,56 @@ final class CommandLineTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(message), "\(args): '\(r.stderr)' lacks '\(message)'")
         }
     }
+
+    func testThreadCountIsBoundedAndOversubscriptionWarns() throws {
+        let kernels = ["bench", "kernels", "--batch", "1", "--channels", "2", "--sizes", "4", "--repeats", "1"]
+        let started = Date()
+        let huge = try runNasMPI(kernels + ["--threads", "100000"], timeout: 30)
+        XCTAssertNotEqual(huge.status, 0)
+        XCTAssertTrue(huge.stderr.contains("--threads 100000 is more than"), huge.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10, "refused before starting threads")
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let over = try runNasMPI(kernels + ["--threads", "\(cores + 1)"], timeout: 30)
+        XCTAssertEqual(over.status, 0, over.stderr)
+        XCTAssertTrue(over.stderr.contains("warning: --threads \(cores + 1) exceeds the \(cores) cores"), over.stderr)
+        let fits = try runNasMPI(kernels + ["--threads", "1"], timeout: 30)
+        XCTAssertFalse(fits.stderr.contains("warning"), fits.stderr)
+    }
+
+    func testNegativeNumbersAreRefusedAsValuesNotAsMissing() throws {
+        for (args, message) in [
+            (["search", "--epochs", "-3"], "--epochs must be at least 1, got -3"),
+            (["train", "--genotype", "DARTS_V2", "--epochs", "-3"], "--epochs must be at least 1, got -3"),
+            (["search", "--learning-rate", "-0.5"], "--learning-rate"),
+            (["search", "--threads", "-2"], "--threads must be at least 1, got -2"),
+            (["evaluate", "--run", "x", "--recalibrate-bn", "-1"], "--recalibrate-bn must be at least 0"),
+            (["bench", "kernels", "--batch", "-1"], "--batch must be at least 1"),
+        ] {
+            let r = try runNasMPI(args)
+            XCTAssertNotEqual(r.status, 0, "\(args) should fail")
+            XCTAssertFalse(r.stderr.contains("Missing value"), "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(message), "\(args): '\(r.stderr)' lacks '\(message)'")
+        }
+    }
+
+    func testOutputPathsGiveActionableMessages() throws {
+        let base = try temporaryDirectory(self)
+        let tiny = ["search", "--channels", "2", "--layers", "3", "--input", "1x8x8", "--synthetic-count", "64",
+                    "--batch-size", "8", "--threads", "1", "--epochs", "1"]
+        // An empty --out would write into the current directory.
+        let empty = try runNasMPI(tiny + ["--out", ""], currentDirectory: base)
+        XCTAssertNotEqual(empty.status, 0)
+        XCTAssertTrue(empty.stderr.contains("--out"), empty.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: base.path), [], "nothing written into the current directory")
+        let export = try runNasMPI(["export", "--run", base.path, "--out", ""], currentDirectory: base)
+        XCTAssertNotEqual(export.status, 0)
+        XCTAssertTrue(export.stderr.contains("--out"), export.stderr)
+        // A run directory that cannot be created (its parent is a file): the reason, not an error number.
+        let file = base.appendingPathComponent("file")
+        try Data("x".utf8).write(to: file)
+        let blocked = try runNasMPI(tiny + ["--out", file.appendingPathComponent("run").path])
+        XCTAssertNotEqual(blocked.status, 0)
+        XCTAssertFalse(blocked.stderr.contains("NSCocoaErrorDomain"), blocked.stderr)
+        XCTAssertTrue(blocked.stderr.contains("cannot create run directory") && blocked.stderr.contains("is not a directory"), blocked.stderr)
+    }
 }

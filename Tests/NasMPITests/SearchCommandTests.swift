@@ -138,6 +138,27 @@ final class SearchCommandTests: XCTestCase {
         XCTAssertTrue(r3.stderr.contains("drop --epochs"), r3.stderr)
     }
 
+    func testLogHasAHeaderAndTimestampsAndCostRecordsCPUTime() throws {
+        let out = try temporaryDirectory(self).appendingPathComponent("run")
+        let r = try runNasMPI(tiny + ["--epochs", "1", "--out", out.path, "--progress", "lines"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = try String(contentsOf: out.appendingPathComponent("log.txt"), encoding: .utf8).split(separator: "\n")
+        XCTAssertTrue(lines[0].hasPrefix("# nas-mpi 0."), String(lines[0]))
+        XCTAssertTrue(lines.contains { $0.hasPrefix("# command: ") && $0.contains("search --channels 2") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("# started: 20") }, "\(lines)")
+        let stamped = try NSRegularExpression(pattern: #"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}) "#)
+        let body = lines.filter { !$0.hasPrefix("#") }
+        XCTAssertFalse(body.isEmpty)
+        for line in body {
+            XCTAssertNotNil(stamped.firstMatch(in: String(line), range: NSRange(location: 0, length: line.utf16.count)), String(line))
+        }
+        let cost = try JSONDecoder().decode([String: JSONValue].self, from: Data(contentsOf: out.appendingPathComponent("cost.json")))
+        let cpu = cost["cpu_seconds"]?.double ?? 0, wall = cost["wall_seconds"]?.double ?? 0
+        XCTAssertGreaterThan(cpu, 0)
+        XCTAssertLessThan(cpu, 4 * wall + 1, "one thread: CPU time about the wall time")
+        XCTAssertEqual(cost["cpu_seconds_ranks"]?.int, 1)
+    }
+
     func testSummaryPrintsReferenceCounts() throws {
         let r = try runNasMPI(["summary", "--channels", "16", "--layers", "8", "--input", "3x32x32", "--classes", "10"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -171,6 +192,14 @@ final class SupernetInterchangeTests: XCTestCase {
         let r = try runNasMPI(tiny + ["--seed", "9", "--out", b.path, "--init-weights", file.path, "--epochs", "1"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("initial weights and alphas from"), r.stdout)
+        // A file without alphas keeps the fresh ones, and says so.
+        let weightsOnly = base.appendingPathComponent("weights-only.safetensors")
+        try Safetensors.encode(tensors.filter { !$0.name.hasPrefix("alphas_") }).write(to: weightsOnly)
+        let d = base.appendingPathComponent("d")
+        let fresh = try runNasMPI(tiny + ["--seed", "9", "--out", d.path, "--init-weights", weightsOnly.path])
+        XCTAssertEqual(fresh.status, 0, fresh.stderr)
+        XCTAssertTrue(fresh.stdout.contains("which has no alphas_normal/alphas_reduce: the alphas start fresh"), fresh.stdout)
+        XCTAssertTrue(try String(contentsOf: d.appendingPathComponent("log.txt"), encoding: .utf8).contains("the alphas start fresh"))
         let bad = try runNasMPI(tiny + ["--channels", "4", "--out", base.appendingPathComponent("c").path, "--init-weights", file.path])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("does not fit this supernet"), bad.stderr)

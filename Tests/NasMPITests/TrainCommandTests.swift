@@ -48,6 +48,11 @@ final class TrainCommandTests: XCTestCase {
         let file = base.appendingPathComponent("w.safetensors")
         let x = try runNasMPI(["export", "--run", out.path, "--out", file.path])
         XCTAssertEqual(x.status, 0, x.stderr)
+        // The count of tensors is called tensors; the parameters are the scalars of the learnable ones.
+        let written = try Safetensors.decode(try Data(contentsOf: file), path: file.path)
+        let summary = try runNasMPI(["summary", "--genotype", "DARTS_V2", "--channels", "4", "--layers", "3", "--input", "1x16x16", "--classes", "4"])
+        let parameters = summary.stdout.split(separator: "\n").first { $0.hasPrefix("parameters: ") }!.dropFirst(12)
+        XCTAssertTrue(x.stdout.contains("exported \(written.count) tensors (\(parameters) parameters"), x.stdout)
         let fromCheckpoint = try runNasMPI(["evaluate", "--run", out.path, "--checkpoint", "last", "--threads", "1"])
         let fromWeights = try runNasMPI(["evaluate", "--run", out.path, "--weights", file.path, "--threads", "1"])
         XCTAssertEqual(fromWeights.status, 0, fromWeights.stderr)

@@ -87,4 +87,26 @@ final class GenotypeTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("neither a built-in genotype"))
         }
     }
+
+    func testJSONGenotypeErrorsNameTheFieldNotTheDecoder() throws {
+        let dir = try temporaryDirectory(self)
+        var json = String(decoding: try JSONEncoder().encode(Genotype.dartsV2), as: UTF8.self)
+        json = json.replacingOccurrences(of: #"["dil_conv_3x3",2]"#, with: #"["dil_conv_3x3",1e30]"#)
+        XCTAssertTrue(json.contains("1e30"))
+        let cases: [(String, String)] = [
+            (json, "input index 1e+30 of normal edge 7 is out of range (valid inputs: 0...4)"),
+            (json.replacingOccurrences(of: "1e30", with: "2.5"), "input index 2.5 of normal edge 7 is not a whole number"),
+            (#"{"normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1]], "normal_concat": [2]}"#, "lacks the field 'reduce'"),
+            (#"{"normal": 3, "normal_concat": [2], "reduce": [], "reduce_concat": [2]}"#, "field 'normal' must be"),
+        ]
+        for (i, (text, message)) in cases.enumerated() {
+            let f = dir.appendingPathComponent("bad\(i).json")
+            try text.write(to: f, atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try Genotype.load(f.path)) { error in
+                XCTAssertTrue("\(error)".contains(message), "case \(i): '\(error)' lacks '\(message)'")
+                XCTAssertFalse("\(error)".contains("not valid genotype JSON"), "case \(i): \(error)")
+                XCTAssertFalse("\(error)".contains("CodingKeys"), "case \(i): \(error)")
+            }
+        }
+    }
 }

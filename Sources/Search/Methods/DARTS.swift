@@ -15,7 +15,7 @@ public final class DARTS: SearchMethod {
     public let derivation: DerivationPolicy
 
     public init(_ config: SearchConfig, inputShape: [Int], classes: Int, averager: GradientAverager) throws {
-        network = try SearchNetwork(config.supernet(inputShape: inputShape, classes: classes), seed: config.seed)
+        network = try SearchNetwork(config.supernetConfig(inputShape: inputShape, classes: classes), seed: config.seed)
         training = SupernetTraining(network: network, config: config, averager: averager)
         secondOrder = config.order == 2
         warmupEpochs = config.warmupEpochs

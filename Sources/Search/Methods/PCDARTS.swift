@@ -20,7 +20,7 @@ public final class PCDARTS: SearchMethod {
 
     public init(_ config: SearchConfig, inputShape: [Int], classes: Int, averager: GradientAverager) throws {
         let k = config.partialChannels
-        let supernet = config.supernet(inputShape: inputShape, classes: classes)
+        let supernet = config.supernetConfig(inputShape: inputShape, classes: classes)
         // Every cell's C (C, 2C, 4C) must split into K parts.
         guard k >= 1, supernet.channels % k == 0 else {
             throw SearchConfigError("--partial-channels \(k) must divide --channels \(supernet.channels) (each edge's channels are split into K parts)")

@@ -9,7 +9,7 @@ import Kernels
 ///     genotype.json     the current genotype (JSON), genotype.txt (the reference's Python form)
 ///     checkpoint.bin    weights, alphas, optimiser states, epoch and step
 ///     cost.json         wall time, ranks, threads, core-seconds
-///     log.txt           the log, appended
+///     log.txt           the log, appended (a header per process, a timestamp per line: RunLog.swift)
 public struct RunDirectory {
     public let url: URL
 
@@ -31,8 +31,27 @@ public struct RunDirectory {
         if fm.fileExists(atPath: config.path) || fm.fileExists(atPath: checkpoint.path) {
             throw RunError("\(url.path) already holds a run; pass --resume to continue it, or choose another --out")
         }
-        do { try fm.createDirectory(at: url, withIntermediateDirectories: true) } catch {
-            throw RunError("cannot create run directory \(url.path): \(error.localizedDescription)")
+        try Self.makeDirectories(url, purpose: "run directory")
+    }
+
+    /// `mkdir -p`, with an error that names the component that failed and why (instead of
+    /// Foundation's "NSCocoaErrorDomain error 512").
+    public static func makeDirectories(_ url: URL, purpose: String) throws {
+        var prefix = ""
+        for component in url.standardizedFileURL.pathComponents {
+            prefix = prefix.isEmpty ? component : (prefix.hasSuffix("/") ? prefix : prefix + "/") + component
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: prefix, isDirectory: &isDirectory) {
+                guard isDirectory.boolValue else {
+                    throw RunError("cannot create \(purpose) \(url.path): \(prefix) exists and is not a directory")
+                }
+                continue
+            }
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                let reason = String(cString: strerror(errno))
+                throw RunError("cannot create \(purpose) \(url.path): cannot make \(prefix): \(reason)"
+                               + (errno == EACCES || errno == EROFS ? " (choose an --out where you can write)" : ""))
+            }
         }
     }
 
@@ -45,18 +64,28 @@ public struct RunDirectory {
         if requireCheckpoint, !FileManager.default.fileExists(atPath: checkpoint.path) {
             throw RunError("\(url.path) holds no checkpoint to resume from")
         }
-        do { return try JSONDecoder().decode(T.self, from: data) } catch {
-            throw RunError("\(config.path) is not a \(kind) configuration: \(error)")
+        do { return try JSONDecoder().decode(T.self, from: data) } catch let e as DecodingError {
+            if let other = try? self.kind(), !kind.hasPrefix(other.rawValue) {
+                throw RunError("\(url.path) holds a \(other == .search ? "search" : "training") run, not a \(kind) run")
+            }
+            throw RunError("\(config.path) is not a \(kind) configuration: it \(e.message)")
         }
     }
 
-    /// Appends a line to log.txt.
-    public func appendLog(_ line: String) {
-        let fd = open(log.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        let bytes = Array((line + "\n").utf8)
-        _ = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+    /// What kind of run a directory holds.
+    public enum Kind: String, Codable, Sendable { case search, train }
+
+    /// The kind of run, told from the fields of its config.json.
+    public func kind() throws -> Kind {
+        guard let data = FileManager.default.contents(atPath: config.path) else {
+            throw RunError("\(url.path) holds no run (no config.json)")
+        }
+        guard let fields = try? JSONDecoder().decode([String: JSONValue].self, from: data) else {
+            throw RunError("\(config.path) is not valid JSON")
+        }
+        if fields["genotypeSource"] != nil { return .train }
+        if fields["archLearningRate"] != nil { return .search }
+        throw RunError("\(config.path) is neither a search nor a training configuration")
     }
 
     /// Writes JSON lines atomically.

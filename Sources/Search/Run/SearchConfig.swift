@@ -82,13 +82,6 @@ public struct SearchConfig: Codable, Equatable, Sendable {
         }
     }
 
-    /// The supernet this configuration searches, for the given data shape.
-    public func supernet(inputShape: [Int], classes: Int) -> SupernetConfig {
-        var net = SupernetConfig(channels: channels, layers: layers, inputShape: inputShape, classes: classes, primitives: primitives)
-        net.recompute = recompute
-        return net
-    }
-
     /// Checks values a user can set; messages name the flag.
     public func validate() throws {
         func fail(_ m: String) -> SearchConfigError { SearchConfigError(m) }

@@ -44,21 +44,11 @@ public final class Searcher: EpochTask {
         self.directory = directory
         self.comm = communicator
         self.threads = threads
-        let split = try config.data.load()
-        var full = split.train
-        if let limit = config.trainLimit, limit < full.count { full = full.subset(Array(0..<limit)) }
-        // The reference splits CIFAR-10's training set into its first and second half. Files sorted
-        // by label (common for CSV) would then give class-disjoint halves, so the images are first
-        // put in a fixed shuffled order (the same for every seed), then split.
-        var splitGenerator = RandomGenerator(seed: 0x5EA2C4, stream: .dataOrder)
-        let order = splitGenerator.permutation(full.count)
-        let nTrain = Int((config.trainPortion * Double(full.count)).rounded(.down))
-        trainSet = full.subset(Array(order[0..<nTrain]))
-        validationSet = full.subset(Array(order[nTrain...]))
+        (trainSet, validationSet, _) = try config.loadSplits()
         guard config.batchSize <= trainSet.count, config.batchSize <= validationSet.count else {
-            throw SearchConfigError("--batch-size \(config.batchSize) is larger than the data: \(full.count) training images split into \(trainSet.count) for weights and \(validationSet.count) for the architecture")
+            throw SearchConfigError("--batch-size \(config.batchSize) is larger than the data: \(trainSet.count + validationSet.count) training images split into \(trainSet.count) for weights and \(validationSet.count) for the architecture")
         }
-        method = try config.method.make(config, inputShape: full.imageShape, classes: full.classes, averager: averager)
+        method = try config.method.make(config, inputShape: trainSet.imageShape, classes: trainSet.classes, averager: averager)
         schedule = CosineAnnealing(base: config.learningRate, minimum: config.learningRateMin, period: config.epochs)
         loop = EpochLoop(task: self, comm: communicator, directory: directory, averager: averager, trainSet: trainSet,
                          validationSet: validationSet, epochs: config.epochs, batchSize: config.batchSize, seed: config.seed,
@@ -87,7 +77,7 @@ public final class Searcher: EpochTask {
             }
         }
         return "initial weights from \(path)" + (found.isEmpty ? "" : "; architecture parameters \(found.joined(separator: ", ")) from the file")
-            + (missing.isEmpty ? "" : "; \(missing.joined(separator: ", ")) not in the file: freshly initialised")
+            + (missing.isEmpty ? "" : "; \(missing.joined(separator: ", ")) not in the file: they start fresh (seed \(config.seed))")
     }
 
     /// Reads the configuration of an existing run directory (for `--resume`).

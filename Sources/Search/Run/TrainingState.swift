@@ -66,18 +66,6 @@ public func evaluate(_ data: ImageDataset, batchSize: Int, comm: Communicator,
     return (sums[0] / Double(max(data.count, 1)), sums[1] / Double(max(data.count, 1)))
 }
 
-extension RunDirectory {
-    /// Writes cost.json: wall time, ranks, threads per rank, core-seconds and core-hours.
-    public func writeCost(seconds: Double, ranks: Int, threads: Int, epochs: Int) throws {
-        let cores = Double(ranks * threads)
-        try writeJSON([
-            "wall_seconds": .number(seconds), "ranks": .number(Double(ranks)), "threads_per_rank": .number(Double(threads)),
-            "core_seconds": .number(seconds * cores), "core_hours": .number(seconds * cores / 3600),
-            "epochs_done": .number(Double(epochs)),
-        ] as [String: JSONValue], to: cost)
-    }
-}
-
 /// A stream id for (kind, epoch, index): counter-based randomness.
 func streamID(_ kind: RandomStream, _ epoch: Int, _ index: Int) -> UInt64 {
     kind.rawValue << 48 | UInt64(epoch & 0xFFFFFF) << 24 | UInt64(index & 0xFFFFFF)

@@ -164,9 +164,12 @@ public struct Genotype: Equatable, Sendable {
         guard FileManager.default.fileExists(atPath: nameOrPath) else {
             throw GenotypeError("'\(nameOrPath)' is neither a built-in genotype (\(builtIn.keys.sorted().joined(separator: ", "))) nor a file")
         }
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: nameOrPath)) } catch {
-            throw GenotypeError("cannot read genotype file \(nameOrPath): \(error.localizedDescription)")
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: nameOrPath, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw GenotypeError("\(nameOrPath) is a directory; give its genotype.json (or genotype.txt)")
+        }
+        guard let data = FileManager.default.contents(atPath: nameOrPath) else {
+            throw GenotypeError("cannot read genotype file \(nameOrPath): \(String(cString: strerror(access(nameOrPath, R_OK) == 0 ? EIO : errno)))")
         }
         let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         do {
@@ -174,8 +177,11 @@ public struct Genotype: Equatable, Sendable {
             return try Genotype(python: text)
         } catch let e as GenotypeError {
             throw GenotypeError("\(nameOrPath): \(e.description)")
-        } catch let DecodingError.dataCorrupted(ctx) {
-            throw GenotypeError("\(nameOrPath): not valid genotype JSON: \(ctx.debugDescription)")
+        } catch let e as DecodingError {
+            if case .dataCorrupted(let ctx) = e, ctx.codingPath.isEmpty {
+                throw GenotypeError("\(nameOrPath): not valid genotype JSON: \(ctx.debugDescription)")
+            }
+            throw GenotypeError("\(nameOrPath): not a valid genotype: \(e.message)")
         } catch {
             throw GenotypeError("\(nameOrPath): not a valid genotype: \(error)")
         }
@@ -206,13 +212,25 @@ extension Genotype: Codable {
             while !c.isAtEnd {
                 var pair = try c.nestedUnkeyedContainer()
                 let name = try pair.decode(String.self)
-                let input = try pair.decode(Int.self)
+                let input = try Self.decodeInput(&pair, cell: decoder.codingPath.last?.stringValue ?? "cell", edge: pairs.count)
                 guard pair.isAtEnd else { throw GenotypeError("a genotype edge must be [\"op\", input]") }
                 guard let p = Primitive(rawValue: name) else { throw GenotypeError(SearchSpaceError.unknownPrimitive(name).description) }
                 pairs.append(Edge(p, input))
             }
             self.pairs = pairs
         }
+        /// An input index; a number that is no index (1e30, 2.5) is named as such rather than
+        /// reported as invalid JSON.
+        private static func decodeInput(_ pair: inout UnkeyedDecodingContainer, cell: String, edge: Int) throws -> Int {
+            if let i = try? pair.decode(Int.self) { return i }
+            let v = try pair.decode(Double.self)
+            guard v == v.rounded() else { throw GenotypeError("input index \(v) of \(cell) edge \(edge) is not a whole number") }
+            guard abs(v) < 1e9 else {
+                throw GenotypeError("input index \(v) of \(cell) edge \(edge) is out of range (valid inputs: 0...\(edge / 2 + 1))")
+            }
+            return Int(v)
+        }
+
         func encode(to encoder: Encoder) throws {
             var c = encoder.unkeyedContainer()
             for e in pairs {

@@ -19,6 +19,10 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "best, last, or a checkpoint file (training runs; search runs have only the last).") var checkpoint = "last"
     @Option(help: "Output .safetensors file.") var out: String
 
+    func validate() throws {
+        try RunSupport.checkOut(out, naming: "the .safetensors file to write")
+    }
+
     func run() throws {
         let dir = RunDirectory(runPath)
         let path = checkpoint == "best" ? dir.file("best.bin") : checkpoint == "last" ? dir.checkpoint : URL(fileURLWithPath: checkpoint)
@@ -32,7 +36,7 @@ struct ExportCommand: ParsableCommand {
                                       genotype: config.genotype, seed: config.seed)
             try net.state.restore(from: file)
             try Safetensors.write(net.state, metadata: ["genotype": config.genotype.pythonDescription, "format": "pt"], to: target)
-            print("exported \(net.state.parameters.count) parameters and \(net.state.statistics.count) BatchNorm layers to \(target.path)")
+            print("exported \(net.state.parameters.count + 3 * net.state.statistics.count) tensors (\(net.state.parameterCount) parameters in \(net.state.parameters.count) tensors, buffers of \(net.state.statistics.count) BatchNorm layers) to \(target.path)")
         case "search":
             let config = try Searcher.savedConfig(dir)
             let train = try config.data.load().train
@@ -42,7 +46,7 @@ struct ExportCommand: ParsableCommand {
             // Every architecture parameter, by name (alphas, and betas for PC-DARTS).
             let architecture = try net.architecture.map { ($0.name, try file.tensor($0.name, shape: $0.shape)) }
             try Safetensors.write(net.state, extra: architecture, metadata: ["format": "pt", "method": config.method.rawValue], to: target)
-            print("exported the supernet (\(net.state.parameters.count) parameter tensors; \(architecture.map(\.0).joined(separator: ", "))) to \(target.path)")
+            print("exported the supernet: \(net.state.parameters.count + 3 * net.state.statistics.count + architecture.count) tensors (\(net.state.parameterCount) parameters in \(net.state.parameters.count) tensors, buffers of \(net.state.statistics.count) BatchNorm layers, \(architecture.map(\.0).joined(separator: ", "))) to \(target.path)")
         default:
             throw RunError("\(path.path) is neither a search nor a training checkpoint")
         }
