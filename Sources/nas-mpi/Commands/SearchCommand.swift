@@ -10,7 +10,10 @@ struct SearchCommand: ParsableCommand {
         commandName: "search",
         abstract: "Run a DARTS architecture search and write its run directory.",
         discussion: """
-            Presets: 'paper' is the DARTS paper's procedure (C=16, 8 layers, batch 64, 50 epochs, SGD lr 0.025 \
+            Methods: darts (Liu et al. 2019; --order 1 or 2) and pc-darts (Xu et al. 2020: 1/K of each edge's \
+            channels through its ops, edge-normalisation betas, --warmup-epochs with the architecture frozen). \
+            Presets: 'pc-darts' is the PC-DARTS paper's CIFAR-10 setting (K=4, batch 256, SGD 0.1 cosine to 0, \
+            Adam 6e-4 on alphas and betas, 15 warm-up epochs, 50 epochs). 'paper' is the DARTS paper's procedure (C=16, 8 layers, batch 64, 50 epochs, SGD lr 0.025 \
             cosine to 0.001, momentum 0.9, weight decay 3e-4, Adam 3e-4 on the alphas, clip 5, half of the \
             training set for the architecture). 'quick' is C=8, 5 layers, batch 32, 10 epochs on 3x16x16 \
             synthetic images, with a 10x larger architecture learning rate (3e-3) so the alphas move within \
@@ -18,7 +21,10 @@ struct SearchCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "Preset: quick or paper.") var preset: SearchConfig.Preset = .quick
+    @Option(help: "Preset: quick, paper or pc-darts (default: quick).") var preset: SearchConfig.Preset?
+    @Option(help: "Search method: darts or pc-darts.") var method: SearchMethodKind?
+    @Option(help: "PC-DARTS: 1/K of each edge's channels go through its ops (paper: 4).") var partialChannels: Int?
+    @Option(help: "Epochs at the start that train the weights only, with the architecture frozen.") var warmupEpochs: Int?
     @OptionGroup var network: NetworkOptions
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Epochs.") var epochs: Int?
@@ -48,39 +54,20 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Without a terminal: log a progress line every N steps (default: 10 per epoch).") var logEvery: Int?
     @OptionGroup var threading: ThreadOptions
 
-    /// Flags that change the configuration (refused with --resume).
-    private var configurationFlags: [String] {
-        var given: [String] = []
-        let pairs: [(String, Any?)] = [
-            ("--channels", network.channels), ("--layers", network.layers), ("--input", network.input), ("--classes", network.classes),
-            ("--primitives", network.primitives), ("--dataset", dataOptions.dataset), ("--data", dataOptions.data),
-            ("--label-column", dataOptions.labelColumn), ("--synthetic-count", dataOptions.syntheticCount), ("--epochs", epochs),
-            ("--batch-size", batchSize), ("--learning-rate", learningRate), ("--learning-rate-min", learningRateMin),
-            ("--momentum", momentum), ("--weight-decay", weightDecay), ("--arch-learning-rate", archLearningRate),
-            ("--arch-weight-decay", archWeightDecay), ("--grad-clip", gradClip), ("--train-portion", trainPortion),
-            ("--order", order), ("--seed", seed), ("--train-limit", trainLimit), ("--sync-bn", syncBatchNorm ? true : nil), ("--recompute", recompute), ("--init-weights", initWeights),
-        ]
-        for (name, value) in pairs where value != nil { given.append(name) }
-        return given
-    }
-
     func validate() throws {
         if resume {
             guard out != nil else { throw ValidationError("--resume needs --out, the run directory to continue") }
-            let flags = configurationFlags
-            guard flags.isEmpty else {
-                throw ValidationError("--resume continues the saved configuration; drop \(flags.joined(separator: ", "))")
-            }
+            if let preset { throw ValidationError("--resume continues the saved configuration; --preset \(preset.rawValue) would replace it") }
         }
         if let logEvery, logEvery < 0 { throw ValidationError("--log-every must be at least 0") }
         if checkConsistency < 0 { throw ValidationError("--check-consistency must be at least 0") }
         try dataOptions.validate(with: network)
-        _ = try resolvedConfig()
+        if !resume { _ = try resolvedConfig() }
     }
 
-    /// The preset with the flags applied.
-    func resolvedConfig() throws -> SearchConfig {
-        var c = SearchConfig.preset(preset)
+    /// The flags applied to `base` (default: the preset).
+    func resolvedConfig(base: SearchConfig? = nil) throws -> SearchConfig {
+        var c = base ?? SearchConfig.preset(preset ?? .quick)
         c.data = try dataOptions.source(c.data, network: network)
         if let v = network.channels { c.channels = v }
         if let v = network.layers { c.layers = v }
@@ -101,6 +88,9 @@ struct SearchCommand: ParsableCommand {
         if syncBatchNorm { c.syncBatchNorm = true }
         if let v = recompute { c.recompute = v }
         if let v = initWeights { c.initWeights = v }
+        if let v = method { c.method = v }
+        if let v = partialChannels { c.partialChannels = v }
+        if let v = warmupEpochs { c.warmupEpochs = v }
         do { try c.validate() } catch { throw ValidationError("\(error)") }
         return c
     }
@@ -113,14 +103,20 @@ struct SearchCommand: ParsableCommand {
     private func search(_ comm: Communicator) throws {
         let threads = threading.apply()
         let dir = try RunSupport.directory(out, kind: "search", comm)
-        let config = resume ? try RunSupport.savedConfig(comm) { try Searcher.savedConfig(dir) } : try resolvedConfig()
+        let config: SearchConfig
+        if resume {
+            config = try RunSupport.savedConfig(comm) { try Searcher.savedConfig(dir) }
+            try ConfigurationFlags.requireUnchanged(saved: config, resolved: try resolvedConfig(base: config))
+        } else {
+            config = try resolvedConfig()
+        }
         Interrupt.install()
         let searcher = try Searcher(config: config, directory: dir, resume: resume, communicator: comm, threads: threads)
         searcher.consistencyInterval = checkConsistency
         RunSupport.attachOutput(log: &searcher.log, progress: &searcher.progress, logEvery: &searcher.logEvery,
                                 every: logEvery, stepsPerEpoch: searcher.stepsPerEpoch, style: progress)
         if comm.rank == 0 && !resume {
-            searcher.log("search: \(config.preset.rawValue) preset, \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)\(config.syncBatchNorm ? ", synchronised BatchNorm" : "")")
+            searcher.log("search: \(config.method.rawValue)\(config.method == .pcDarts ? " (K=\(config.partialChannels))" : ""), \(config.preset.rawValue) preset\(config.warmupEpochs > 0 ? ", \(config.warmupEpochs) warm-up epochs" : ""), \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)\(config.syncBatchNorm ? ", synchronised BatchNorm" : "")")
             searcher.log("run directory: \(dir.url.path)")
         }
         switch try searcher.run() {

@@ -20,7 +20,7 @@ struct TrainCommand: ParsableCommand {
     )
 
     @Option(help: "Genotype: DARTS_V1, DARTS_V2, or a genotype file (JSON or Python form).") var genotype: String?
-    @Option(help: "Preset: quick or paper.") var preset: TrainConfig.Preset = .quick
+    @Option(help: "Preset: quick or paper (default: quick).") var preset: TrainConfig.Preset?
     @OptionGroup var network: NetworkOptions
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Epochs.") var epochs: Int?
@@ -46,12 +46,7 @@ struct TrainCommand: ParsableCommand {
     func validate() throws {
         if resume {
             guard out != nil else { throw ValidationError("--resume needs --out, the run directory to continue") }
-            let given: [(String, Any?)] = [("--genotype", genotype), ("--channels", network.channels), ("--layers", network.layers),
-                                           ("--dataset", dataOptions.dataset), ("--data", dataOptions.data), ("--epochs", epochs),
-                                           ("--batch-size", batchSize), ("--learning-rate", learningRate), ("--seed", seed),
-                                           ("--auxiliary", auxiliary), ("--drop-path", dropPath), ("--cutout", cutout)]
-            let flags = given.filter { $0.1 != nil }.map(\.0)
-            guard flags.isEmpty else { throw ValidationError("--resume continues the saved configuration; drop \(flags.joined(separator: ", "))") }
+            if let preset { throw ValidationError("--resume continues the saved configuration; --preset \(preset.rawValue) would replace it") }
             return
         }
         guard genotype != nil else { throw ValidationError("--genotype is required: DARTS_V2, or a genotype file written by nas-mpi search") }
@@ -59,9 +54,16 @@ struct TrainCommand: ParsableCommand {
         _ = try resolvedConfig()
     }
 
-    func resolvedConfig() throws -> TrainConfig {
-        let name = genotype ?? "DARTS_V2"
-        var c = TrainConfig.preset(preset, genotype: try RunSupport.genotype(name), source: name)
+    /// The flags applied to `base` (default: the preset with the genotype).
+    func resolvedConfig(base: TrainConfig? = nil) throws -> TrainConfig {
+        var c: TrainConfig
+        if let base {
+            c = base
+            if let genotype { c.genotype = try RunSupport.genotype(genotype); c.genotypeSource = genotype }
+        } else {
+            let name = genotype ?? "DARTS_V2"
+            c = TrainConfig.preset(preset ?? .quick, genotype: try RunSupport.genotype(name), source: name)
+        }
         c.data = try dataOptions.source(c.data, network: network)
         if let v = network.channels { c.channels = v }
         if let v = network.layers { c.layers = v }
@@ -88,7 +90,13 @@ struct TrainCommand: ParsableCommand {
         try RunSupport.abortingOnError(comm) {
             let threads = threading.apply()
             let dir = try RunSupport.directory(out, kind: "train", comm)
-            let config = resume ? try RunSupport.savedConfig(comm) { try Trainer.savedConfig(dir, requireCheckpoint: true) } : try resolvedConfig()
+            let config: TrainConfig
+            if resume {
+                config = try RunSupport.savedConfig(comm) { try Trainer.savedConfig(dir, requireCheckpoint: true) }
+                try ConfigurationFlags.requireUnchanged(saved: config, resolved: try resolvedConfig(base: config))
+            } else {
+                config = try resolvedConfig()
+            }
             Interrupt.install()
             let trainer = try Trainer(config: config, directory: dir, resume: resume, communicator: comm, threads: threads)
             RunSupport.attachOutput(log: &trainer.log, progress: &trainer.progress, logEvery: &trainer.logEvery,
