@@ -65,16 +65,11 @@ public final class Searcher {
         self.comm = communicator
         self.threads = threads
         let split = try config.data.load()
-        var full = split.train
-        if let limit = config.trainLimit, limit < full.count { full = full.subset(Array(0..<limit)) }
+        let full = split.train
         // The reference splits CIFAR-10's training set into its first and second half. Files sorted
         // by label (common for CSV) would then give class-disjoint halves, so the images are first
-        // put in a fixed shuffled order (the same for every seed), then split.
-        var splitGenerator = RandomGenerator(seed: 0x5EA2C4, stream: .dataOrder)
-        let order = splitGenerator.permutation(full.count)
-        let nTrain = Int((config.trainPortion * Double(full.count)).rounded(.down))
-        trainSet = full.subset(Array(order[0..<nTrain]))
-        validationSet = full.subset(Array(order[nTrain...]))
+        // put in a fixed shuffled order (the same for every seed), limited per class, then split.
+        (trainSet, validationSet) = full.searchSplit(portion: config.trainPortion, limit: config.trainLimit)
         guard config.batchSize <= trainSet.count, config.batchSize <= validationSet.count else {
             throw SearchConfigError("--batch-size \(config.batchSize) is larger than the data: \(full.count) training images split into \(trainSet.count) for weights and \(validationSet.count) for the architecture")
         }

@@ -35,7 +35,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Final drop-path probability (ramped linearly from 0).") var dropPath: Float?
     @Option(help: "Cutout side in pixels (0: none).") var cutout: Int?
     @Option(help: "Random seed.") var seed: UInt64?
-    @Option(help: "Use only the first N training images.") var trainLimit: Int?
+    @Option(help: "Use only N training images, taken per class from a fixed shuffled order.") var trainLimit: Int?
     @Flag(name: .customLong("sync-bn"), help: "Synchronised BatchNorm over ranks.") var syncBatchNorm = false
     @Option(help: "Run directory (default runs/train-DATE-TIME).") var out: String?
     @Flag(help: "Continue the run in --out from its last checkpoint.") var resume = false
@@ -97,6 +97,7 @@ struct TrainCommand: ParsableCommand {
                 let n = trainer.network
                 trainer.log("train: \(config.genotypeSource), \(config.preset.rawValue) preset, C=\(config.channels), \(config.layers) layers, \(n.parameterCountWithoutAuxiliary) parameters\(config.auxiliary ? " (+\(n.state.parameterCount - n.parameterCountWithoutAuxiliary) in the auxiliary head)" : ""), \(config.data.kind.rawValue) data (\(trainer.trainSet.count) train / \(trainer.testSet.count) test images), batch \(config.batchSize), \(config.epochs) epochs, \(comm.size) rank(s) x \(threads) thread(s)")
                 trainer.log("run directory: \(dir.url.path)")
+                RunSupport.logData(DataReport([("train", trainer.trainSet), ("test", trainer.testSet)]), log: trainer.log, directory: dir)
             }
             switch try trainer.run() {
             case .finished(let best):
