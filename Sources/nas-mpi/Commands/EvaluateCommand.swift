@@ -13,7 +13,7 @@ struct EvaluateCommand: ParsableCommand {
             Reads the run's config.json for the network and data, and its best.bin (or --checkpoint last, or \
             a checkpoint path). --weights loads a safetensors file instead (as written by `nas-mpi export`). \
             --recalibrate-bn N recomputes the BatchNorm statistics on N training batches (cumulative average, \
-            no augmentation) before testing.
+            no augmentation) before testing. --test-data FILE tests on another CSV file than the run's.
             """
     )
 
@@ -22,6 +22,7 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "A safetensors file to load instead of a checkpoint.") var weights: String?
     @Option(help: "Recompute BatchNorm statistics on this many training batches first (0: no).") var recalibrateBn = 0
     @Option(help: "Images per evaluation batch (default: the run's batch size).") var batchSize: Int?
+    @OptionGroup var testDataOptions: TestDataOptions
     @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
@@ -34,7 +35,8 @@ struct EvaluateCommand: ParsableCommand {
         try RunSupport.abortingOnError(comm) {
             threading.apply()
             let dir = RunDirectory(runPath)
-            let config = try RunSupport.savedConfig(comm) { try Trainer.savedConfig(dir) }
+            var config = try RunSupport.savedConfig(comm) { try Trainer.savedConfig(dir) }
+            config.data = try testDataOptions.apply(to: config.data)
             let (train, test, heldOut) = try config.loadData()
             let net = try EvalNetwork(config.networkConfig(inputShape: train.imageShape, classes: train.classes),
                                       genotype: config.genotype, seed: config.seed)
@@ -71,7 +73,7 @@ struct EvaluateCommand: ParsableCommand {
             }
             if comm.rank == 0 {
                 print("weights: \(source.path)\(recalibrateBn > 0 ? ", BatchNorm statistics recomputed on \(recalibrateBn) batches" : "")")
-                print("test images: \(test.count)\(heldOut ? " (a held-out tenth of the training data)" : "")")
+                print("test images: \(test.count)\(heldOut ? " (a held-out tenth of the training data)" : config.data.testPath.map { " (\($0))" } ?? "")")
                 print(String(format: "test loss: %.4f", loss))
                 print(String(format: "test accuracy: %.2f%%", 100 * accuracy))
             }

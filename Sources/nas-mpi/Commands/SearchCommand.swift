@@ -54,7 +54,7 @@ struct SearchCommand: ParsableCommand {
         let pairs: [(String, Any?)] = [
             ("--channels", network.channels), ("--layers", network.layers), ("--input", network.input), ("--classes", network.classes),
             ("--primitives", network.primitives), ("--dataset", dataOptions.dataset), ("--data", dataOptions.data),
-            ("--label-column", dataOptions.labelColumn), ("--synthetic-count", dataOptions.syntheticCount), ("--epochs", epochs),
+            ("--label-column", dataOptions.labelColumn), ("--pixel-max", dataOptions.pixelMax), ("--synthetic-count", dataOptions.syntheticCount), ("--epochs", epochs),
             ("--batch-size", batchSize), ("--learning-rate", learningRate), ("--learning-rate-min", learningRateMin),
             ("--momentum", momentum), ("--weight-decay", weightDecay), ("--arch-learning-rate", archLearningRate),
             ("--arch-weight-decay", archWeightDecay), ("--grad-clip", gradClip), ("--train-portion", trainPortion),

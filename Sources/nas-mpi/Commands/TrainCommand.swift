@@ -15,7 +15,9 @@ struct TrainCommand: ParsableCommand {
             ramped linearly, cutout 16). 'quick' is C=16, 8 layers, batch 32, 10 epochs, without auxiliary \
             head and cutout. The genotype is a built-in name (DARTS_V1, DARTS_V2), a genotype.json or a \
             file holding the reference's Genotype(...) string. The test split is evaluated after every epoch; \
-            best.bin keeps the best test accuracy, checkpoint.bin the last epoch.
+            best.bin keeps the best test accuracy, checkpoint.bin the last epoch. Data without a test split (CSV) \
+            holds out a fixed tenth of --data as the test set; a search on the same file has seen those images, \
+            so pass an unseen file with --test-data for an honest test accuracy.
             """
     )
 
@@ -23,6 +25,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Preset: quick or paper.") var preset: TrainConfig.Preset = .quick
     @OptionGroup var network: NetworkOptions
     @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var testDataOptions: TestDataOptions
     @Option(help: "Epochs.") var epochs: Int?
     @Option(help: "Global batch size.") var batchSize: Int?
     @Option(help: "Learning rate (cosine annealed).") var learningRate: Float?
@@ -47,7 +50,7 @@ struct TrainCommand: ParsableCommand {
         if resume {
             guard out != nil else { throw ValidationError("--resume needs --out, the run directory to continue") }
             let given: [(String, Any?)] = [("--genotype", genotype), ("--channels", network.channels), ("--layers", network.layers),
-                                           ("--dataset", dataOptions.dataset), ("--data", dataOptions.data), ("--epochs", epochs),
+                                           ("--dataset", dataOptions.dataset), ("--data", dataOptions.data), ("--test-data", testDataOptions.testData), ("--epochs", epochs),
                                            ("--batch-size", batchSize), ("--learning-rate", learningRate), ("--seed", seed),
                                            ("--auxiliary", auxiliary), ("--drop-path", dropPath), ("--cutout", cutout)]
             let flags = given.filter { $0.1 != nil }.map(\.0)
@@ -62,7 +65,7 @@ struct TrainCommand: ParsableCommand {
     func resolvedConfig() throws -> TrainConfig {
         let name = genotype ?? "DARTS_V2"
         var c = TrainConfig.preset(preset, genotype: try RunSupport.genotype(name), source: name)
-        c.data = try dataOptions.source(c.data, network: network)
+        c.data = try testDataOptions.apply(to: try dataOptions.source(c.data, network: network))
         if let v = network.channels { c.channels = v }
         if let v = network.layers { c.layers = v }
         if let v = epochs { c.epochs = v }
