@@ -8,6 +8,9 @@ extension RecomputePolicy: ExpressibleByArgument {}
 
 /// The supernet's shape, shared by `summary` and `search`.
 struct NetworkOptions: ParsableArguments {
+    /// Bounds that keep a typo from building a network no machine can hold (the DARTS networks
+    /// use 8-20 cells of 16-36 channels).
+    static let maxChannels = 1024, maxLayers = 100, maxImageSide = 100_000
 
     @Option(help: "Initial channels C (paper: 16).") var channels: Int?
     @Option(help: "Cells (paper: 8); reduction cells at layers/3 and 2*layers/3.") var layers: Int?
@@ -20,6 +23,9 @@ struct NetworkOptions: ParsableArguments {
         let parts = input.lowercased().split(separator: "x").map { Int($0) }
         guard parts.count == 3, parts.allSatisfy({ ($0 ?? 0) >= 1 }) else {
             throw ValidationError("--input expects CxHxW with positive integers, e.g. 3x32x32, got '\(input)'")
+        }
+        guard parts.allSatisfy({ $0! <= Self.maxImageSide }) else {
+            throw ValidationError("--input \(input): each size must be at most \(Self.maxImageSide)")
         }
         return parts.map { $0! }
     }
@@ -36,9 +42,13 @@ struct NetworkOptions: ParsableArguments {
     func validate() throws {
         _ = try parsedInput()
         _ = try parsedPrimitives()
-        if let channels, channels < 1 { throw ValidationError("--channels must be at least 1, got \(channels)") }
-        if let layers, layers < 1 { throw ValidationError("--layers must be at least 1, got \(layers)") }
-        if let classes, classes < 2 { throw ValidationError("--classes must be at least 2, got \(classes)") }
+        if let channels, !(1...Self.maxChannels).contains(channels) {
+            throw ValidationError("--channels must lie in 1...\(Self.maxChannels), got \(channels)")
+        }
+        if let layers, !(1...Self.maxLayers).contains(layers) { throw ValidationError("--layers must lie in 1...\(Self.maxLayers), got \(layers)") }
+        if let classes, !(2...CSVDataset.maxInferredClasses).contains(classes) {
+            throw ValidationError("--classes must lie in 2...\(CSVDataset.maxInferredClasses), got \(classes)")
+        }
     }
 }
 

@@ -47,6 +47,40 @@ final class DataCommandTests: XCTestCase {
         XCTAssertTrue(t.stdout.contains("images per class: train 0:18 1:18 2:18 3:18; test 0:2 1:2 2:2 3:2"), t.stdout)
     }
 
+    // MARK: - Item 5: refusals instead of crashes
+
+    func testAbsurdLabelsAndSizesStopWithAMessage() throws {
+        let dir = try temporaryDirectory(self)
+        let csv = dir.appendingPathComponent("labels.csv")
+        let row = Array(repeating: "0", count: 64).joined(separator: ",")
+        for (label, extra, message) in [
+            ("1e12", [String](), "label 1e12 would make more than 100000 classes"),
+            ("1000000", [], "label 1000000 would make more than 100000 classes"),
+            ("12", ["--classes", "10"], "label 12 is not below --classes 10"),
+        ] {
+            // Enough rows for a batch, so only the label can stop the run.
+            let rows = (0..<20).map { "\(row),\($0 % 2)" } + ["\(row),\(label)"]
+            try (rows.joined(separator: "\n") + "\n").write(to: csv, atomically: true, encoding: .utf8)
+            let r = try runNasMPI(csvSearch + ["--data", csv.path, "--out", dir.appendingPathComponent("r-\(label)").path] + extra, timeout: 60)
+            XCTAssertEqual(r.status, 1, "label \(label): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(message), "label \(label): '\(r.stderr)' lacks '\(message)'")
+        }
+        for (args, message) in [
+            (["search", "--input", "3x100000x100000", "--out", dir.appendingPathComponent("big").path], "this run would need about"),
+            (["train", "--genotype", "DARTS_V2", "--input", "3x100000x100000", "--out", dir.appendingPathComponent("big2").path], "this run would need about"),
+            (["summary", "--input", "3x100000x100000"], "would need about"),
+            (["summary", "--layers", "100000"], "--layers must lie in 1...100"),
+            (["summary", "--channels", "100000"], "--channels must lie in 1...1024"),
+            (["search", "--classes", "1000000"], "--classes must lie in 2...100000"),
+            (["summary", "--input", "3x1000000000x1000000000"], "each size must be at most 100000"),
+        ] {
+            let r = try runNasMPI(args, timeout: 60)
+            XCTAssertNotEqual(r.status, 0, "\(args) should fail")
+            XCTAssertTrue(r.stderr.contains(message), "\(args): '\(r.stderr)' lacks '\(message)'")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("big/config.json").path), "nothing written")
+        }
+    }
+
     // MARK: - Item 10: paths, pixel range, a dominant class
 
     func testDataPathIsStoredAbsoluteSoEvaluateWorksFromAnotherDirectory() throws {

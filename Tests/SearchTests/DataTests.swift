@@ -132,9 +132,12 @@ final class DataTests: XCTestCase {
         }
         // --classes sets the class count (a file may lack the last classes) and bounds the labels.
         XCTAssertEqual(try CSVDataset.load(path: f.path, imageShape: [1, 2, 2], labelColumn: .last, classes: 10).classes, 10)
-        try "0,0,0,0,3\n".write(to: f, atomically: true, encoding: .utf8)
-        XCTAssertThrowsError(try CSVDataset.load(path: f.path, imageShape: [1, 2, 2], labelColumn: .last, classes: 3)) {
-            XCTAssertTrue("\($0)".contains("label 3 is not below --classes 3"), "\($0)")
+        for (label, classes, message) in [("1e12", nil, "would make more than 100000 classes"), ("1e30", nil, "would make more than"),
+                                          ("1000000", nil, "would make more than"), ("3", 3, "label 3 is not below --classes 3")] {
+            try "0,0,0,0,\(label)\n".write(to: f, atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try CSVDataset.load(path: f.path, imageShape: [1, 2, 2], labelColumn: .last, classes: classes)) {
+                XCTAssertTrue("\($0)".contains(message), "\($0)")
+            }
         }
     }
 

@@ -7,8 +7,12 @@ import Foundation
 public enum CSVDataset {
     public enum LabelColumn: String, CaseIterable, Codable, Sendable { case first, last }
 
+    /// The most classes inferred from the labels when the number is not given.
+    public static let maxInferredClasses = 100_000
+
     /// - Parameters:
-    ///   - classes: the number of classes; labels must lie below it (nil: the largest label + 1).
+    ///   - classes: the number of classes; labels must lie below it (nil: the largest label + 1,
+    ///     at most `maxInferredClasses`).
     ///   - pixelMax: the value of a white pixel (nil: inferred, 1 or 255).
     public static func load(path: String, imageShape: [Int], labelColumn: LabelColumn, classes: Int? = nil,
                             pixelMax: Float? = nil, name: String? = nil) throws -> ImageDataset {
@@ -37,6 +41,9 @@ public enum CSVDataset {
             }
             if let classes, labelValue >= Float(classes) {
                 throw DataError("\(path):\(lineNumber): label \(labelText) is not below --classes \(classes)")
+            }
+            guard labelValue < Float(maxInferredClasses) else {
+                throw DataError("\(path):\(lineNumber): label \(labelText) would make more than \(maxInferredClasses) classes; is the label column (\(labelColumn.rawValue)) right?")
             }
             labels.append(Int(labelValue))
             values.append(contentsOf: labelColumn == .first ? row[1...] : row[..<size])

@@ -64,6 +64,7 @@ public final class Searcher {
         self.directory = directory
         self.comm = communicator
         self.threads = threads
+        try MemoryEstimate.search(config, ranks: communicator.size)?.check(advice: MemoryEstimate.searchAdvice)
         let split = try config.data.load()
         let full = split.train
         // The reference splits CIFAR-10's training set into its first and second half. Files sorted
