@@ -42,12 +42,13 @@ struct NetworkOptions: ParsableArguments {
     func validate() throws {
         _ = try parsedInput()
         _ = try parsedPrimitives()
-        if let channels, !(1...Self.maxChannels).contains(channels) {
-            throw ValidationError("--channels must lie in 1...\(Self.maxChannels), got \(channels)")
-        }
-        if let layers, !(1...Self.maxLayers).contains(layers) { throw ValidationError("--layers must lie in 1...\(Self.maxLayers), got \(layers)") }
-        if let classes, !(2...CSVDataset.maxInferredClasses).contains(classes) {
-            throw ValidationError("--classes must lie in 2...\(CSVDataset.maxInferredClasses), got \(classes)")
+        if let channels, channels < 1 { throw ValidationError("--channels must be at least 1, got \(channels)") }
+        if let layers, layers < 1 { throw ValidationError("--layers must be at least 1, got \(layers)") }
+        if let classes, classes < 2 { throw ValidationError("--classes must be at least 2, got \(classes)") }
+        if let channels, channels > Self.maxChannels { throw ValidationError("--channels must be at most \(Self.maxChannels), got \(channels)") }
+        if let layers, layers > Self.maxLayers { throw ValidationError("--layers must be at most \(Self.maxLayers), got \(layers)") }
+        if let classes, classes > CSVDataset.maxInferredClasses {
+            throw ValidationError("--classes must be at most \(CSVDataset.maxInferredClasses), got \(classes)")
         }
     }
 }

@@ -69,9 +69,9 @@ final class DataCommandTests: XCTestCase {
             (["search", "--input", "3x100000x100000", "--out", dir.appendingPathComponent("big").path], "this run would need about"),
             (["train", "--genotype", "DARTS_V2", "--input", "3x100000x100000", "--out", dir.appendingPathComponent("big2").path], "this run would need about"),
             (["summary", "--input", "3x100000x100000"], "would need about"),
-            (["summary", "--layers", "100000"], "--layers must lie in 1...100"),
-            (["summary", "--channels", "100000"], "--channels must lie in 1...1024"),
-            (["search", "--classes", "1000000"], "--classes must lie in 2...100000"),
+            (["summary", "--layers", "100000"], "--layers must be at most 100"),
+            (["summary", "--channels", "100000"], "--channels must be at most 1024"),
+            (["search", "--classes", "1000000"], "--classes must be at most 100000"),
             (["summary", "--input", "3x1000000000x1000000000"], "each size must be at most 100000"),
         ] {
             let r = try runNasMPI(args, timeout: 60)
