@@ -45,7 +45,7 @@ enum ConfigurationFlags {
     /// flag is named differently.
     static func flag(_ path: [String]) -> String {
         let renamed: [String: String] = [
-            "data.kind": "--dataset", "data.path": "--data", "data.imageShape": "--input", "data.syntheticClasses": "--classes",
+            "data.kind": "--dataset", "data.path": "--data", "data.testPath": "--test-data", "data.imageShape": "--input", "data.syntheticClasses": "--classes",
             "syncBatchNorm": "--sync-bn", "genotypeSource": "--genotype", "genotype": "--genotype",
         ]
         let key = path.joined(separator: ".")

@@ -73,6 +73,16 @@ enum RunSupport {
         }
     }
 
+    /// Logs how the data was read and its images per class (stdout and log.txt); warnings also go
+    /// to standard error.
+    static func logData(_ report: DataReport, log: (String) -> Void, directory: RunDirectory) {
+        for line in report.lines + report.warnings {
+            log(line)
+            directory.appendLog(line)
+        }
+        for line in report.warnings { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+    }
+
     static func timestamp() -> String {
         let f = DateFormatter()
         f.dateFormat = "yyyyMMdd-HHmmss"

@@ -118,6 +118,64 @@ final class DataTests: XCTestCase {
         }
     }
 
+    func testCSVPixelMaxAndLabelBounds() throws {
+        let dir = try temporaryDirectory(self)
+        let f = dir.appendingPathComponent("d.csv")
+        try "0,4,8,16,1\n16,0,2,0,0\n".write(to: f, atomically: true, encoding: .utf8)
+        let inferred = try CSVDataset.load(path: f.path, imageShape: [1, 2, 2], labelColumn: .last)
+        XCTAssertEqual(Array(inferred.pixels.prefix(4)), [0, 4, 8, 16], "inferred: 0...255")
+        XCTAssertTrue(inferred.notes.joined().contains("pass --pixel-max 16"), "\(inferred.notes)")
+        let given = try CSVDataset.load(path: f.path, imageShape: [1, 2, 2], labelColumn: .last, pixelMax: 16)
+        XCTAssertEqual(Array(given.pixels.prefix(4)), [0, 64, 128, 255])
+        XCTAssertThrowsError(try CSVDataset.load(path: f.path, imageShape: [1, 2, 2], labelColumn: .last, pixelMax: 8)) {
+            XCTAssertTrue("\($0)".contains("pixel value 16 exceeds --pixel-max 8"), "\($0)")
+        }
+        // --classes sets the class count (a file may lack the last classes) and bounds the labels.
+        XCTAssertEqual(try CSVDataset.load(path: f.path, imageShape: [1, 2, 2], labelColumn: .last, classes: 10).classes, 10)
+        for (label, classes, message) in [("1e12", nil, "would make more than 100000 classes"), ("1e30", nil, "would make more than"),
+                                          ("1000000", nil, "would make more than"), ("3", 3, "label 3 is not below --classes 3")] {
+            try "0,0,0,0,\(label)\n".write(to: f, atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try CSVDataset.load(path: f.path, imageShape: [1, 2, 2], labelColumn: .last, classes: classes)) {
+                XCTAssertTrue("\($0)".contains(message), "\($0)")
+            }
+        }
+    }
+
+    func testTrainLimitIsTakenPerClassAfterTheShuffle() throws {
+        // Sorted by label, as the MNIST sample: 100 of class 0, then 100 of class 1, ...
+        let labels = (0..<400).map { $0 / 100 }
+        let sorted = try ImageDataset(name: "sorted", imageShape: [1, 1, 1], classes: 4, pixels: labels.map { UInt8($0) }, labels: labels)
+        let (train, validation) = sorted.searchSplit(portion: 0.5, limit: 40)
+        XCTAssertEqual(train.classCounts, [5, 5, 5, 5])
+        XCTAssertEqual(validation.classCounts, [5, 5, 5, 5])
+        XCTAssertEqual(Set(train.labels.indices.map { train.pixels[$0] }), [0, 1, 2, 3], "pixels follow their labels")
+        // Without a limit the order is the one the search has always used.
+        var g = RandomGenerator(seed: 0x5EA2C4, stream: .dataOrder)
+        XCTAssertEqual(sorted.searchSplit(portion: 0.5, limit: nil).train.labels, Array(g.permutation(400).prefix(200)).map { labels[$0] })
+        // Training: the limit, then a balanced tenth held out; with a test set nothing is held out.
+        let parts = sorted.trainTestSplit(test: nil, limit: 80)
+        XCTAssertEqual(parts.train.classCounts, [18, 18, 18, 18])
+        XCTAssertEqual(parts.test.classCounts, [2, 2, 2, 2])
+        let withTest = sorted.trainTestSplit(test: sorted.subset([0, 1]), limit: 8)
+        XCTAssertEqual(withTest.train.classCounts, [2, 2, 2, 2])
+        XCTAssertFalse(withTest.heldOut)
+        // Unbalanced classes: the small class gives all it has.
+        let skewed = try ImageDataset(name: "s", imageShape: [1, 1, 1], classes: 2, pixels: [UInt8](repeating: 0, count: 103),
+                                      labels: [Int](repeating: 0, count: 100) + [1, 1, 1])
+        XCTAssertEqual(skewed.subset(skewed.shuffledOrder(salt: 1, limit: 20)).classCounts, [17, 3])
+    }
+
+    func testDataReportCountsClassesAndWarnsOfADominantOne() throws {
+        let balanced = try ImageDataset(name: "b", imageShape: [1, 1, 1], classes: 3, pixels: [0, 0, 0, 0], labels: [0, 1, 2, 2])
+        let report = DataReport([("train", balanced), ("test", balanced.subset([0, 1]))])
+        XCTAssertEqual(report.lines, ["images per class: train 0:1 1:1 2:2; test 0:1 1:1 2:0"])
+        XCTAssertEqual(report.warnings, ["warning: the test images hold no image of class 2 (of 3 classes)"])
+        let oneClass = try ImageDataset(name: "o", imageShape: [1, 1, 1], classes: 2, pixels: [UInt8](repeating: 0, count: 20),
+                                        labels: [Int](repeating: 0, count: 19) + [1])
+        XCTAssertEqual(DataReport([("train", oneClass)]).warnings,
+                       ["warning: class 0 holds 95% of the 20 labels; is the label column right (--label-column first or last)?"])
+    }
+
     func testSyntheticIsDeterministicBalancedAndLearnable() throws {
         let a = try SyntheticDataset.make(count: 200, imageShape: [3, 16, 16], classes: 10, seed: 5)
         let b = try SyntheticDataset.make(count: 200, imageShape: [3, 16, 16], classes: 10, seed: 5)

@@ -32,6 +32,8 @@ public struct ImageDataset {
     /// Cutout (DeVries and Taylor 2017) when augmenting: a square of this side, centred at a random
     /// pixel and clipped to the image, is set to zero after normalisation (0: none).
     public var cutout: Int = 0
+    /// How the files were read (pixel range and the like), for the run's log.
+    public var notes: [String] = []
 
     public init(name: String, imageShape: [Int], classes: Int, pixels: [UInt8], labels: [Int],
                 mean: [Float]? = nil, std: [Float]? = nil) throws {
@@ -75,6 +77,14 @@ public struct ImageDataset {
             std.append(Float(max((s2 / Double(max(n * hw, 1)) - m * m).squareRoot(), 1e-3)))
         }
         return (mean, std)
+    }
+
+    /// The same images and labels with another class count and normalisation.
+    public func withClasses(_ classes: Int, mean: [Float], std: [Float]) throws -> ImageDataset {
+        if classes == self.classes && mean == self.mean && std == self.std { return self }
+        var d = try ImageDataset(name: name, imageShape: imageShape, classes: classes, pixels: pixels, labels: labels, mean: mean, std: std)
+        (d.cropPadding, d.horizontalFlip, d.cutout, d.notes) = (cropPadding, horizontalFlip, cutout, notes)
+        return d
     }
 
     /// The images at `indices`, as a dataset of its own (same normalisation).

@@ -44,6 +44,7 @@ public final class Searcher: EpochTask {
         self.directory = directory
         self.comm = communicator
         self.threads = threads
+        try MemoryEstimate.search(config, ranks: communicator.size)?.check(advice: MemoryEstimate.searchAdvice)
         (trainSet, validationSet, _) = try config.loadSplits()
         guard config.batchSize <= trainSet.count, config.batchSize <= validationSet.count else {
             throw SearchConfigError("--batch-size \(config.batchSize) is larger than the data: \(trainSet.count + validationSet.count) training images split into \(trainSet.count) for weights and \(validationSet.count) for the architecture")

@@ -77,27 +77,15 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 }
 
 extension TrainConfig {
-    /// The training images and the test images: the data's test split, or, when it has none
-    /// (CSV), a fixed tenth of the training images held out.
+    /// The training images and the test images: the data's test split (or --test-data), or, when
+    /// it has none (CSV), a fixed tenth of the (limited) training images held out.
     public func loadData() throws -> (train: ImageDataset, test: ImageDataset, heldOut: Bool) {
         let split = try data.load()
-        var train = split.train
-        if let limit = trainLimit, limit < train.count { train = train.subset(Array(0..<limit)) }
-        var test: ImageDataset
-        var heldOut = false
-        if let t = split.test {
-            test = t
-        } else {
-            var g = RandomGenerator(seed: 0x7E57, stream: .dataOrder)
-            let order = g.permutation(train.count)
-            let held = max(1, train.count / 10)
-            test = train.subset(Array(order[0..<held]))
-            train = train.subset(Array(order[held...]))
-            heldOut = true
-        }
+        let parts = split.train.trainTestSplit(test: split.test, limit: trainLimit)
+        var (train, test) = (parts.train, parts.test)
         train.cutout = cutout
         test.cutout = 0
-        return (train, test, heldOut)
+        return (train, test, parts.heldOut)
     }
 
     /// The network this configuration trains, for the given data shape.

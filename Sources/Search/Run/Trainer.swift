@@ -47,6 +47,7 @@ public final class Trainer: EpochTask {
         self.comm = communicator
         self.threads = threads
         averager = GradientAverager(communicator)
+        try MemoryEstimate.train(config, ranks: communicator.size)?.check(advice: MemoryEstimate.trainAdvice)
         let (train, test, _) = try config.loadData()
         trainSet = train
         testSet = test

@@ -15,7 +15,8 @@ struct EvaluateCommand: ParsableCommand {
             export`). A search run: the supernet with its alphas from checkpoint.bin, a diagnostic evaluated on \
             the data's test split, or on the search's validation half when the data has none (--split chooses). \
             --recalibrate-bn N recomputes the BatchNorm statistics on N training batches (cumulative average, \
-            no augmentation; at most one pass over the training images) before testing.
+            no augmentation; at most one pass over the training images) before testing. --test-data FILE tests \
+            on another CSV file than the run's.
             """
     )
 
@@ -29,6 +30,7 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "Recompute BatchNorm statistics on this many training batches first (0: no).") var recalibrateBn = 0
     @Option(help: "Images per evaluation batch (default: the run's batch size).") var batchSize: Int?
     @Flag(help: "Print one JSON object (loss and accuracy at full precision) instead of text.") var json = false
+    @OptionGroup var testDataOptions: TestDataOptions
     @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
@@ -66,7 +68,8 @@ struct EvaluateCommand: ParsableCommand {
 
     private func evaluateTrained(_ dir: RunDirectory, _ comm: Communicator) throws -> Result {
         if split != nil { throw ValidationError("--split applies to search runs; a training run is evaluated on its test images") }
-        let config = try RunSupport.savedConfig(comm) { try Trainer.savedConfig(dir) }
+        var config = try RunSupport.savedConfig(comm) { try Trainer.savedConfig(dir) }
+        config.data = try testDataOptions.apply(to: config.data)
         let (train, test, heldOut) = try config.loadData()
         let net = try EvalNetwork(config.networkConfig(inputShape: train.imageShape, classes: train.classes),
                                   genotype: config.genotype, seed: config.seed)

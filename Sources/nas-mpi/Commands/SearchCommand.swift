@@ -39,7 +39,7 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Share of the training images used for the weights; the rest train the alphas.") var trainPortion: Double?
     @Option(help: "Architecture gradient: 1 (first order) or 2 (second order, unrolled).") var order: Int?
     @Option(help: "Random seed.") var seed: UInt64?
-    @Option(help: "Use only the first N training images.") var trainLimit: Int?
+    @Option(help: "Use only N training images, taken per class from the fixed shuffled order.") var trainLimit: Int?
     @Option(help: "Run directory (default runs/search-DATE-TIME).") var out: String?
     @Flag(help: "Continue the run in --out from its checkpoint, with its saved configuration.") var resume = false
     @Flag(name: .customLong("sync-bn"), help: "Synchronised BatchNorm: batch statistics over all ranks (default: per rank).")
@@ -118,6 +118,7 @@ struct SearchCommand: ParsableCommand {
         if comm.rank == 0 && !resume {
             searcher.log("search: \(config.method.rawValue)\(config.method == .pcDarts ? " (K=\(config.partialChannels))" : ""), \(config.preset.rawValue) preset\(config.warmupEpochs > 0 ? ", \(config.warmupEpochs) warm-up epochs" : ""), \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)\(config.syncBatchNorm ? ", synchronised BatchNorm" : "")")
             searcher.log("run directory: \(dir.url.path)")
+            RunSupport.logData(DataReport([("train", searcher.trainSet), ("validation", searcher.validationSet)]), log: searcher.log, directory: dir)
         }
         switch try searcher.run() {
         case .finished(let genotype):

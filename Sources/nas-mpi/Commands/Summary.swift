@@ -20,6 +20,9 @@ struct Summary: ParsableCommand {
 
     func run() throws {
         let shape = try network.parsedInput() ?? [3, 32, 32]
+        try MemoryEstimate.summary(channels: network.channels ?? (genotype == nil ? 16 : 36), layers: network.layers ?? (genotype == nil ? 8 : 20),
+                                   inputShape: shape, classes: network.classes ?? 10)
+            .check(advice: "use a smaller --input, --channels or --layers")
         if let genotype {
             let g = try RunSupport.genotype(genotype)
             let config = EvalNetworkConfig(channels: network.channels ?? 36, layers: network.layers ?? 20, inputShape: shape,

@@ -15,7 +15,9 @@ struct TrainCommand: ParsableCommand {
             ramped linearly, cutout 16). 'quick' is C=16, 8 layers, batch 32, 10 epochs, without auxiliary \
             head and cutout. The genotype is a built-in name (DARTS_V1, DARTS_V2), a genotype.json or a \
             file holding the reference's Genotype(...) string. The test split is evaluated after every epoch; \
-            best.bin keeps the best test accuracy, checkpoint.bin the last epoch.
+            best.bin keeps the best test accuracy, checkpoint.bin the last epoch. Data without a test split (CSV) \
+            holds out a fixed tenth of --data as the test set; a search on the same file has seen those images, \
+            so pass an unseen file with --test-data for an honest test accuracy.
             """
     )
 
@@ -23,6 +25,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Preset: quick or paper (default: quick).") var preset: TrainConfig.Preset?
     @OptionGroup var network: NetworkOptions
     @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var testDataOptions: TestDataOptions
     @Option(help: "Epochs.") var epochs: Int?
     @Option(help: "Global batch size.") var batchSize: Int?
     @Option(help: "Learning rate (cosine annealed).") var learningRate: Float?
@@ -35,7 +38,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Final drop-path probability (ramped linearly from 0).") var dropPath: Float?
     @Option(help: "Cutout side in pixels (0: none).") var cutout: Int?
     @Option(help: "Random seed.") var seed: UInt64?
-    @Option(help: "Use only the first N training images.") var trainLimit: Int?
+    @Option(help: "Use only N training images, taken per class from a fixed shuffled order.") var trainLimit: Int?
     @Flag(name: .customLong("sync-bn"), help: "Synchronised BatchNorm over ranks.") var syncBatchNorm = false
     @Option(help: "Run directory (default runs/train-DATE-TIME).") var out: String?
     @Flag(help: "Continue the run in --out from its last checkpoint.") var resume = false
@@ -64,7 +67,7 @@ struct TrainCommand: ParsableCommand {
             let name = genotype ?? "DARTS_V2"
             c = TrainConfig.preset(preset ?? .quick, genotype: try RunSupport.genotype(name), source: name)
         }
-        c.data = try dataOptions.source(c.data, network: network)
+        c.data = try testDataOptions.apply(to: try dataOptions.source(c.data, network: network))
         if let v = network.channels { c.channels = v }
         if let v = network.layers { c.layers = v }
         if let v = epochs { c.epochs = v }
@@ -105,6 +108,7 @@ struct TrainCommand: ParsableCommand {
                 let n = trainer.network
                 trainer.log("train: \(config.genotypeSource), \(config.preset.rawValue) preset, C=\(config.channels), \(config.layers) layers, \(n.parameterCountWithoutAuxiliary) parameters\(config.auxiliary ? " (+\(n.state.parameterCount - n.parameterCountWithoutAuxiliary) in the auxiliary head)" : ""), \(config.data.kind.rawValue) data (\(trainer.trainSet.count) train / \(trainer.testSet.count) test images), batch \(config.batchSize), \(config.epochs) epochs, \(comm.size) rank(s) x \(threads) thread(s)")
                 trainer.log("run directory: \(dir.url.path)")
+                RunSupport.logData(DataReport([("train", trainer.trainSet), ("test", trainer.testSet)]), log: trainer.log, directory: dir)
             }
             switch try trainer.run() {
             case .finished(let best):
