@@ -190,6 +190,19 @@ do {
         let ga = try String(contentsOf: whole.genotypeText, encoding: .utf8)
         let gc = try String(contentsOf: cut.genotypeText, encoding: .utf8)
         check("resumed run writes the same genotype", ga == gc)
+        // Every tensor of the final checkpoint, BatchNorm running statistics included (each rank's
+        // own statistics go into a mid-epoch checkpoint), and the validation metrics.
+        let x = try CheckpointFile.read(from: whole.checkpoint), y = try CheckpointFile.read(from: cut.checkpoint)
+        let differing = zip(x.tensors, y.tensors).filter { $0.0.tensor != $0.1.tensor }.map(\.0.name)
+        check("resumed \(size)-rank run: identical checkpoint tensors incl. BatchNorm buffers (differing: \(differing.prefix(3)))",
+              x.tensors.map(\.name) == y.tensors.map(\.name) && differing.isEmpty)
+        func validation(_ d: RunDirectory) throws -> [String] {
+            try String(contentsOf: d.metrics, encoding: .utf8).split(separator: "\n").map { line in
+                let o = try JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8))
+                return "\(o["val_loss"]?.double ?? -1) \(o["val_acc"]?.double ?? -1) \(o["train_loss"]?.double ?? -1)"
+            }
+        }
+        check("resumed \(size)-rank run: identical validation loss and accuracy", try validation(whole) == validation(cut))
     }
     try cleanup(whole)
     try cleanup(cut)

@@ -100,7 +100,7 @@ final class MethodCommandTests: XCTestCase {
 
         let search = base.appendingPathComponent("search")
         XCTAssertEqual(try runNasMPI(pc + ["--epochs", "1", "--out", search.path]).status, 0)
-        for (flag, value) in [("--method", "darts"), ("--partial-channels", "4"), ("--warmup-epochs", "1"), ("--order", "2"),
+        for (flag, value) in [("--method", "darts"), ("--partial-channels", "4"), ("--train-portion", "0.6"), ("--order", "2"),
                               ("--arch-learning-rate", "0.1"), ("--primitives", "none,skip_connect"), ("--recompute", "all")] {
             let r = try runNasMPI(["search", "--resume", "--out", search.path, flag, value])
             XCTAssertNotEqual(r.status, 0, flag)

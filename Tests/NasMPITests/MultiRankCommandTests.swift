@@ -47,4 +47,28 @@ final class MultiRankCommandTests: XCTestCase {
         XCTAssertTrue((r.stderr + r.stdout).contains("rank 1: error: MNIST directory not found"), r.stderr)
         XCTAssertLessThan(Date().timeIntervalSince(start), 60, "the job ends within seconds, never hangs")
     }
+
+    func testSignallingMpirunStopsTheJobWithACheckpointAnd143() throws {
+        let out = try temporaryDirectory(self).appendingPathComponent("run")
+        let process = Process()
+        process.executableURL = packageRoot().appendingPathComponent("scripts/mpirun-local")
+        process.arguments = ["-np", "2", try nasMPIBinary().path] + tiny.map { $0 == "64" ? "4096" : $0 }
+            + ["--batch-size", "8", "--threads", "1", "--out", out.path, "--progress", "lines", "--log-every", "1"]
+        let stdout = out.deletingLastPathComponent().appendingPathComponent("stdout")
+        FileManager.default.createFile(atPath: stdout.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: stdout)
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            if let t = try? String(contentsOf: out.appendingPathComponent("log.txt"), encoding: .utf8), t.contains("step 3/") { break }
+            usleep(20_000)
+        }
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 143, "the job exits as a signalled process would, not with mpirun's 1")
+        let text = try String(contentsOf: stdout, encoding: .utf8)
+        XCTAssertEqual(text.components(separatedBy: "checkpoint written; continue with --resume").count - 1, 1, text)
+        XCTAssertNoThrow(try CheckpointFile.read(from: out.appendingPathComponent("checkpoint.bin")))
+    }
 }

@@ -12,8 +12,9 @@ public protocol SearchMethod: AnyObject {
     /// The optimisers and gradient plumbing of the supernet.
     var training: SupernetTraining { get }
     /// One step: (unless warming up) an architecture step on `validation`, then a weight step on
-    /// `train`, gradients averaged over ranks. The default is the DARTS step.
-    func step(train: Batch, validation: Batch, epoch: Int, learningRate: Float) throws -> StepResult
+    /// `train`, gradients averaged over ranks; it may pause between the two (`control`). The
+    /// default is the DARTS step.
+    func step(train: Batch, validation: Batch, epoch: Int, learningRate: Float, control: StepControl) throws -> StepResult
     /// Second-order (unrolled) architecture gradients.
     var secondOrder: Bool { get }
     /// Whether epoch `epoch` trains the weights only (architecture parameters frozen).
@@ -24,11 +25,13 @@ public protocol SearchMethod: AnyObject {
 
 extension SearchMethod {
     /// The DARTS step: the architecture step (skipped during warm-up), then the weight step.
-    public func step(train: Batch, validation: Batch, epoch: Int, learningRate: Float) throws -> StepResult {
+    public func step(train: Batch, validation: Batch, epoch: Int, learningRate: Float,
+                     control: StepControl = StepControl()) throws -> StepResult {
         var archLoss: Double?
-        if !isWarmUp(epoch: epoch) {
+        if !isWarmUp(epoch: epoch) && !control.skipArchitecture {
             archLoss = Double(try training.architectureStep(train: train, validation: validation, learningRate: learningRate,
                                                             secondOrder: secondOrder))
+            if try control.shouldPause() { return .pausedAfterArchitecture(loss: archLoss) }
         }
         var result = try training.weightStep(train, learningRate: learningRate)
         result.architectureLoss = archLoss

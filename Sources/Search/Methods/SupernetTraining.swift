@@ -33,8 +33,13 @@ public final class SupernetTraining {
     public func architectureStep(train: Batch, validation: Batch, learningRate: Float, secondOrder: Bool) throws -> Float {
         let loss = try architect.computeGradient(train: train, validation: validation, eta: learningRate,
                                                  weightOptimizer: optimizer, secondOrder: secondOrder)
-        if let architectureGradClip { clipGradientNorm(network.architecture, maxNorm: architectureGradClip) }
+        guard loss.isFinite else { throw DivergenceError("the architecture's validation loss is \(loss)") }
+        let norm = clipGradientNorm(network.architecture, maxNorm: architectureGradClip ?? .infinity)
+        guard norm.isFinite else { throw DivergenceError("the architecture gradient's norm is \(norm)") }
         architect.optimizer.step()
+        for v in network.architecture where !v.value.scalars.allSatisfy(\.isFinite) {
+            throw DivergenceError("\(v.name) is no longer finite after the architecture step")
+        }
         return loss
     }
 
@@ -51,7 +56,10 @@ public final class SupernetTraining {
         try tape.backward(loss)
         let params = optimizer.parameters
         try averager.average(params)
-        clipGradientNorm(params, maxNorm: gradClip)
+        let norm = clipGradientNorm(params, maxNorm: gradClip)
+        guard norm.isFinite, loss.value.scalars[0].isFinite else {
+            throw DivergenceError("the training loss is \(loss.value.scalars[0]) and the weight gradient's norm \(norm)")
+        }
         optimizer.step()
         optimizer.zeroGrad()
         return StepResult(loss: Double(loss.value.scalars[0]), correct: correctCount(logits: logits.value, labels: batch.labels))

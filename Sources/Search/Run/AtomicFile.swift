@@ -5,6 +5,10 @@ import Foundation
 /// target (rename is atomic on POSIX file systems); the directory is synced afterwards.
 public enum AtomicFile {
     public static func write(_ data: Data, to url: URL) throws {
+        try Interrupt.whileWriting { try writeNow(data, to: url) }
+    }
+
+    private static func writeNow(_ data: Data, to url: URL) throws {
         let dir = url.deletingLastPathComponent()
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
         let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)

@@ -10,11 +10,34 @@ public struct StepResult {
     public var correct: Int
     /// The architecture's validation loss (search methods), if the step took an architecture step.
     public var architectureLoss: Double?
+    /// The step stopped after its architecture part because a stop was requested (loss and
+    /// correct are then meaningless); it is finished with `StepControl.skipArchitecture` later.
+    public var paused = false
 
     public init(loss: Double, correct: Int, architectureLoss: Double? = nil) {
         self.loss = loss
         self.correct = correct
         self.architectureLoss = architectureLoss
+    }
+
+    /// A step stopped between its architecture and its weight part.
+    public static func pausedAfterArchitecture(loss: Double?) -> StepResult {
+        var r = StepResult(loss: 0, correct: 0, architectureLoss: loss)
+        r.paused = true
+        return r
+    }
+}
+
+/// How the loop steers a step that has an architecture part and a weight part.
+public struct StepControl {
+    /// The architecture part of this step was already done (a run stopped between the parts).
+    public var skipArchitecture = false
+    /// Asked between the parts (all ranks call it; it communicates): true pauses the step.
+    public var shouldPause: () throws -> Bool = { false }
+
+    public init(skipArchitecture: Bool = false, shouldPause: @escaping () throws -> Bool = { false }) {
+        self.skipArchitecture = skipArchitecture
+        self.shouldPause = shouldPause
     }
 }
 
@@ -58,11 +81,15 @@ public protocol EpochTask: AnyObject {
     var usesValidationBatches: Bool { get }
     /// Called at the start of every epoch (also a resumed one); returns its learning rate.
     func beginEpoch(_ epoch: Int) -> Float
-    /// One training step on this rank's shards; gradients are averaged over ranks inside.
-    func step(_ batches: StepBatches, epoch: Int, step: Int, learningRate: Float) throws -> StepResult
+    /// One training step on this rank's shards; gradients are averaged over ranks inside. A step
+    /// may pause between an architecture and a weight part (`StepControl`).
+    func step(_ batches: StepBatches, epoch: Int, step: Int, learningRate: Float, control: StepControl) throws -> StepResult
     /// The end of an epoch, on every rank (BatchNorm statistics already averaged): evaluation and
-    /// the metrics fields. Rank 0 also writes the task's own files here.
-    func finishEpoch(_ summary: EpochSummary, writeFiles: Bool) throws -> EpochReport
+    /// the metrics fields. Rank 0 also writes the task's own files here. Long passes call `stop`
+    /// (which communicates) and throw `StopRequested` when it says so.
+    func finishEpoch(_ summary: EpochSummary, writeFiles: Bool, stop: @escaping () throws -> Bool) throws -> EpochReport
+    /// What to tell a user whose run diverged (the options that usually cause it).
+    var divergenceAdvice: String { get }
     /// The task's state (model, optimisers, histories) into a checkpoint, and back.
     func addState(to file: inout CheckpointFile) throws
     func restoreState(from file: CheckpointFile) throws
@@ -118,6 +145,12 @@ public final class EpochLoop {
     public private(set) var stepInEpoch = 0
     public private(set) var metrics: [JSONValue] = []
     private var epochLoss = 0.0, epochCorrect = 0, epochSeen = 0, epochArchLoss = 0.0, epochArchSeen = 0
+    /// A step stopped between its parts: its architecture part is done, with this loss (summed
+    /// over ranks; nil during warm-up).
+    private var architectureDone = false, pendingArchLoss: Double?
+    /// Every rank's BatchNorm statistics before the end-of-epoch averaging (several ranks), kept
+    /// for a checkpoint written while the epoch's evaluation is interrupted.
+    private var preAverageStatistics: Tensor?
     private var previousSeconds = 0.0
     private let startTime = Date()
 
@@ -145,10 +178,14 @@ public final class EpochLoop {
         step * batch + rank * (batch / ranks)
     }
 
-    /// Runs the remaining epochs. Returns early after writing a checkpoint when a signal arrives.
+    /// Runs the remaining epochs. Returns early after writing a checkpoint when a signal arrives:
+    /// after a step, between the architecture and the weight part of a step, or during the
+    /// evaluation at the end of an epoch.
     public func run() throws -> LoopOutcome {
         let steps = stepsPerEpoch
         let (b, local) = (batchSize, localBatch)
+        // A signal during start-up (data loading) stops before the first step.
+        if try agreeOnStop() { return try stop(at: "before the first step") }
         while epoch < epochs {
             let lr = task.beginEpoch(epoch)
             var orderGenerator = RandomGenerator(seed: seed, streamID: streamID(.dataOrder, epoch, 0))
@@ -171,14 +208,41 @@ public final class EpochLoop {
                         RandomGenerator(seed: self.seed, streamID: streamID(.augmentation, e, (1 << 23) + first + k))
                     }
                 }
-                let result = try task.step(StepBatches(train: train, validation: validation), epoch: epoch, step: s, learningRate: lr)
+                let control = StepControl(skipArchitecture: architectureDone, shouldPause: { [unowned self] in try self.agreeOnStop() })
+                let result: StepResult
+                do {
+                    result = try task.step(StepBatches(train: train, validation: validation), epoch: epoch, step: s,
+                                           learningRate: lr, control: control)
+                } catch let d as DivergenceError {
+                    throw diverged("\(d.description) at epoch \(epoch + 1) step \(stepInEpoch + 1)")
+                }
+                if result.paused {
+                    var a = [(result.architectureLoss ?? 0) * Double(local)]
+                    if comm.size > 1 { try comm.allreduceSum(&a) }
+                    architectureDone = true
+                    pendingArchLoss = result.architectureLoss == nil ? nil : a[0]
+                    return try stop(at: "between the architecture and the weight step of epoch \(epoch + 1) step \(stepInEpoch + 1)")
+                }
 
                 // Loss, architecture loss and correct count summed over ranks, and the stop flag.
                 var stats = [result.loss * Double(local), (result.architectureLoss ?? 0) * Double(local),
                              Double(result.correct), stopRequested().map(Double.init) ?? 0]
                 if comm.size > 1 { try comm.allreduceSum(&stats) }
+                guard stats[0].isFinite else {
+                    throw diverged("the training loss is \(stats[0] / Double(b)) at epoch \(epoch + 1) step \(stepInEpoch + 1)")
+                }
+                if architectureDone {
+                    if let pendingArchLoss { epochArchLoss += pendingArchLoss; epochArchSeen += b }
+                    architectureDone = false
+                    pendingArchLoss = nil
+                } else if result.architectureLoss != nil {
+                    guard stats[1].isFinite else {
+                        throw diverged("the architecture's validation loss is \(stats[1] / Double(b)) at epoch \(epoch + 1) step \(stepInEpoch + 1)")
+                    }
+                    epochArchLoss += stats[1]
+                    epochArchSeen += b
+                }
                 epochLoss += stats[0]
-                if result.architectureLoss != nil { epochArchLoss += stats[1]; epochArchSeen += b }
                 epochCorrect += Int(stats[2])
                 epochSeen += b
                 stepInEpoch += 1
@@ -195,27 +259,58 @@ public final class EpochLoop {
                 if comm.rank == 0 {
                     if let progress { progress(line) } else if logEvery > 0, stepInEpoch % logEvery == 0 || stepInEpoch == steps { record(line) }
                 }
-                if stats[3] > 0 {
-                    let sig = stopRequested() ?? SIGTERM
-                    try writeCheckpoint()
-                    record("received signal \(sig): checkpoint written at epoch \(epoch + 1) step \(stepInEpoch); continue with --resume")
-                    return .interrupted(signal: sig)
-                }
+                if stats[3] > 0 { return try stop(at: "at epoch \(epoch + 1) step \(stepInEpoch)") }
             }
-            try finishEpoch(lr: lr, seconds: Date().timeIntervalSince(epochStart))
+            do {
+                try finishEpoch(lr: lr, seconds: Date().timeIntervalSince(epochStart))
+            } catch is StopRequested {
+                return try stop(at: "during the evaluation at the end of epoch \(epoch + 1) (it is redone on resume)")
+            } catch let d as DivergenceError {
+                throw diverged(d.description)
+            }
         }
         return .finished
     }
 
+    /// Whether any rank was asked to stop (every rank must call it at the same point).
+    private func agreeOnStop() throws -> Bool {
+        var flag = [stopRequested().map(Double.init) ?? 0]
+        if comm.size > 1 { try comm.allreduceSum(&flag) }
+        return flag[0] > 0
+    }
+
+    /// Writes the checkpoint and reports the stop.
+    private func stop(at place: String) throws -> LoopOutcome {
+        let sig = stopRequested() ?? SIGTERM
+        let hasRun = epoch > 0 || stepInEpoch > 0 || architectureDone
+        if hasRun || FileManager.default.fileExists(atPath: directory.checkpoint.path) {
+            try writeCheckpoint()
+            record("received signal \(sig) \(place): checkpoint written; continue with --resume")
+        } else {
+            record("received signal \(sig) \(place): nothing to save yet; --resume starts the run from its configuration")
+        }
+        return .interrupted(signal: sig)
+    }
+
+    /// The error a diverged run ends with: where, what, the likely causes, and the checkpoint kept.
+    private func diverged(_ what: String) -> RunError {
+        let kept = FileManager.default.fileExists(atPath: directory.checkpoint.path)
+            ? "the last good checkpoint (\(directory.checkpoint.path)) is kept"
+            : "no checkpoint was written yet"
+        return RunError("the run diverged: \(what). \(task.divergenceAdvice) Stopped at once; \(kept).")
+    }
+
     /// Evaluation, metrics and checkpoint at the end of an epoch.
     private func finishEpoch(lr: Float, seconds: Double) throws {
+        if comm.size > 1 { preAverageStatistics = try gatherRankStatistics() }
         try task.runningStatistics.averageRunningStatistics(comm)
         let summary = EpochSummary(epoch: epoch, learningRate: lr, seconds: seconds,
                                    trainLoss: epochLoss / Double(max(epochSeen, 1)),
                                    trainAccuracy: Double(epochCorrect) / Double(max(epochSeen, 1)),
                                    architectureLoss: epochArchSeen > 0 ? epochArchLoss / Double(epochArchSeen) : nil,
                                    images: epochSeen)
-        let report = try task.finishEpoch(summary, writeFiles: comm.rank == 0)
+        let report = try task.finishEpoch(summary, writeFiles: comm.rank == 0, stop: { [unowned self] in try self.agreeOnStop() })
+        preAverageStatistics = nil
         var fields = report.fields
         fields["epoch"] = .number(Double(epoch + 1))
         fields["lr"] = .number(Double("\(lr)") ?? Double(lr))
@@ -269,14 +364,15 @@ public final class EpochLoop {
     /// initial state to all; `resume` restores the checkpoint on all ranks.
     public func start<C: Encodable>(resume: Bool, config: C, prepare: () throws -> Void = {}) throws {
         try startRun(comm, directory: directory, resume: resume, config: config, prepare: prepare,
-                     makeState: { try makeCheckpoint(rankStatistics: nil) }, apply: { try apply($0, announce: resume) })
+                     makeState: { try makeCheckpoint(rankStatistics: nil) }, apply: { try apply($0, announce: resume) },
+                     log: { [unowned self] in self.record($0) })
     }
 
     /// Writes the checkpoint (rank 0) and cost.json. Mid-epoch, every rank's own BatchNorm running
     /// statistics go into it too, so that a resumed run continues each rank's statistics exactly.
     private func writeCheckpoint() throws {
-        let midEpoch = stepInEpoch > 0 && comm.size > 1
-        let statistics = midEpoch ? try gatherRankStatistics() : nil
+        let midEpoch = (stepInEpoch > 0 || architectureDone) && comm.size > 1
+        let statistics = midEpoch ? try (preAverageStatistics ?? gatherRankStatistics()) : nil
         guard comm.rank == 0 else { return }
         try makeCheckpoint(rankStatistics: statistics).write(to: directory.checkpoint)
         try directory.writeCost(seconds: totalSeconds, ranks: comm.size, threads: threads, epochs: epoch)
@@ -295,7 +391,9 @@ public final class EpochLoop {
             "epoch_correct": .number(Double(epochCorrect)), "epoch_seen": .number(Double(epochSeen)),
             "metrics": .array(metrics),
             "seconds": .number(totalSeconds),
+            "architecture_done": .bool(architectureDone),
         ])
+        if let pendingArchLoss { file.metadata["pending_arch_loss"] = .number(pendingArchLoss) }
         try task.addState(to: &file)
         if let rankStatistics { file.add("loop.rank_batchnorm_statistics", rankStatistics) }
         return file
@@ -317,6 +415,8 @@ public final class EpochLoop {
         epochSeen = m["epoch_seen"]?.int ?? 0
         metrics = m["metrics"]?.array ?? []
         previousSeconds = m["seconds"]?.double ?? 0
+        architectureDone = m["architecture_done"] == .bool(true)
+        pendingArchLoss = m["pending_arch_loss"]?.double
         let ranks = m["ranks"]?.int ?? comm.size
         if ranks == comm.size, file.contains("loop.rank_batchnorm_statistics") {
             try restoreRankStatistics(try file.tensor("loop.rank_batchnorm_statistics", shape: [comm.size, statisticsLength]))

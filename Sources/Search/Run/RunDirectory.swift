@@ -34,6 +34,20 @@ public struct RunDirectory {
         try Self.makeDirectories(url, purpose: "run directory")
     }
 
+    /// Removes `.NAME.tmp-PID` files that a killed process left behind (its atomic write never got
+    /// to the rename); returns their names. Files of a live process are left alone.
+    @discardableResult
+    public func removeStaleTemporaries() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
+        var removed: [String] = []
+        for name in names where name.hasPrefix(".") {
+            guard let r = name.range(of: ".tmp-", options: .backwards), let pid = Int32(name[r.upperBound...]) else { continue }
+            if pid == getpid() || kill(pid, 0) == 0 { continue }
+            if unlink(file(name).path) == 0 { removed.append(name) }
+        }
+        return removed.sorted()
+    }
+
     /// `mkdir -p`, with an error that names the component that failed and why (instead of
     /// Foundation's "NSCocoaErrorDomain error 512").
     public static func makeDirectories(_ url: URL, purpose: String) throws {
@@ -55,14 +69,11 @@ public struct RunDirectory {
         }
     }
 
-    /// The configuration a run saved in config.json; with `requireCheckpoint`, also checks that
-    /// there is a checkpoint to resume from.
-    public func savedConfig<T: Decodable>(_ type: T.Type, kind: String, requireCheckpoint: Bool) throws -> T {
+    /// The configuration a run saved in config.json (`forResume`: the message says there is no run
+    /// to resume; a run without a checkpoint yet resumes from its beginning).
+    public func savedConfig<T: Decodable>(_ type: T.Type, kind: String, forResume: Bool) throws -> T {
         guard let data = FileManager.default.contents(atPath: config.path) else {
-            throw RunError("\(url.path) holds no \(requireCheckpoint ? "run to resume" : "\(kind) run") (no config.json)")
-        }
-        if requireCheckpoint, !FileManager.default.fileExists(atPath: checkpoint.path) {
-            throw RunError("\(url.path) holds no checkpoint to resume from")
+            throw RunError("\(url.path) holds no \(forResume ? "run to resume" : "\(kind) run") (no config.json)")
         }
         do { return try JSONDecoder().decode(T.self, from: data) } catch let e as DecodingError {
             if let other = try? self.kind(), !kind.hasPrefix(other.rawValue) {

@@ -79,7 +79,13 @@ public enum Safetensors {
     public static func read(_ url: URL) throws -> CheckpointFile {
         guard let data = FileManager.default.contents(atPath: url.path) else { throw RunError("cannot read \(url.path)") }
         var file = CheckpointFile()
-        for (name, t) in try decode(data, path: url.path) { file.add(name, t) }
+        for (name, t) in try decode(data, path: url.path) {
+            let bad = t.scalars.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+            guard bad == 0 else {
+                throw RunError("\(url.path): tensor '\(name)' holds \(bad) NaN or infinite value(s) of \(t.count); the file cannot be used as weights")
+            }
+            file.add(name, t)
+        }
         return file
     }
 

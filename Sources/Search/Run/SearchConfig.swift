@@ -85,6 +85,12 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     /// Checks values a user can set; messages name the flag.
     public func validate() throws {
         func fail(_ m: String) -> SearchConfigError { SearchConfigError(m) }
+        for (flag, v) in [("--learning-rate", Double(learningRate)), ("--learning-rate-min", Double(learningRateMin)),
+                          ("--momentum", Double(momentum)), ("--weight-decay", Double(weightDecay)),
+                          ("--arch-learning-rate", Double(archLearningRate)), ("--arch-weight-decay", Double(archWeightDecay)),
+                          ("--grad-clip", Double(gradClip)), ("--train-portion", trainPortion)] where !v.isFinite {
+            throw fail("\(flag) must be a finite number, got \(v)")
+        }
         guard epochs >= 1 else { throw fail("--epochs must be at least 1, got \(epochs)") }
         guard batchSize >= 2 else { throw fail("--batch-size must be at least 2 (BatchNorm needs two images), got \(batchSize)") }
         guard order == 1 || order == 2 else { throw fail("--order must be 1 or 2, got \(order)") }

@@ -83,7 +83,7 @@ public final class Searcher: EpochTask {
 
     /// Reads the configuration of an existing run directory (for `--resume`).
     public static func savedConfig(_ directory: RunDirectory) throws -> SearchConfig {
-        try directory.savedConfig(SearchConfig.self, kind: "search", requireCheckpoint: true)
+        try directory.savedConfig(SearchConfig.self, kind: "search", forResume: true)
     }
 
     public var stepsPerEpoch: Int { loop.stepsPerEpoch }
@@ -127,12 +127,20 @@ public final class Searcher: EpochTask {
 
     public func beginEpoch(_ epoch: Int) -> Float { schedule.learningRate(at: epoch) }
 
-    public func step(_ batches: StepBatches, epoch: Int, step: Int, learningRate: Float) throws -> StepResult {
-        try method.step(train: batches.train, validation: batches.validation!, epoch: epoch, learningRate: learningRate)
+    public func step(_ batches: StepBatches, epoch: Int, step: Int, learningRate: Float, control: StepControl) throws -> StepResult {
+        try method.step(train: batches.train, validation: batches.validation!, epoch: epoch, learningRate: learningRate, control: control)
     }
 
-    public func finishEpoch(_ summary: EpochSummary, writeFiles: Bool) throws -> EpochReport {
-        let (valLoss, valAcc) = try evaluate(validationSet)
+    public var divergenceAdvice: String {
+        "Likely causes: a learning rate too large for this data (--learning-rate \(config.learningRate), --arch-learning-rate \(config.archLearningRate))"
+            + (config.initWeights.map { ", or non-finite weights in --init-weights \($0)" } ?? "") + "."
+    }
+
+    public func finishEpoch(_ summary: EpochSummary, writeFiles: Bool, stop: @escaping () throws -> Bool) throws -> EpochReport {
+        let (valLoss, valAcc) = try Search.evaluate(validationSet, batchSize: config.batchSize, comm: comm, stop: stop) { batch in
+            try network.forward(Variable(batch.images), ForwardContext(tape: Tape(recording: false), training: false))
+        }
+        guard valLoss.isFinite else { throw DivergenceError("the validation loss is \(valLoss) after epoch \(summary.epoch + 1)") }
         let genotype = try method.genotype()
         var normalised: [String: JSONValue] = [:]
         for (name, value) in try network.architectureParameters.normalised() { normalised[name] = jsonRows(value) }

@@ -61,6 +61,11 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     public func validate() throws {
         func fail(_ m: String) -> SearchConfigError { SearchConfigError(m) }
+        for (flag, v) in [("--learning-rate", learningRate), ("--learning-rate-min", learningRateMin), ("--momentum", momentum),
+                          ("--weight-decay", weightDecay), ("--grad-clip", gradClip), ("--auxiliary-weight", auxiliaryWeight),
+                          ("--drop-path", dropPath)] where !v.isFinite {
+            throw fail("\(flag) must be a finite number, got \(v)")
+        }
         guard epochs >= 1 else { throw fail("--epochs must be at least 1, got \(epochs)") }
         guard batchSize >= 2 else { throw fail("--batch-size must be at least 2, got \(batchSize)") }
         guard learningRate > 0, learningRateMin >= 0, learningRateMin <= learningRate else {

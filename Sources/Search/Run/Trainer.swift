@@ -66,8 +66,8 @@ public final class Trainer: EpochTask {
     }
 
     /// Reads the configuration of an existing run directory (for `--resume` and `evaluate`).
-    public static func savedConfig(_ directory: RunDirectory, requireCheckpoint: Bool = false) throws -> TrainConfig {
-        try directory.savedConfig(TrainConfig.self, kind: "training", requireCheckpoint: requireCheckpoint)
+    public static func savedConfig(_ directory: RunDirectory, forResume: Bool = false) throws -> TrainConfig {
+        try directory.savedConfig(TrainConfig.self, kind: "training", forResume: forResume)
     }
 
     public var stepsPerEpoch: Int { loop.stepsPerEpoch }
@@ -109,7 +109,7 @@ public final class Trainer: EpochTask {
     }
 
     /// Forward (with drop path and the auxiliary loss), backward, allreduce, clipping, SGD.
-    public func step(_ batches: StepBatches, epoch: Int, step s: Int, learningRate: Float) throws -> StepResult {
+    public func step(_ batches: StepBatches, epoch: Int, step s: Int, learningRate: Float, control: StepControl) throws -> StepResult {
         let batch = batches.train
         let sampler = DropPathSampler(probability: dropProbability, generator: RandomGenerator(
             seed: config.seed &+ UInt64(comm.rank) &* 0x9E37_79B9, streamID: streamID(.dropout, epoch, s)))
@@ -123,14 +123,24 @@ public final class Trainer: EpochTask {
         try tape.backward(loss)
         let params = optimizer.parameters
         try averager.average(params)
-        clipGradientNorm(params, maxNorm: config.gradClip)
+        let norm = clipGradientNorm(params, maxNorm: config.gradClip)
+        guard norm.isFinite, loss.value.scalars[0].isFinite else {
+            throw DivergenceError("the training loss is \(loss.value.scalars[0]) and the gradient's norm \(norm)")
+        }
         optimizer.step()
         optimizer.zeroGrad()
         return StepResult(loss: Double(loss.value.scalars[0]), correct: correctCount(logits: logits.value, labels: batch.labels))
     }
 
-    public func finishEpoch(_ summary: EpochSummary, writeFiles: Bool) throws -> EpochReport {
-        let (testLoss, testAcc) = try test()
+    public var divergenceAdvice: String {
+        "Likely cause: a learning rate too large for this network and data (--learning-rate \(config.learningRate))."
+    }
+
+    public func finishEpoch(_ summary: EpochSummary, writeFiles: Bool, stop: @escaping () throws -> Bool) throws -> EpochReport {
+        let (testLoss, testAcc) = try evaluate(testSet, batchSize: config.batchSize, comm: comm, stop: stop) { batch in
+            try network.forward(Variable(batch.images), ForwardContext(tape: Tape(recording: false), training: false)).logits
+        }
+        guard testLoss.isFinite else { throw DivergenceError("the test loss is \(testLoss) after epoch \(summary.epoch + 1)") }
         let improved = testAcc > bestAccuracy
         if improved { bestAccuracy = testAcc }
         if writeFiles && improved {

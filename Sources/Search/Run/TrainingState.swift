@@ -47,23 +47,38 @@ extension NamedState {
 
 /// Mean loss and top-1 accuracy of `logits` over a dataset, without augmentation; the images are
 /// split over the ranks (rank r takes r, r + size, ...) and the sums allreduced.
-public func evaluate(_ data: ImageDataset, batchSize: Int, comm: Communicator,
+///
+/// - Parameter stop: asked before every batch round (every rank runs the same number of rounds,
+///   so it may communicate); returning true abandons the pass by throwing `StopRequested`.
+public func evaluate(_ data: ImageDataset, batchSize: Int, comm: Communicator, stop: (() throws -> Bool)? = nil,
                      logits: (Batch) throws -> Variable) throws -> (loss: Double, accuracy: Double) {
     var sums = [0.0, 0.0]
     var g = RandomGenerator(seed: 0)
     let mine = Array(stride(from: comm.rank, to: data.count, by: comm.size))
-    var start = 0
-    while start < mine.count {
+    let perRank = (data.count + comm.size - 1) / comm.size
+    let rounds = (perRank + batchSize - 1) / batchSize
+    for round in 0..<rounds {
+        if let stop, try stop() { throw StopRequested() }
+        let start = round * batchSize
+        guard start < mine.count else { continue }
         let idx = Array(mine[start..<min(start + batchSize, mine.count)])
         let batch = data.batch(idx, augment: false, generator: &g)
         let out = try logits(batch)
         let loss = try Tape(recording: false).crossEntropy(Variable(out.value), labels: batch.labels)
         sums[0] += Double(loss.value.scalars[0]) * Double(idx.count)
         sums[1] += Double(correctCount(logits: out.value, labels: batch.labels))
-        start += idx.count
     }
     if comm.size > 1 { try comm.allreduceSum(&sums) }
     return (sums[0] / Double(max(data.count, 1)), sums[1] / Double(max(data.count, 1)))
+}
+
+/// Thrown when a pass is abandoned because a stop (a signal) was requested.
+public struct StopRequested: Error {}
+
+/// A run that produced a non-finite loss or gradient; the loop adds where and why.
+public struct DivergenceError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// A stream id for (kind, epoch, index): counter-based randomness.
@@ -88,22 +103,30 @@ func formatDuration(_ s: Double) -> String {
 ///   - apply: restores a state on every rank.
 func startRun<C: Encodable>(_ comm: Communicator, directory: RunDirectory, resume: Bool, config: C,
                             prepare: () throws -> Void = {}, makeState: () throws -> CheckpointFile,
-                            apply: (CheckpointFile) throws -> Void) throws {
+                            apply: (CheckpointFile) throws -> Void, log: (String) -> Void = { _ in }) throws {
     var state: [UInt8] = []
+    // [has a checkpoint to restore]: a run that died before its first checkpoint is resumed by
+    // starting its saved configuration from the beginning.
+    var restore: [Float] = [0]
     if comm.rank == 0 {
-        if resume {
-            guard let data = FileManager.default.contents(atPath: directory.checkpoint.path) else {
-                throw RunError("no checkpoint at \(directory.checkpoint.path)")
-            }
+        let stale = directory.removeStaleTemporaries()
+        if !stale.isEmpty { log("removed temporary files left by a killed run: \(stale.joined(separator: ", "))") }
+        if resume, let data = FileManager.default.contents(atPath: directory.checkpoint.path) {
             state = [UInt8](data)
+            restore[0] = 1
         } else {
             try prepare()
-            try directory.create()
+            if resume {
+                log("\(directory.url.path) holds the configuration but no checkpoint yet (the run stopped before its first one): starting it from the beginning")
+            } else {
+                try directory.create()
+            }
             try directory.writeJSON(config, to: directory.config)
             if comm.size > 1 { state = [UInt8](try makeState().encoded()) }
         }
     }
-    if resume || comm.size > 1 {
+    if comm.size > 1 { try comm.broadcast(&restore, root: 0) }
+    if restore[0] > 0 || comm.size > 1 {
         try comm.broadcast(bytes: &state)
         try apply(try CheckpointFile(data: Data(state), path: directory.checkpoint.path))
     }

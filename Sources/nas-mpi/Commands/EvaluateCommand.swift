@@ -62,6 +62,9 @@ struct EvaluateCommand: ParsableCommand {
             let dir = RunDirectory(runPath)
             let kind = try RunSupport.savedConfig(comm) { try dir.kind() }
             let result = kind == .search ? try evaluateSupernet(dir, comm) : try evaluateTrained(dir, comm)
+            guard result.loss.isFinite else {
+                throw RunError("the \(result.split) loss is \(result.loss): the weights in \(result.weights) produce non-finite outputs (did the run diverge?)")
+            }
             if comm.rank == 0 { report(result) }
         }
     }
@@ -96,7 +99,7 @@ struct EvaluateCommand: ParsableCommand {
             try net.forward(Variable(b.images), ForwardContext(tape: Tape(recording: false), training: false)).logits
         }
         return Result(network: "evaluation network", weights: source.path, epoch: file.metadata["epoch"]?.int, split: heldOut ? "held_out" : "test",
-                      splitNote: heldOut ? "a held-out tenth of the training data" : "", images: test.count,
+                      splitNote: heldOut ? "a held-out tenth of the training data" : config.data.testPath ?? "", images: test.count,
                       loss: loss, accuracy: accuracy, recalibratedBatches: recalibrated)
     }
 

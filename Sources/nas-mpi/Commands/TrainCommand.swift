@@ -95,7 +95,7 @@ struct TrainCommand: ParsableCommand {
             let dir = try RunSupport.directory(out, kind: "train", comm)
             let config: TrainConfig
             if resume {
-                config = try RunSupport.savedConfig(comm) { try Trainer.savedConfig(dir, requireCheckpoint: true) }
+                config = try RunSupport.savedConfig(comm) { try Trainer.savedConfig(dir, forResume: true) }
                 try ConfigurationFlags.requireUnchanged(saved: config, resolved: try resolvedConfig(base: config))
             } else {
                 config = try resolvedConfig()
