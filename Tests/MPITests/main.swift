@@ -94,8 +94,10 @@ func sharedDirectory(_ tag: String) throws -> RunDirectory {
     return RunDirectory(String(decoding: name, as: UTF8.self))
 }
 
-func tinyConfig(order: Int, epochs: Int = 1) -> SearchConfig {
+func tinyConfig(order: Int, epochs: Int = 1, method: SearchMethodKind = .darts) -> SearchConfig {
     var c = SearchConfig.preset(.quick)
+    c.method = method
+    c.partialChannels = 2
     c.data = DataSource(kind: .synthetic, imageShape: [1, 8, 8])
     c.data.syntheticCount = 64
     c.channels = 2
@@ -168,33 +170,33 @@ do {
     if rank == 0 { print(String(format: "sync-bn: worst relative gradient difference %.2e over %d tensors", worst, all2.count)) }
 }
 
-// A resumed run matches an uninterrupted one.
-do {
-    let whole = try sharedDirectory("whole")
-    let a = try Searcher(config: tinyConfig(order: 1, epochs: 2), directory: whole, resume: false, communicator: comm, threads: 1)
+// A resumed run matches an uninterrupted one (DARTS and PC-DARTS).
+for method in [SearchMethodKind.darts, .pcDarts] {
+    let whole = try sharedDirectory("whole-\(method.rawValue)")
+    let a = try Searcher(config: tinyConfig(order: 1, epochs: 2, method: method), directory: whole, resume: false, communicator: comm, threads: 1)
     a.log = { _ in }
     _ = try a.run()
 
-    let cut = try sharedDirectory("cut")
-    let b = try Searcher(config: tinyConfig(order: 1, epochs: 2), directory: cut, resume: false, communicator: comm, threads: 1)
+    let cut = try sharedDirectory("cut-\(method.rawValue)")
+    let b = try Searcher(config: tinyConfig(order: 1, epochs: 2, method: method), directory: cut, resume: false, communicator: comm, threads: 1)
     b.log = { _ in }
     var steps = 0
     b.stopRequested = { steps += 1; return steps == 3 * 2 - 1 && rank == size - 1 ? SIGTERM : nil }  // the last rank asks, in the second epoch
     let first = try b.run()
-    check("run interrupted by one rank stops all", first == .interrupted(signal: SIGTERM))
-    let c = try Searcher(config: tinyConfig(order: 1, epochs: 2), directory: cut, resume: true, communicator: comm, threads: 1)
+    check("\(method.rawValue): run interrupted by one rank stops all", first == .interrupted(signal: SIGTERM))
+    let c = try Searcher(config: tinyConfig(order: 1, epochs: 2, method: method), directory: cut, resume: true, communicator: comm, threads: 1)
     c.log = { _ in }
     _ = try c.run()
-    check("resumed \(size)-rank run matches the uninterrupted one", c.stateHash() == a.stateHash())
+    check("\(method.rawValue): resumed \(size)-rank run matches the uninterrupted one", c.stateHash() == a.stateHash())
     if rank == 0 {
         let ga = try String(contentsOf: whole.genotypeText, encoding: .utf8)
         let gc = try String(contentsOf: cut.genotypeText, encoding: .utf8)
-        check("resumed run writes the same genotype", ga == gc)
+        check("\(method.rawValue): resumed run writes the same genotype", ga == gc)
         // Every tensor of the final checkpoint, BatchNorm running statistics included (each rank's
         // own statistics go into a mid-epoch checkpoint), and the validation metrics.
         let x = try CheckpointFile.read(from: whole.checkpoint), y = try CheckpointFile.read(from: cut.checkpoint)
         let differing = zip(x.tensors, y.tensors).filter { $0.0.tensor != $0.1.tensor }.map(\.0.name)
-        check("resumed \(size)-rank run: identical checkpoint tensors incl. BatchNorm buffers (differing: \(differing.prefix(3)))",
+        check("\(method.rawValue): resumed \(size)-rank run: identical checkpoint tensors incl. BatchNorm buffers (differing: \(differing.prefix(3)))",
               x.tensors.map(\.name) == y.tensors.map(\.name) && differing.isEmpty)
         func validation(_ d: RunDirectory) throws -> [String] {
             try String(contentsOf: d.metrics, encoding: .utf8).split(separator: "\n").map { line in
@@ -202,7 +204,7 @@ do {
                 return "\(o["val_loss"]?.double ?? -1) \(o["val_acc"]?.double ?? -1) \(o["train_loss"]?.double ?? -1)"
             }
         }
-        check("resumed \(size)-rank run: identical validation loss and accuracy", try validation(whole) == validation(cut))
+        check("\(method.rawValue): resumed \(size)-rank run: identical validation loss and accuracy", try validation(whole) == validation(cut))
     }
     try cleanup(whole)
     try cleanup(cut)
