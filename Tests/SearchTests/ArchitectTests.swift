@@ -104,4 +104,30 @@ final class ArchitectTests: XCTestCase {
         let diff = zip(grads[0], grads[1]).map { abs($0 - $1) }.max()!
         XCTAssertGreaterThan(diff, 1e-7)
     }
+
+    func testUnrolledStepPairsMomentumWithWeightsByIdentity() throws {
+        let net = try SearchNetwork(SupernetConfig(channels: 2, layers: 3, inputShape: [1, 8, 8], classes: 3), seed: 9)
+        let data = try SyntheticDataset.make(count: 8, imageShape: [1, 8, 8], classes: 3, seed: 1)
+        var g = RandomGenerator(seed: 1)
+        let b = data.batch(Array(0..<8), augment: false, generator: &g)
+        let arch = Architect(model: net)
+        // An optimiser over the same weights in another order: buffers follow their weights.
+        let reversed = SGD(parameters: net.weights.reversed(), learningRate: 0.025, momentum: 0.9)
+        let inOrder = SGD(parameters: net.weights, learningRate: 0.025, momentum: 0.9)
+        for (k, w) in net.weights.enumerated() {
+            var m = Tensor(shape: w.shape)
+            m.scalars = (0..<m.count).map { Float(($0 + k) % 7) * 0.01 }
+            inOrder.momentumBuffers[k] = m
+            reversed.momentumBuffers[net.weights.count - 1 - k] = m
+        }
+        _ = try arch.computeGradient(train: b, validation: b, eta: 0.025, weightOptimizer: inOrder, secondOrder: true)
+        let expected = net.alphasNormal.grad!
+        _ = try arch.computeGradient(train: b, validation: b, eta: 0.025, weightOptimizer: reversed, secondOrder: true)
+        XCTAssertEqual(net.alphasNormal.grad!, expected)
+        // An optimiser that lacks one of the weights is refused, naming it.
+        let partial = SGD(parameters: Array(net.weights.dropFirst()), learningRate: 0.025, momentum: 0.9)
+        XCTAssertThrowsError(try arch.computeGradient(train: b, validation: b, eta: 0.025, weightOptimizer: partial, secondOrder: true)) {
+            XCTAssertTrue("\($0)".contains("is not among the optimiser's"), "\($0)")
+        }
+    }
 }

@@ -154,6 +154,8 @@ public final class SearchNetwork {
         classifier = LinearLayer(cPrev, config.classes, generator: &g)
         architectureParameters = ArchitectureParameters(steps: config.steps, opsPerEdge: space.opsPerEdge,
                                                         edgeNormalisation: edgeNormalisation, seed: seed)
+        // Weights carry their state-dict names (for messages).
+        for (name, v) in state.parameters { v.name = name }
     }
 
     /// Logits [N, classes] for images [N, C, H, W].

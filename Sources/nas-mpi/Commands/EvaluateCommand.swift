@@ -76,17 +76,9 @@ struct EvaluateCommand: ParsableCommand {
         let (train, test, heldOut) = try config.loadData()
         let net = try EvalNetwork(config.networkConfig(inputShape: train.imageShape, classes: train.classes),
                                   genotype: config.genotype, seed: config.seed)
-        let source: URL
-        let file: CheckpointFile
-        if let weights {
-            source = URL(fileURLWithPath: weights)
-            file = try Safetensors.read(source)
-        } else {
-            source = checkpointURL(dir, default: "best")
-            file = try CheckpointFile.read(from: source)
-            if let g = file.metadata["genotype"]?.string, g != config.genotype.pythonDescription {
-                throw RunError("\(source.path) was trained on another genotype than \(dir.config.path) describes")
-            }
+        let (source, file) = try weightsFile(dir, default: "best")
+        if weights == nil, let g = file.metadata["genotype"]?.string, g != config.genotype.pythonDescription {
+            throw RunError("\(source.path) was trained on another genotype than \(dir.config.path) describes")
         }
         do { try net.state.restore(from: file) } catch {
             throw RunError("\(source.path) does not fit the network of \(dir.config.path): \(error)")
@@ -114,18 +106,10 @@ struct EvaluateCommand: ParsableCommand {
         }
         let net = try config.method.make(config, inputShape: weightsHalf.imageShape, classes: weightsHalf.classes,
                                          averager: GradientAverager(LocalCommunicator())).network
-        let source: URL
-        let file: CheckpointFile
-        if let weights {
-            source = URL(fileURLWithPath: weights)
-            file = try Safetensors.read(source)
-        } else {
-            if checkpoint == "best" {
-                throw ValidationError("a search run keeps only its last checkpoint (checkpoint.bin); leave out --checkpoint")
-            }
-            source = checkpointURL(dir, default: "last")
-            file = try CheckpointFile.read(from: source)
+        if weights == nil, checkpoint == "best" {
+            throw ValidationError("a search run keeps only its last checkpoint (checkpoint.bin); leave out --checkpoint")
         }
+        let (source, file) = try weightsFile(dir, default: "last")
         do {
             try net.state.restore(from: file)
             for v in net.architecture { v.value = try file.tensor(v.name, shape: v.shape) }
@@ -142,6 +126,16 @@ struct EvaluateCommand: ParsableCommand {
         return Result(network: "supernet", weights: source.path, epoch: file.metadata["epoch"]?.int, split: useTest ? "test" : "validation",
                       splitNote: useTest ? "the data's test split" : "the search's validation half", images: data.count,
                       loss: loss, accuracy: accuracy, recalibratedBatches: recalibrated)
+    }
+
+    /// The safetensors file of --weights, or the checkpoint --checkpoint names (default `name`).
+    private func weightsFile(_ dir: RunDirectory, default name: String) throws -> (URL, CheckpointFile) {
+        if let weights {
+            let url = URL(fileURLWithPath: weights)
+            return (url, try Safetensors.read(url))
+        }
+        let url = checkpointURL(dir, default: name)
+        return (url, try CheckpointFile.read(from: url))
     }
 
     private func checkpointURL(_ dir: RunDirectory, default name: String) -> URL {
