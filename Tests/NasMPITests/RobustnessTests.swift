@@ -104,4 +104,17 @@ final class RobustnessTests: XCTestCase {
         let names = try FileManager.default.contentsOfDirectory(atPath: out.path)
         XCTAssertFalse(names.contains { $0.contains(".tmp-") }, "\(names)")
     }
+
+    func testEvaluationPassesShowProgressAndCountInTheEpochTime() throws {
+        let out = try temporaryDirectory(self).appendingPathComponent("run")
+        let r = try runNasMPI(tiny.map { $0 == "64" ? "1536" : $0 } + ["--batch-size", "32", "--out", out.path, "--progress", "lines", "--log-every", "8"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let metrics = try JSONDecoder().decode([String: JSONValue].self, from: Data(contentsOf: out.appendingPathComponent("metrics.jsonl")))
+        let evaluation = try XCTUnwrap(metrics["evaluation_seconds"]?.double)
+        XCTAssertGreaterThan(metrics["seconds"]?.double ?? 0, evaluation, "the epoch's time includes its evaluation")
+        XCTAssertTrue(r.stdout.contains(String(format: "(evaluation %.1f s): train loss", evaluation)), r.stdout)
+        if evaluation >= 2.5 {
+            XCTAssertTrue(r.stdout.contains("epoch 1/1 evaluating: batch "), "a \(evaluation) s evaluation shows progress: \(r.stdout)")
+        }
+    }
 }

@@ -86,8 +86,10 @@ public protocol EpochTask: AnyObject {
     func step(_ batches: StepBatches, epoch: Int, step: Int, learningRate: Float, control: StepControl) throws -> StepResult
     /// The end of an epoch, on every rank (BatchNorm statistics already averaged): evaluation and
     /// the metrics fields. Rank 0 also writes the task's own files here. Long passes call `stop`
-    /// (which communicates) and throw `StopRequested` when it says so.
-    func finishEpoch(_ summary: EpochSummary, writeFiles: Bool, stop: @escaping () throws -> Bool) throws -> EpochReport
+    /// with (batches done, batches in all) before each batch — it shows progress and communicates
+    /// — and throw `StopRequested` when it says so. The report's first line follows the loop's
+    /// "epoch N/M done in X s: ".
+    func finishEpoch(_ summary: EpochSummary, writeFiles: Bool, stop: @escaping (Int, Int) throws -> Bool) throws -> EpochReport
     /// What to tell a user whose run diverged (the options that usually cause it).
     var divergenceAdvice: String { get }
     /// The task's state (model, optimisers, histories) into a checkpoint, and back.
@@ -151,6 +153,8 @@ public final class EpochLoop {
     /// Every rank's BatchNorm statistics before the end-of-epoch averaging (several ranks), kept
     /// for a checkpoint written while the epoch's evaluation is interrupted.
     private var preAverageStatistics: Tensor?
+    /// The last end-of-epoch evaluation's duration (for the ETA).
+    private var evaluationSeconds = 0.0
     private var previousSeconds = 0.0
     private let startTime = Date()
 
@@ -252,7 +256,9 @@ public final class EpochLoop {
                 }
                 let elapsed = Date().timeIntervalSince(epochStart)
                 let done = stepInEpoch - firstStep
+                // Steps left at this epoch's pace, plus an evaluation per epoch left at the last one's.
                 let eta = (Double(steps - stepInEpoch) + Double(epochs - epoch - 1) * Double(steps)) * elapsed / Double(done)
+                    + Double(epochs - epoch) * evaluationSeconds
                 let line = String(format: "epoch %d/%d step %d/%d loss %.4f acc %.1f%% %.1f img/s ETA %@",
                                   epoch + 1, epochs, stepInEpoch, steps, epochLoss / Double(epochSeen),
                                   100 * Double(epochCorrect) / Double(epochSeen), Double(done * b) / max(elapsed, 1e-9), formatDuration(eta))
@@ -309,19 +315,33 @@ public final class EpochLoop {
                                    trainAccuracy: Double(epochCorrect) / Double(max(epochSeen, 1)),
                                    architectureLoss: epochArchSeen > 0 ? epochArchLoss / Double(epochArchSeen) : nil,
                                    images: epochSeen)
-        let report = try task.finishEpoch(summary, writeFiles: comm.rank == 0, stop: { [unowned self] in try self.agreeOnStop() })
+        let evaluationStart = Date()
+        var lastShown = evaluationStart
+        let report = try task.finishEpoch(summary, writeFiles: comm.rank == 0, stop: { [unowned self] done, total in
+            if comm.rank == 0, done > 0, Date().timeIntervalSince(lastShown) >= 2 {
+                lastShown = Date()
+                let line = "epoch \(epoch + 1)/\(epochs) evaluating: batch \(done)/\(total), \(formatDuration(Date().timeIntervalSince(evaluationStart)))"
+                if let progress { progress(line) } else if logEvery > 0 { record(line) }
+            }
+            return try self.agreeOnStop()
+        })
+        evaluationSeconds = Date().timeIntervalSince(evaluationStart)
         preAverageStatistics = nil
         var fields = report.fields
         fields["epoch"] = .number(Double(epoch + 1))
         fields["lr"] = .number(Double("\(lr)") ?? Double(lr))
         fields["train_loss"] = .number(summary.trainLoss)
         fields["train_acc"] = .number(summary.trainAccuracy)
-        fields["seconds"] = .number(seconds)
+        fields["seconds"] = .number(seconds + evaluationSeconds)
+        fields["evaluation_seconds"] = .number(evaluationSeconds)
         fields["images_per_second"] = .number(Double(epochSeen) / max(seconds, 1e-9))
         fields["communication_seconds"] = .number(averager.communicationSeconds)
         fields["ranks"] = .number(Double(comm.size))
         metrics.append(.object(fields))
-        for line in report.lines { record(line) }
+        for (k, line) in report.lines.enumerated() {
+            record(k > 0 ? line : String(format: "epoch %d/%d done in %.1f s (evaluation %.1f s): ", epoch + 1, epochs,
+                                          seconds + evaluationSeconds, evaluationSeconds) + line)
+        }
         epoch += 1
         stepInEpoch = 0
         epochLoss = 0; epochCorrect = 0; epochSeen = 0; epochArchLoss = 0; epochArchSeen = 0

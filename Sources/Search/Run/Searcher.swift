@@ -136,7 +136,7 @@ public final class Searcher: EpochTask {
             + (config.initWeights.map { ", or non-finite weights in --init-weights \($0)" } ?? "") + "."
     }
 
-    public func finishEpoch(_ summary: EpochSummary, writeFiles: Bool, stop: @escaping () throws -> Bool) throws -> EpochReport {
+    public func finishEpoch(_ summary: EpochSummary, writeFiles: Bool, stop: @escaping (Int, Int) throws -> Bool) throws -> EpochReport {
         let (valLoss, valAcc) = try Search.evaluate(validationSet, batchSize: config.batchSize, comm: comm, stop: stop) { batch in
             try network.forward(Variable(batch.images), ForwardContext(tape: Tape(recording: false), training: false))
         }
@@ -159,8 +159,8 @@ public final class Searcher: EpochTask {
             try directory.writeJSON(genotype, to: directory.genotypeJSON)
             try AtomicFile.write(genotype.pythonDescription + "\n", to: directory.genotypeText)
         }
-        let line = String(format: "epoch %d/%d done in %.1f s: train loss %.4f acc %.1f%%, val loss %.4f acc %.1f%%, lr %.5f%@",
-                          summary.epoch + 1, config.epochs, summary.seconds, summary.trainLoss, 100 * summary.trainAccuracy,
+        let line = String(format: "train loss %.4f acc %.1f%%, val loss %.4f acc %.1f%%, lr %.5f%@",
+                          summary.trainLoss, 100 * summary.trainAccuracy,
                           valLoss, 100 * valAcc, summary.learningRate, warm ? " (warm-up: architecture frozen)" : "")
         return EpochReport(fields: fields, lines: [line, "genotype = \(genotype.pythonDescription)"])
     }

@@ -136,7 +136,7 @@ public final class Trainer: EpochTask {
         "Likely cause: a learning rate too large for this network and data (--learning-rate \(config.learningRate))."
     }
 
-    public func finishEpoch(_ summary: EpochSummary, writeFiles: Bool, stop: @escaping () throws -> Bool) throws -> EpochReport {
+    public func finishEpoch(_ summary: EpochSummary, writeFiles: Bool, stop: @escaping (Int, Int) throws -> Bool) throws -> EpochReport {
         let (testLoss, testAcc) = try evaluate(testSet, batchSize: config.batchSize, comm: comm, stop: stop) { batch in
             try network.forward(Variable(batch.images), ForwardContext(tape: Tape(recording: false), training: false)).logits
         }
@@ -149,8 +149,8 @@ public final class Trainer: EpochTask {
             try addState(to: &file)
             try file.write(to: bestCheckpoint)
         }
-        let line = String(format: "epoch %d/%d done in %.1f s: train loss %.4f acc %.1f%%, test loss %.4f acc %.2f%%, lr %.5f, drop path %.3f",
-                          summary.epoch + 1, config.epochs, summary.seconds, summary.trainLoss, 100 * summary.trainAccuracy,
+        let line = String(format: "train loss %.4f acc %.1f%%, test loss %.4f acc %.2f%%, lr %.5f, drop path %.3f",
+                          summary.trainLoss, 100 * summary.trainAccuracy,
                           testLoss, 100 * testAcc, summary.learningRate, dropProbability)
         return EpochReport(fields: [
             "drop_path": .number(Double("\(dropProbability)") ?? Double(dropProbability)),

@@ -48,9 +48,10 @@ extension NamedState {
 /// Mean loss and top-1 accuracy of `logits` over a dataset, without augmentation; the images are
 /// split over the ranks (rank r takes r, r + size, ...) and the sums allreduced.
 ///
-/// - Parameter stop: asked before every batch round (every rank runs the same number of rounds,
-///   so it may communicate); returning true abandons the pass by throwing `StopRequested`.
-public func evaluate(_ data: ImageDataset, batchSize: Int, comm: Communicator, stop: (() throws -> Bool)? = nil,
+/// - Parameter stop: called before every batch round with (rounds done, rounds in all) — every
+///   rank runs the same number of rounds, so it may communicate and report progress; returning
+///   true abandons the pass by throwing `StopRequested`.
+public func evaluate(_ data: ImageDataset, batchSize: Int, comm: Communicator, stop: ((Int, Int) throws -> Bool)? = nil,
                      logits: (Batch) throws -> Variable) throws -> (loss: Double, accuracy: Double) {
     var sums = [0.0, 0.0]
     var g = RandomGenerator(seed: 0)
@@ -58,7 +59,7 @@ public func evaluate(_ data: ImageDataset, batchSize: Int, comm: Communicator, s
     let perRank = (data.count + comm.size - 1) / comm.size
     let rounds = (perRank + batchSize - 1) / batchSize
     for round in 0..<rounds {
-        if let stop, try stop() { throw StopRequested() }
+        if let stop, try stop(round, rounds) { throw StopRequested() }
         let start = round * batchSize
         guard start < mine.count else { continue }
         let idx = Array(mine[start..<min(start + batchSize, mine.count)])
