@@ -47,6 +47,14 @@ final class ThreadCountTests: XCTestCase {
         }
     }
 
+    /// GEMMs are deterministic only with OpenBLAS on one thread: every thread count keeps it there.
+    func testOpenBLASStaysOnOneThread() {
+        for threads in [1, 2, 3] {
+            Parallel.setThreads(threads)
+            XCTAssertEqual(BLAS.threads, 1, "with \(threads) intra-op threads")
+        }
+    }
+
     func testPointwiseConvolution() throws {
         try assertThreadIndependent("conv2d 1x1", [randomTensor([7, 16, 10, 10], seed: 1), randomTensor([12, 16, 1, 1], seed: 2)]) { t, v in
             try t.conv2d(v[0], v[1])
