@@ -28,6 +28,37 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// `forParts` visits the same parts with the same ranges for any thread count and any
+    /// `minimumParallelWork`; only the worker that runs a part changes.
+    func testPartsDependOnlyOnTheProblemSize() {
+        let saved = Parallel.minimumParallelWork
+        defer { Parallel.minimumParallelWork = saved }
+        for count in [1, 5, 23, 24, 25, 32, 100] {
+            let parts = Parallel.summationParts(count)
+            XCTAssertEqual(parts, min(count, Parallel.maximumSummationParts))
+            var reference: [Range<Int>]?
+            for (threads, minimumWork) in [(1, 0), (2, 0), (3, 0), (3, Int.max)] {
+                Parallel.setThreads(threads)
+                Parallel.minimumParallelWork = minimumWork
+                var ranges = [Range<Int>](repeating: 0..<0, count: parts)
+                var workers = [Int](repeating: -1, count: parts)
+                ranges.withUnsafeMutableBufferPointer { r in
+                    workers.withUnsafeMutableBufferPointer { w in
+                        Parallel.forParts(count, parts: parts, work: count) { worker, part, range in
+                            r[part] = range; w[part] = worker
+                        }
+                    }
+                }
+                XCTAssertEqual(ranges.map(\.count).reduce(0, +), count)
+                XCTAssertEqual(ranges.first?.lowerBound, 0)
+                XCTAssertTrue(zip(ranges, ranges.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+                XCTAssertTrue(workers.allSatisfy { $0 >= 0 && $0 < Parallel.workers(parts: parts, work: count) })
+                if let reference { XCTAssertEqual(ranges, reference, "count \(count), \(threads) threads") }
+                reference = ranges
+            }
+        }
+    }
+
     func testNestedCallsRunInline() {
         Parallel.setThreads(2)
         var inner = [Int](repeating: 0, count: 2)

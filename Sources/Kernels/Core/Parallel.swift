@@ -37,6 +37,8 @@ public enum Parallel {
 
     /// Runs `body(worker, range)` over 0..<count split into at most `threads` contiguous chunks.
     ///
+    /// The chunks depend on the thread count: use this for work whose items are independent
+    /// (each writes its own outputs), and `forParts` for partial results that are summed.
     /// `worker` is the chunk index in 0..<chunks(count), for indexing per-worker scratch memory.
     /// With one thread, one item, or less than `minimumParallelWork` of `work`, the body runs
     /// inline on the caller's thread.
@@ -58,6 +60,35 @@ public enum Parallel {
             }
         }
     }
+
+    /// Runs `body(worker, part, range)` for each of `parts` contiguous parts of 0..<count, the
+    /// parts split over the threads in contiguous runs.
+    ///
+    /// Use this, not `forChunks`, when each part's result is summed with the others: the ranges
+    /// depend only on `count` and `parts` (part p is p * count / parts ..< (p + 1) * count / parts),
+    /// never on the thread count or on `work`, so per-part partial sums added in part order give
+    /// bit-identical results for any `--threads`. Threads only decide who computes which part.
+    /// `worker` is in 0..<workers(parts:work:), for indexing per-worker scratch memory that does
+    /// not carry results (im2col columns); results go to per-part buffers indexed by `part`.
+    @inline(__always)
+    public static func forParts(_ count: Int, parts: Int, work: Int = .max,
+                                _ body: (_ worker: Int, _ part: Int, _ range: Range<Int>) -> Void) {
+        guard count > 0, parts > 0 else { return }
+        forChunks(parts, work: work) { worker, partRange in
+            for part in partRange { body(worker, part, (part * count / parts)..<((part + 1) * count / parts)) }
+        }
+    }
+
+    /// The number of workers `forParts(_:parts:work:)` uses (size per-worker scratch with it).
+    public static func workers(parts: Int, work: Int = .max) -> Int { chunks(parts, work: work) }
+
+    /// At most this many parts in a summed reduction: enough for 24 threads, and 24 parts split
+    /// evenly over 1, 2, 3, 4, 6, 8 or 12 threads.
+    public static let maximumSummationParts = 24
+
+    /// How many parts to split `count` summed items into (see `forParts`): a function of `count`
+    /// alone, min(count, `maximumSummationParts`).
+    public static func summationParts(_ count: Int) -> Int { min(max(count, 0), maximumSummationParts) }
 
     /// Runs `body(i)` for every i in 0..<count, split over the threads.
     @inline(__always)

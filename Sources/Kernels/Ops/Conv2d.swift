@@ -6,7 +6,8 @@
 /// - depthwise (groups == in channels == out channels): a direct kernel whose inner loop runs over
 ///   a contiguous output row with the in-bounds range computed once per row, so no bounds checks;
 /// - general: im2col per sample and group into reused scratch, then GEMM.
-/// Samples (or channel planes) are split over `Parallel.threads`.
+/// Samples (or channel planes) are split over `Parallel.threads`; weight gradients are summed over
+/// a partition of the batch that does not depend on the thread count (`Parallel.forParts`).
 
 /// The geometry of one convolution.
 public struct ConvGeometry: Equatable, Sendable {
@@ -289,34 +290,45 @@ public enum Conv2dKernels {
             }
             return
         }
-        // Per-worker partial sums over samples, then one reduction into dw.
-        let workers = Parallel.chunks(g.batch, work: g.macs)
+        // Partial sums over parts of the batch, added in part order. The parts depend only on the
+        // batch size (not on the thread count), so dw comes out bit-identical for any `--threads`;
+        // threads only choose which parts they compute. Partials are padded to 64-byte strides so
+        // neighbouring parts written by different threads share no cache line.
+        let parts = Parallel.summationParts(g.batch)
+        guard parts > 0 else { return }
+        let workers = Parallel.workers(parts: parts, work: g.macs)
+        let pitch = (wCount + 15) & ~15
         let colSize = g.isPointwise ? 0 : g.patch * outHW
-        ScratchPool.shared.withBuffers(workers, size: wCount) { partials in
+        ScratchPool.shared.withBuffers(1, size: parts * pitch) { partialBuffer in
+            let partials = partialBuffer[0]
             ScratchPool.shared.withBuffers(workers, size: max(colSize, 1)) { cols in
-                Parallel.forChunks(g.batch, work: g.macs) { worker, range in
-                    let part = partials[worker]
-                    part.update(repeating: 0, count: wCount)
+                Parallel.forParts(g.batch, parts: parts, work: g.macs) { worker, part, range in
+                    let partial = partials + part * pitch
                     for n in range {
+                        // The part's first sample writes the partial, the others add to it.
+                        let beta: Float = n == range.lowerBound ? 0 : 1
                         if g.isPointwise {
                             BLAS.sgemm(transB: true, m: g.outChannels, n: g.inChannels, k: outHW,
                                        a: dy + n * outPlane, lda: outHW, b: x + n * inPlane, ldb: outHW,
-                                       beta: 1, c: part, ldc: g.inChannels)
+                                       beta: beta, c: partial, ldc: g.inChannels)
                         } else {
                             for grp in 0..<g.groups {
                                 im2col(g, x: x + n * inPlane + grp * g.inPerGroup * g.height * g.width, col: cols[worker])
                                 BLAS.sgemm(transB: true, m: g.outPerGroup, n: g.patch, k: outHW,
                                            a: dy + n * outPlane + grp * g.outPerGroup * outHW, lda: outHW,
                                            b: cols[worker], ldb: outHW,
-                                           beta: 1, c: part + grp * g.outPerGroup * g.patch, ldc: g.patch)
+                                           beta: beta, c: partial + grp * g.outPerGroup * g.patch, ldc: g.patch)
                             }
                         }
                     }
                 }
             }
-            for p in partials {
-                for i in 0..<wCount { dw[i] += p[i] }
+            // dw += ((p0 + p1) + p2) + ...: the parts in order, whatever thread computed them.
+            for part in 1..<parts {
+                let p = partials + part * pitch
+                for i in 0..<wCount { partials[i] += p[i] }
             }
+            for i in 0..<wCount { dw[i] += partials[i] }
         }
     }
 

@@ -1,0 +1,121 @@
+import Kernels
+import XCTest
+import _TestSupport
+
+/// Results do not depend on `--threads`: every op's forward value and gradients are bit-identical
+/// with 1, 2 and 3 intra-op threads.
+///
+/// `minimumParallelWork` is 0 here, so every op really splits its work over the threads even at
+/// these small sizes; batches are not multiples of 2 or 3, so the splits are uneven.
+final class ThreadCountTests: XCTestCase {
+    private var savedMinimumWork = 0
+
+    override func setUp() {
+        savedMinimumWork = Parallel.minimumParallelWork
+        Parallel.minimumParallelWork = 0
+    }
+
+    override func tearDown() {
+        Parallel.minimumParallelWork = savedMinimumWork
+        Parallel.setThreads(1)
+    }
+
+    /// Runs `f` forward and backward (with a fixed random output gradient) on fresh leaves made
+    /// from `inputs`, and returns the output followed by every input's gradient.
+    private func run(_ inputs: [Tensor], threads: Int, _ f: (Tape, [Variable]) throws -> Variable) throws -> [[Float]] {
+        Parallel.setThreads(threads)
+        let leaves = inputs.map(leaf)
+        let tape = Tape()
+        let y = try f(tape, leaves)
+        try tape.backward(y, gradient: randomTensor(y.shape, seed: 777))
+        return [y.value.scalars] + leaves.map { $0.grad?.scalars ?? [] }
+    }
+
+    /// Asserts that `f` gives the same bits with 2 and 3 threads as with 1.
+    private func assertThreadIndependent(_ name: String, _ inputs: [Tensor], file: StaticString = #filePath, line: UInt = #line,
+                                         _ f: (Tape, [Variable]) throws -> Variable) throws {
+        let reference = try run(inputs, threads: 1, f)
+        for threads in [2, 3] {
+            let got = try run(inputs, threads: threads, f)
+            for (k, (a, b)) in zip(reference, got).enumerated() {
+                let what = k == 0 ? "output" : "gradient of input \(k - 1)"
+                let differing = zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count
+                XCTAssertTrue(a.count == b.count && differing == 0,
+                              "\(name): \(differing) of \(a.count) elements of the \(what) differ with \(threads) threads",
+                              file: file, line: line)
+            }
+        }
+    }
+
+    /// GEMMs are deterministic only with OpenBLAS on one thread: every thread count keeps it there.
+    func testOpenBLASStaysOnOneThread() {
+        for threads in [1, 2, 3] {
+            Parallel.setThreads(threads)
+            XCTAssertEqual(BLAS.threads, 1, "with \(threads) intra-op threads")
+        }
+    }
+
+    func testPointwiseConvolution() throws {
+        try assertThreadIndependent("conv2d 1x1", [randomTensor([7, 16, 10, 10], seed: 1), randomTensor([12, 16, 1, 1], seed: 2)]) { t, v in
+            try t.conv2d(v[0], v[1])
+        }
+    }
+
+    func testIm2colConvolution() throws {
+        try assertThreadIndependent("conv2d 3x3 stride 2", [randomTensor([7, 6, 11, 11], seed: 3), randomTensor([8, 6, 3, 3], seed: 4),
+                                                             randomTensor([8], seed: 5)]) { t, v in
+            try t.conv2d(v[0], v[1], bias: v[2], stride: 2, padding: 1)
+        }
+        try assertThreadIndependent("conv2d 1x1 stride 2", [randomTensor([5, 8, 9, 9], seed: 6), randomTensor([6, 8, 1, 1], seed: 7)]) { t, v in
+            try t.conv2d(v[0], v[1], stride: 2)
+        }
+    }
+
+    func testGroupedConvolution() throws {
+        try assertThreadIndependent("conv2d groups 2", [randomTensor([5, 4, 8, 8], seed: 8), randomTensor([6, 2, 3, 3], seed: 9)]) { t, v in
+            try t.conv2d(v[0], v[1], padding: 1, groups: 2)
+        }
+    }
+
+    func testDepthwiseConvolution() throws {
+        try assertThreadIndependent("depthwise same", [randomTensor([5, 6, 9, 9], seed: 10), randomTensor([6, 1, 5, 5], seed: 11)]) { t, v in
+            try t.conv2d(v[0], v[1], padding: 4, dilation: 2, groups: 6)
+        }
+        try assertThreadIndependent("depthwise strided", [randomTensor([5, 6, 9, 9], seed: 12), randomTensor([6, 1, 3, 3], seed: 13)]) { t, v in
+            try t.conv2d(v[0], v[1], stride: 2, padding: 1, groups: 6)
+        }
+    }
+
+    func testBatchNorm() throws {
+        let inputs = [randomTensor([7, 5, 6, 6], seed: 14), randomTensor([5], seed: 15), randomTensor([5], seed: 16)]
+        for relu in [false, true] {
+            try assertThreadIndependent("batchNorm relu \(relu)", inputs) { t, v in
+                let st = BatchNormStatistics(channels: 5)
+                return relu ? try t.batchNormReLU(v[0], gamma: v[1], beta: v[2], statistics: st, training: true)
+                            : try t.batchNorm(v[0], gamma: v[1], beta: v[2], statistics: st, training: true)
+            }
+        }
+    }
+
+    func testWeightedSum() throws {
+        // 3 * 5 * 30 * 30 = 13500 elements: four blocks of the alpha-gradient reduction.
+        let xs = (0..<3).map { randomTensor([3, 5, 30, 30], seed: 20 + UInt64($0)) }
+        try assertThreadIndependent("weightedSum", xs + [randomTensor([4], seed: 30)]) { t, v in
+            try t.weightedSum(Array(v[0..<3]), weights: v[3], indices: [0, 2, 3])
+        }
+    }
+
+    func testPoolingAndLinear() throws {
+        let x = randomTensor([5, 4, 8, 8], seed: 31, spaced: true)
+        for (kind, stride) in [("max", 1), ("max", 2), ("avg", 1), ("avg", 2)] {
+            try assertThreadIndependent("\(kind)Pool2d stride \(stride)", [x]) { t, v in
+                kind == "max" ? try t.maxPool2d(v[0], kernel: 3, stride: stride, padding: 1)
+                              : try t.avgPool2d(v[0], kernel: 3, stride: stride, padding: 1)
+            }
+        }
+        try assertThreadIndependent("linear", [randomTensor([7, 40], seed: 32), randomTensor([10, 40], seed: 33),
+                                                randomTensor([10], seed: 34)]) { t, v in
+            try t.linear(v[0], v[1], bias: v[2])
+        }
+    }
+}
