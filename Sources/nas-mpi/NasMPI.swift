@@ -19,7 +19,8 @@ struct NasMPI: ParsableCommand {
     /// Parses the command line with negative values attached to their options (see `NegativeValues`).
     static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
+        _ = RunSupport.startTime  // --time-budget counts from the process start
         RunLogHeader.set(version: version, arguments: arguments)
-        main(NegativeValues.attached(arguments))
+        main(ResumeMode.normalised(NegativeValues.attached(arguments)))
     }
 }

@@ -16,8 +16,50 @@ enum ProgressStyle: String, ExpressibleByArgument, CaseIterable {
     case lines
 }
 
+/// `--resume`: continue the run in --out (`yes`, also a bare `--resume`), or `auto`: continue it
+/// when --out holds a run of the same configuration, start it when --out holds none (one batch
+/// script for the first start and every requeue).
+enum ResumeMode: String, ExpressibleByArgument, CaseIterable {
+    case yes
+    case auto
+
+    /// The arguments with a bare `--resume` written `--resume=yes`.
+    static func normalised(_ arguments: [String]) -> [String] {
+        var out: [String] = []
+        for (i, word) in arguments.enumerated() {
+            if word == "--resume", i + 1 >= arguments.count || ResumeMode(rawValue: arguments[i + 1]) == nil {
+                out.append("--resume=yes")
+            } else {
+                out.append(word)
+            }
+        }
+        return out
+    }
+}
+
+/// `--time-budget`: seconds, or a duration such as 90m, 2h, 1h30m, 3600s.
+struct TimeBudget: ExpressibleByArgument {
+    let seconds: Double
+
+    init?(argument: String) {
+        var total = 0.0, number = ""
+        for ch in argument.lowercased() {
+            if ch.isNumber || ch == "." { number.append(ch); continue }
+            guard let v = Double(number), let unit = ["h": 3600.0, "m": 60, "s": 1][String(ch)] else { return nil }
+            total += v * unit
+            number = ""
+        }
+        if !number.isEmpty { guard let v = Double(number) else { return nil }; total += v }
+        guard total > 0, total.isFinite else { return nil }
+        seconds = total
+    }
+}
+
 /// Shared plumbing of the long-running commands (`search`, `train`).
 enum RunSupport {
+    /// When the process started (seconds since 1970): --time-budget counts from here.
+    static let startTime = Date().timeIntervalSince1970
+
     /// Runs `body`; on an error under mpirun the whole job is aborted at once, naming the rank.
     static func abortingOnError(_ comm: Communicator, _ body: () throws -> Void) throws {
         do {
@@ -36,6 +78,39 @@ enum RunSupport {
         var bytes = Array((out ?? "runs/\(kind)-" + timestamp()).utf8)
         try comm.broadcast(bytes: &bytes)
         return RunDirectory(String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// The configuration to run and whether to resume: with `--resume` the saved one (flags may not
+    /// change it); with `--resume auto` the flags' one, resumed when --out already holds it (and
+    /// refused when --out holds another); otherwise the flags' one, as a new run.
+    static func configuration<C: Codable>(_ mode: ResumeMode?, _ dir: RunDirectory, _ comm: Communicator,
+                                          saved: () throws -> C, resolved: (C?) throws -> C) throws -> (config: C, resume: Bool) {
+        var mode = mode
+        if mode == .auto {
+            var held: [Float] = [comm.rank == 0 && FileManager.default.fileExists(atPath: dir.config.path) ? 1 : 0]
+            if comm.size > 1 { try comm.broadcast(&held, root: 0) }
+            mode = held[0] > 0 ? .auto : nil
+        }
+        switch mode {
+        case nil:
+            return (try resolved(nil), false)
+        case .yes:
+            let config = try savedConfig(comm, saved)
+            try ConfigurationFlags.requireUnchanged(saved: config, resolved: try resolved(config))
+            return (config, true)
+        case .auto:
+            let config = try savedConfig(comm, saved)
+            let changed = try ConfigurationFlags.changes(from: config, to: try resolved(nil))
+            guard changed.isEmpty else {
+                throw ValidationError("--resume auto: \(dir.url.path) holds a run of another configuration (\(changed.joined(separator: "; "))); use another --out")
+            }
+            return (config, true)
+        }
+    }
+
+    /// The exit status of an unfinished run: 128 + signal, or 75 when the time budget ran out.
+    static func exitStatus(interruptedBy signal: Int32?) -> ExitCode {
+        ExitCode(signal.map { Interrupt.exitStatus($0) } ?? Interrupt.outOfTimeStatus)
     }
 
     /// The saved configuration of a run, read by rank 0 and sent to all ranks.

@@ -105,6 +105,8 @@ public protocol EpochTask: AnyObject {
 public enum LoopOutcome: Equatable {
     case finished
     case interrupted(signal: Int32)
+    /// Stopped with a checkpoint because the time budget would not cover another step.
+    case outOfTime
 }
 
 /// The one epoch loop of search and training (reference `train_search.py` and `train.py` share
@@ -142,6 +144,11 @@ public final class EpochLoop {
     /// Asked after every step whether to stop (checkpoint and return); by default, whether a
     /// SIGINT or SIGTERM arrived. Ranks agree: any rank asking to stop stops all.
     public var stopRequested: () -> Int32? = { Interrupt.received }
+    /// Stop cleanly, with a checkpoint, before this time (`--time-budget`): the loop stops when
+    /// the time left would not cover two of the longest steps so far, an evaluation and a
+    /// checkpoint write.
+    public var deadline: Date?
+    private var longestStep = 0.0, checkpointSeconds = 0.0
 
     public private(set) var epoch = 0
     public private(set) var stepInEpoch = 0
@@ -190,6 +197,7 @@ public final class EpochLoop {
         let (b, local) = (batchSize, localBatch)
         // A signal during start-up (data loading) stops before the first step.
         if try agreeOnStop() { return try stop(at: "before the first step") }
+        if let deadline, try agree(Date() >= deadline) { return try outOfTime(deadline) }
         while epoch < epochs {
             let lr = task.beginEpoch(epoch)
             var orderGenerator = RandomGenerator(seed: seed, streamID: streamID(.dataOrder, epoch, 0))
@@ -212,6 +220,7 @@ public final class EpochLoop {
                         RandomGenerator(seed: self.seed, streamID: streamID(.augmentation, e, (1 << 23) + first + k))
                     }
                 }
+                let stepStart = Date()
                 let control = StepControl(skipArchitecture: architectureDone, shouldPause: { [unowned self] in try self.agreeOnStop() })
                 let result: StepResult
                 do {
@@ -228,9 +237,11 @@ public final class EpochLoop {
                     return try stop(at: "between the architecture and the weight step of epoch \(epoch + 1) step \(stepInEpoch + 1)")
                 }
 
-                // Loss, architecture loss and correct count summed over ranks, and the stop flag.
-                var stats = [result.loss * Double(local), (result.architectureLoss ?? 0) * Double(local),
-                             Double(result.correct), stopRequested().map(Double.init) ?? 0]
+                // Loss, architecture loss and correct count summed over ranks, the stop flag and
+                // rank 0's verdict on the time budget.
+                longestStep = max(longestStep, Date().timeIntervalSince(stepStart))
+                var stats: [Double] = [result.loss * Double(local), (result.architectureLoss ?? 0) * Double(local),
+                             Double(result.correct), stopRequested().map(Double.init) ?? 0, comm.rank == 0 && budgetSpent ? 1.0 : 0.0]
                 if comm.size > 1 { try comm.allreduceSum(&stats) }
                 guard stats[0].isFinite else {
                     throw diverged("the training loss is \(stats[0] / Double(b)) at epoch \(epoch + 1) step \(stepInEpoch + 1)")
@@ -266,6 +277,7 @@ public final class EpochLoop {
                     if let progress { progress(line) } else if logEvery > 0, stepInEpoch % logEvery == 0 || stepInEpoch == steps { record(line) }
                 }
                 if stats[3] > 0 { return try stop(at: "at epoch \(epoch + 1) step \(stepInEpoch)") }
+                if stats[4] > 0, let deadline { return try outOfTime(deadline) }
             }
             do {
                 try finishEpoch(lr: lr, seconds: Date().timeIntervalSince(epochStart))
@@ -279,10 +291,28 @@ public final class EpochLoop {
     }
 
     /// Whether any rank was asked to stop (every rank must call it at the same point).
-    private func agreeOnStop() throws -> Bool {
-        var flag = [stopRequested().map(Double.init) ?? 0]
-        if comm.size > 1 { try comm.allreduceSum(&flag) }
-        return flag[0] > 0
+    private func agreeOnStop() throws -> Bool { try agree(stopRequested() != nil) }
+
+    /// Whether `flag` holds on any rank (every rank must call it at the same point).
+    private func agree(_ flag: Bool) throws -> Bool {
+        var f = [flag ? 1.0 : 0]
+        if comm.size > 1 { try comm.allreduceSum(&f) }
+        return f[0] > 0
+    }
+
+    /// Whether the time left (rank 0's clock) would not cover two of the longest steps, an
+    /// evaluation and a checkpoint write, with 5 s to spare.
+    private var budgetSpent: Bool {
+        guard let deadline else { return false }
+        let margin = 2 * longestStep + evaluationSeconds + 2 * checkpointSeconds + 5
+        return Date().addingTimeInterval(margin) >= deadline
+    }
+
+    /// Writes the checkpoint when the time budget runs out.
+    private func outOfTime(_ deadline: Date) throws -> LoopOutcome {
+        try writeCheckpoint()
+        record("time budget: stopping at epoch \(epoch + 1) step \(stepInEpoch) with a checkpoint, \(formatDuration(deadline.timeIntervalSinceNow)) before the deadline; continue with --resume")
+        return .outOfTime
     }
 
     /// Writes the checkpoint and reports the stop.
@@ -394,7 +424,9 @@ public final class EpochLoop {
         let midEpoch = (stepInEpoch > 0 || architectureDone) && comm.size > 1
         let statistics = midEpoch ? try (preAverageStatistics ?? gatherRankStatistics()) : nil
         guard comm.rank == 0 else { return }
+        let start = Date()
         try makeCheckpoint(rankStatistics: statistics).write(to: directory.checkpoint)
+        checkpointSeconds = max(checkpointSeconds, Date().timeIntervalSince(start))
         try directory.writeCost(seconds: totalSeconds, ranks: comm.size, threads: threads, epochs: epoch)
     }
 

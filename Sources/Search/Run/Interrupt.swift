@@ -1,6 +1,7 @@
 import Foundation
 
-/// SIGINT/SIGTERM handling. The first signal is only recorded: the loop checks `Interrupt.received`
+/// SIGINT/SIGTERM/SIGUSR1 handling (SLURM sends SIGUSR1 ahead of a time limit or preemption with
+/// `--signal=USR1@120`). The first signal is only recorded: the loop checks `Interrupt.received`
 /// after each step, between the architecture and the weight part of a step, and during long
 /// evaluation passes, writes a checkpoint and exits with 128 + signal. A second signal exits at
 /// once — after the atomic file write in progress, if any, so no file is ever torn (the last
@@ -15,6 +16,7 @@ public enum Interrupt {
     public static func install() {
         signal(SIGINT, handle)
         signal(SIGTERM, handle)
+        signal(SIGUSR1, handle)
     }
 
     private static let handle: @convention(c) (Int32) -> Void = { sig in
@@ -37,6 +39,10 @@ public enum Interrupt {
 
     /// The conventional exit status for a process ended by `signal` (128 + number).
     public static func exitStatus(_ signal: Int32) -> Int32 { 128 + signal }
+
+    /// The exit status of a run that stopped with a checkpoint because its `--time-budget` ran out
+    /// (EX_TEMPFAIL: "try again"; a batch script requeues on it).
+    public static let outOfTimeStatus: Int32 = 75
 
     /// Runs an atomic write; a second signal during it takes effect when it is complete.
     static func whileWriting<T>(_ body: () throws -> T) rethrows -> T {

@@ -27,6 +27,8 @@ public final class Searcher: EpochTask {
     public var logEvery: Int { get { loop.logEvery } set { loop.logEvery = newValue } }
     public var consistencyInterval: Int { get { loop.consistencyInterval } set { loop.consistencyInterval = newValue } }
     public var stopRequested: () -> Int32? { get { loop.stopRequested } set { loop.stopRequested = newValue } }
+    /// Stop with a checkpoint before this time (`--time-budget`).
+    public var deadline: Date? { get { loop.deadline } set { loop.deadline = newValue } }
 
     /// Sets up a new run (writing config.json) or, with `resume`, restores the checkpoint.
     /// Data is loaded and every flag checked before anything is written.
@@ -93,6 +95,8 @@ public final class Searcher: EpochTask {
     public enum Outcome: Equatable {
         case finished(Genotype)
         case interrupted(signal: Int32)
+        /// Stopped with a checkpoint before the time budget ran out (`deadline`).
+        case outOfTime
     }
 
     /// Runs the remaining epochs. Returns early after writing a checkpoint when a signal arrives.
@@ -100,6 +104,7 @@ public final class Searcher: EpochTask {
         switch try loop.run() {
         case .finished: return .finished(try method.genotype())
         case .interrupted(let sig): return .interrupted(signal: sig)
+        case .outOfTime: return .outOfTime
         }
     }
 

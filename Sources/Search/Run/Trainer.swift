@@ -32,6 +32,8 @@ public final class Trainer: EpochTask {
     public var progress: ((String) -> Void)? { get { loop.progress } set { loop.progress = newValue } }
     public var logEvery: Int { get { loop.logEvery } set { loop.logEvery = newValue } }
     public var stopRequested: () -> Int32? { get { loop.stopRequested } set { loop.stopRequested = newValue } }
+    /// Stop with a checkpoint before this time (`--time-budget`).
+    public var deadline: Date? { get { loop.deadline } set { loop.deadline = newValue } }
 
     /// The path of the best checkpoint.
     public var bestCheckpoint: URL { directory.file("best.bin") }
@@ -77,12 +79,15 @@ public final class Trainer: EpochTask {
     public enum Outcome: Equatable {
         case finished(bestAccuracy: Double)
         case interrupted(signal: Int32)
+        /// Stopped with a checkpoint before the time budget ran out (`deadline`).
+        case outOfTime
     }
 
     public func run() throws -> Outcome {
         switch try loop.run() {
         case .finished: return .finished(bestAccuracy: bestAccuracy)
         case .interrupted(let sig): return .interrupted(signal: sig)
+        case .outOfTime: return .outOfTime
         }
     }
 

@@ -41,7 +41,10 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64?
     @Option(help: "Use only N training images, taken per class from the fixed shuffled order.") var trainLimit: Int?
     @Option(help: "Run directory (default runs/search-DATE-TIME).") var out: String?
-    @Flag(help: "Continue the run in --out from its checkpoint, with its saved configuration.") var resume = false
+    @Option(name: .customLong("resume"), help: "yes (a bare --resume): continue the run in --out from its checkpoint, with its saved configuration; auto: continue it if --out holds a run of this configuration, else start it.")
+    var resumeMode: ResumeMode?
+    @Option(help: "Stop with a checkpoint before this much time has passed (seconds, or e.g. 90m, 2h, 1h30m); the exit status is then 75.")
+    var timeBudget: TimeBudget?
     @Flag(name: .customLong("sync-bn"), help: "Synchronised BatchNorm: batch statistics over all ranks (default: per rank).")
     var syncBatchNorm = false
     @Option(help: "Recompute cell activations in backward to save memory: none, first (full-resolution cells), all, auto (first when activations would exceed 2 GB).")
@@ -55,14 +58,14 @@ struct SearchCommand: ParsableCommand {
     @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
-        if resume {
-            guard out != nil else { throw ValidationError("--resume needs --out, the run directory to continue") }
+        if resumeMode != nil, out == nil { throw ValidationError("--resume needs --out, the run directory to continue") }
+        if resumeMode == .yes {
             if let preset { throw ValidationError("--resume continues the saved configuration; --preset \(preset.rawValue) would replace it") }
         }
         if let logEvery, logEvery < 0 { throw ValidationError("--log-every must be at least 0") }
         if checkConsistency < 0 { throw ValidationError("--check-consistency must be at least 0") }
         try dataOptions.validate(with: network)
-        if !resume { _ = try resolvedConfig() }
+        if resumeMode != .yes { _ = try resolvedConfig() }
     }
 
     /// The flags applied to `base` (default: the preset).
@@ -103,16 +106,12 @@ struct SearchCommand: ParsableCommand {
     private func search(_ comm: Communicator) throws {
         let threads = threading.apply()
         let dir = try RunSupport.directory(out, kind: "search", comm)
-        let config: SearchConfig
-        if resume {
-            config = try RunSupport.savedConfig(comm) { try Searcher.savedConfig(dir) }
-            try ConfigurationFlags.requireUnchanged(saved: config, resolved: try resolvedConfig(base: config))
-        } else {
-            config = try resolvedConfig()
-        }
+        let (config, resume) = try RunSupport.configuration(resumeMode, dir, comm, saved: { try Searcher.savedConfig(dir) },
+                                                            resolved: { try resolvedConfig(base: $0) })
         Interrupt.install()
         let searcher = try Searcher(config: config, directory: dir, resume: resume, communicator: comm, threads: threads)
         searcher.consistencyInterval = checkConsistency
+        searcher.deadline = timeBudget.map { Date(timeIntervalSince1970: RunSupport.startTime).addingTimeInterval($0.seconds) }
         RunSupport.attachOutput(log: &searcher.log, progress: &searcher.progress, logEvery: &searcher.logEvery,
                                 every: logEvery, stepsPerEpoch: searcher.stepsPerEpoch, style: progress)
         if comm.rank == 0 && !resume {
@@ -127,7 +126,9 @@ struct SearchCommand: ParsableCommand {
                 searcher.log("written: \(dir.genotypeJSON.path), \(dir.genotypeText.path)")
             }
         case .interrupted(let sig):
-            throw ExitCode(Interrupt.exitStatus(sig))
+            throw RunSupport.exitStatus(interruptedBy: sig)
+        case .outOfTime:
+            throw RunSupport.exitStatus(interruptedBy: nil)
         }
     }
 }

@@ -41,14 +41,17 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Use only N training images, taken per class from a fixed shuffled order.") var trainLimit: Int?
     @Flag(name: .customLong("sync-bn"), help: "Synchronised BatchNorm over ranks.") var syncBatchNorm = false
     @Option(help: "Run directory (default runs/train-DATE-TIME).") var out: String?
-    @Flag(help: "Continue the run in --out from its last checkpoint.") var resume = false
+    @Option(name: .customLong("resume"), help: "yes (a bare --resume): continue the run in --out from its checkpoint, with its saved configuration; auto: continue it if --out holds a run of this configuration, else start it.")
+    var resumeMode: ResumeMode?
+    @Option(help: "Stop with a checkpoint before this much time has passed (seconds, or e.g. 90m, 2h, 1h30m); the exit status is then 75.")
+    var timeBudget: TimeBudget?
     @Option(help: "Progress: auto (a live line on a terminal), live, or lines.") var progress: ProgressStyle = .auto
     @Option(help: "Without a terminal: log a progress line every N steps.") var logEvery: Int?
     @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
-        if resume {
-            guard out != nil else { throw ValidationError("--resume needs --out, the run directory to continue") }
+        if resumeMode != nil, out == nil { throw ValidationError("--resume needs --out, the run directory to continue") }
+        if resumeMode == .yes {
             if let preset { throw ValidationError("--resume continues the saved configuration; --preset \(preset.rawValue) would replace it") }
             return
         }
@@ -93,15 +96,11 @@ struct TrainCommand: ParsableCommand {
         try RunSupport.abortingOnError(comm) {
             let threads = threading.apply()
             let dir = try RunSupport.directory(out, kind: "train", comm)
-            let config: TrainConfig
-            if resume {
-                config = try RunSupport.savedConfig(comm) { try Trainer.savedConfig(dir, forResume: true) }
-                try ConfigurationFlags.requireUnchanged(saved: config, resolved: try resolvedConfig(base: config))
-            } else {
-                config = try resolvedConfig()
-            }
+            let (config, resume) = try RunSupport.configuration(resumeMode, dir, comm, saved: { try Trainer.savedConfig(dir, forResume: true) },
+                                                                resolved: { try resolvedConfig(base: $0) })
             Interrupt.install()
             let trainer = try Trainer(config: config, directory: dir, resume: resume, communicator: comm, threads: threads)
+            trainer.deadline = timeBudget.map { Date(timeIntervalSince1970: RunSupport.startTime).addingTimeInterval($0.seconds) }
             RunSupport.attachOutput(log: &trainer.log, progress: &trainer.progress, logEvery: &trainer.logEvery,
                                     every: logEvery, stepsPerEpoch: trainer.stepsPerEpoch, style: progress)
             if comm.rank == 0 && !resume {
@@ -114,7 +113,9 @@ struct TrainCommand: ParsableCommand {
             case .finished(let best):
                 if comm.rank == 0 { trainer.log(String(format: "best test accuracy: %.2f%% (%@)", 100 * best, trainer.bestCheckpoint.path)) }
             case .interrupted(let sig):
-                throw ExitCode(Interrupt.exitStatus(sig))
+                throw RunSupport.exitStatus(interruptedBy: sig)
+            case .outOfTime:
+                throw RunSupport.exitStatus(interruptedBy: nil)
             }
         }
     }
