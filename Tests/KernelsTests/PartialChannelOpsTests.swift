@@ -33,6 +33,18 @@ final class PartialChannelOpsTests: XCTestCase {
         }
     }
 
+    func testConcatShuffledEqualsSliceConcatShuffle() throws {
+        let a = leaf(randomTensor([2, 2, 3, 3], seed: 12)), x = leaf(randomTensor([2, 8, 3, 3], seed: 13))
+        let t = Tape(recording: false)
+        let fused = try t.concatShuffled([(a, 0..<2), (x, 2..<8)], groups: 4).value
+        let composed = try t.channelShuffle(try t.concatChannels([a, try t.sliceChannels(x, 2..<8)]), groups: 4).value
+        XCTAssertEqual(fused, composed)
+        try checkGradients([a, x]) { try $0.concatShuffled([(a, 0..<2), (x, 2..<8)], groups: 4) }
+        assertKernelError("concatShuffled", mentions: ["9 channels", "4 groups"]) {
+            _ = try Tape().concatShuffled([(a, 0..<2), (x, 1..<8)], groups: 4)
+        }
+    }
+
     func testSegmentSoftmaxNormalisesEachSegment() throws {
         let x = randomTensor([14], seed: 5, scale: 2)
         let y = try Tape(recording: false).segmentSoftmax(Variable(x), segments: [2, 3, 4, 5]).value

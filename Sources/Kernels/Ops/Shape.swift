@@ -161,3 +161,58 @@ extension Tape {
         }
     }
 }
+
+extension Tape {
+    /// Channel ranges of several inputs concatenated, then shuffled with `groups` groups, in one
+    /// pass: `channelShuffle(concatChannels(parts.map { slice($0.input, $0.channels) }), groups)`
+    /// without the slices and the concatenation in memory. PC-DARTS's edge output is this, with the
+    /// ops' output on the first C/K channels and the input's other channels as the bypass.
+    ///
+    /// parts: inputs [N, C_i, H, W] (same N, H, W) with a channel range each -> [N, sum of range
+    /// lengths, H, W].
+    public func concatShuffled(_ parts: [(input: Variable, channels: Range<Int>)], groups: Int) throws -> Variable {
+        let op = "concatShuffled"
+        try require(!parts.isEmpty, op, "no inputs")
+        let first = parts[0].input.shape
+        try require(first.count == 4, op, "inputs must be [N, C, H, W], got \(first)")
+        for (x, r) in parts {
+            try require(x.shape.count == 4 && x.shape[0] == first[0] && x.shape[2] == first[2] && x.shape[3] == first[3], op,
+                        "inputs \(parts.map(\.input.shape)) differ outside dimension 1")
+            try require(r.lowerBound >= 0 && r.upperBound <= x.shape[1] && !r.isEmpty, op, "channels \(r) out of 0..<\(x.shape[1])")
+        }
+        let c = parts.reduce(0) { $0 + $1.channels.count }
+        try requireArgument(groups >= 1 && c % groups == 0, op, "\(c) channels cannot be split into \(groups) groups")
+        let (n, inner) = (first[0], first[2] * first[3])
+        // Concatenated channel j comes from (part, channel); output channel o takes concatenated
+        // channel (o % groups) * (c / groups) + o / groups.
+        var concatSource: [(part: Int, channel: Int)] = []
+        for (k, p) in parts.enumerated() { for ch in p.channels { concatSource.append((k, ch)) } }
+        let perGroup = c / groups
+        let source = (0..<c).map { o in concatSource[(o % groups) * perGroup + o / groups] }
+        var y = Tensor(shape: [n, c, first[2], first[3]])
+        let values = parts.map(\.input.value.scalars)
+        let channelsOf = parts.map { $0.input.shape[1] }
+        y.scalars.withUnsafeMutableBufferPointer { yp in
+            withPointers(values) { xs in
+                for s in 0..<n {
+                    for o in 0..<c {
+                        let (k, ch) = source[o]
+                        (yp.baseAddress! + (s * c + o) * inner).update(from: xs[k] + (s * channelsOf[k] + ch) * inner, count: inner)
+                    }
+                }
+            }
+        }
+        return output(y, inputs: parts.map(\.input)) { _, dy in
+            for (k, p) in parts.enumerated() where p.input.requiresGrad {
+                p.input.accumulateGrad { dx in
+                    for s in 0..<n {
+                        for o in 0..<c where source[o].part == k {
+                            let (src, dst) = (dy.baseAddress! + (s * c + o) * inner, dx.baseAddress! + (s * channelsOf[k] + source[o].channel) * inner)
+                            for j in 0..<inner { dst[j] += src[j] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

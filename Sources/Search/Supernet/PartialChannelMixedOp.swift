@@ -42,10 +42,12 @@ public final class PartialChannelMixedOp: MixedEdge {
         }
         guard partial > 1 else { return try mixed.forward(x, weights: weights, ctx) }
         let selected = try t.sliceChannels(x, 0..<(c / partial))
-        var bypass = try t.sliceChannels(x, (c / partial)..<c)
         let mixedOut = try mixed.forward(selected, weights: weights, ctx)
-        if stride == 2 { bypass = try t.maxPool2d(bypass, kernel: 2, stride: 2, padding: 0) }
-        return try t.channelShuffle(try t.concatChannels([mixedOut, bypass]), groups: partial)
+        // The bypass channels are read where they lie (in x, or in x pooled as a whole: a 2x2
+        // pool is per channel, and pooling all C channels costs less memory than a copy of 3/4 of
+        // them), and concatenation and shuffle are one op, so no slice of them is kept.
+        let bypass = stride == 2 ? try t.maxPool2d(x, kernel: 2, stride: 2, padding: 0) : x
+        return try t.concatShuffled([(mixedOut, 0..<mixedOut.shape[1]), (bypass, (c / partial)..<c)], groups: partial)
     }
 
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
