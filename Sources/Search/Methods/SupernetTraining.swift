@@ -16,6 +16,12 @@ public final class SupernetTraining {
     public let gradClip: Float
     /// Clip the architecture gradients to this norm before Adam (nil: no clipping).
     public var architectureGradClip: Float?
+    /// Clip each alpha row's (edge's) gradient to this norm before the global clip (nil: none).
+    public var architectureEdgeGradClip: Float?
+    /// Terms added to the validation loss the architect differentiates (beta-decay, entropy).
+    public var regularizer: ArchitectureRegularizer
+    /// The epoch in progress (from 0) of `epochs`: the regularisers' ramp (set by `Searcher.beginEpoch`).
+    public var epoch = 0, epochs: Int
 
     public init(network: SearchNetwork, config: SearchConfig, averager: GradientAverager) {
         self.network = network
@@ -27,6 +33,13 @@ public final class SupernetTraining {
         architect.reduceGradients = { [averager] vs in try averager.average(vs) }
         statisticsReducer = config.syncBatchNorm && averager.comm.size > 1 ? averager.statisticsReducer : nil
         architect.statisticsReducer = statisticsReducer
+        architectureGradClip = config.archGradClip
+        architectureEdgeGradClip = config.archGradClipPerEdge
+        regularizer = ArchitectureRegularizer(config)
+        epochs = config.epochs
+        architect.regularization = { [unowned self] tape in
+            try regularizer.term(network.architecture, epoch: epoch, epochs: epochs, on: tape)
+        }
     }
 
     /// An architecture update (first or second order); returns the validation loss.
@@ -34,6 +47,7 @@ public final class SupernetTraining {
         let loss = try architect.computeGradient(train: train, validation: validation, eta: learningRate,
                                                  weightOptimizer: optimizer, secondOrder: secondOrder)
         guard loss.isFinite else { throw DivergenceError("the architecture's validation loss is \(loss)") }
+        if let n = architectureEdgeGradClip { clipGradientRowNorms(network.architecture, maxNorm: n) }
         let norm = clipGradientNorm(network.architecture, maxNorm: architectureGradClip ?? .infinity)
         guard norm.isFinite else { throw DivergenceError("the architecture gradient's norm is \(norm)") }
         architect.optimizer.step()

@@ -19,6 +19,15 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     public var partialChannels: Int = 4
     /// Epochs at the start that train the weights only (architecture parameters frozen).
     public var warmupEpochs: Int = 0
+    /// β-DARTS beta-decay weight L on the architecture loss, ramped as L * epoch / epochs (nil: off).
+    public var betaRegularization: Float?
+    /// Weight W of the mean alpha-row entropy on the architecture loss, ramped as W * epoch / epochs;
+    /// positive sharpens the op weights (lower entropy), negative flattens them (nil: off).
+    public var entropyWeight: Float?
+    /// Global norm clip of the architecture gradients (nil: none).
+    public var archGradClip: Float?
+    /// Norm clip of each edge's alpha-row gradient (nil: none).
+    public var archGradClipPerEdge: Float?
 
     public var preset: Preset
     public var data: DataSource
@@ -90,6 +99,16 @@ public struct SearchConfig: Codable, Equatable, Sendable {
                           ("--arch-learning-rate", Double(archLearningRate)), ("--arch-weight-decay", Double(archWeightDecay)),
                           ("--grad-clip", Double(gradClip)), ("--train-portion", trainPortion)] where !v.isFinite {
             throw fail("\(flag) must be a finite number, got \(v)")
+        }
+        for (flag, v) in [("--beta-regularization", betaRegularization), ("--entropy-weight", entropyWeight),
+                          ("--arch-grad-clip", archGradClip), ("--arch-grad-clip-per-edge", archGradClipPerEdge)] {
+            if let v, !v.isFinite { throw fail("\(flag) must be a finite number, got \(v)") }
+        }
+        if let v = betaRegularization, v < 0 {
+            throw fail("--beta-regularization must be at least 0 (a negative weight would reward growing alphas), got \(v)")
+        }
+        for (flag, v) in [("--arch-grad-clip", archGradClip), ("--arch-grad-clip-per-edge", archGradClipPerEdge)] {
+            if let v, v <= 0 { throw fail("\(flag) must be a positive norm, got \(v) (leave it out for no clipping)") }
         }
         guard epochs >= 1 else { throw fail("--epochs must be at least 1, got \(epochs)") }
         guard batchSize >= 2 else { throw fail("--batch-size must be at least 2 (BatchNorm needs two images), got \(batchSize)") }

@@ -130,7 +130,10 @@ public final class Searcher: EpochTask {
     public var replicatedTensors: [Tensor] { network.state.parameters.map(\.variable.value) + network.architecture.map(\.value) }
     public var runningStatistics: NamedState { network.state }
 
-    public func beginEpoch(_ epoch: Int) -> Float { schedule.learningRate(at: epoch) }
+    public func beginEpoch(_ epoch: Int) -> Float {
+        method.training.epoch = epoch
+        return schedule.learningRate(at: epoch)
+    }
 
     public func step(_ batches: StepBatches, epoch: Int, step: Int, learningRate: Float, control: StepControl) throws -> StepResult {
         try method.step(train: batches.train, validation: batches.validation!, epoch: epoch, learningRate: learningRate, control: control)
@@ -159,14 +162,24 @@ public final class Searcher: EpochTask {
             "warm_up": .bool(warm),
         ]
         if let a = summary.architectureLoss { fields["arch_val_loss"] = .number(a) }
+        let diagnostics = try CollapseDiagnostics(genotype: genotype, alphas: network.architecture.map(\.value))
+        fields.merge(diagnostics.fields) { $1 }
+        let regularizer = method.training.regularizer
+        if regularizer.betaDecay != 0 {
+            fields["beta_regularization"] = .number(Double(regularizer.betaDecayWeight(epoch: summary.epoch, epochs: config.epochs)))
+        }
+        if regularizer.entropy != 0 {
+            fields["entropy_weight"] = .number(Double(regularizer.entropyWeight(epoch: summary.epoch, epochs: config.epochs)))
+        }
         if writeFiles {
             try directory.writeLines(alphaHistory, to: directory.alphas)
             try directory.writeJSON(genotype, to: directory.genotypeJSON)
             try AtomicFile.write(genotype.pythonDescription + "\n", to: directory.genotypeText)
         }
-        let line = String(format: "train loss %.4f acc %.1f%%, val loss %.4f acc %.1f%%, lr %.5f%@",
+        let line = String(format: "train loss %.4f acc %.1f%%, val loss %.4f acc %.1f%%, lr %.5f, %@%@",
                           summary.trainLoss, 100 * summary.trainAccuracy,
-                          valLoss, 100 * valAcc, summary.learningRate, warm ? " (warm-up: architecture frozen)" : "")
+                          valLoss, 100 * valAcc, summary.learningRate, diagnostics.summary,
+                          warm ? " (warm-up: architecture frozen)" : "")
         return EpochReport(fields: fields, lines: [line, "genotype = \(genotype.pythonDescription)"])
     }
 

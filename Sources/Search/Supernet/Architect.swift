@@ -29,6 +29,11 @@ public final class Architect {
     public var reduceGradients: ([Variable]) throws -> Void = { _ in }
     /// Synchronised BatchNorm for the architect's forward passes (nil: per-rank statistics).
     public var statisticsReducer: StatisticsReducer?
+    /// An extra term of the architecture loss, built on the given tape from the architecture
+    /// parameters alone (so the weights' gradients are unchanged): added to the validation loss
+    /// before its backward pass, first and second order (`ArchitectureRegularizer`). nil: none.
+    /// The returned loss stays the plain validation loss.
+    public var regularization: ((Tape) throws -> Variable?)?
 
     /// - Parameters: the reference architecture optimiser: Adam lr 3e-4, betas (0.5, 0.999),
     ///   weight decay 1e-3.
@@ -63,7 +68,7 @@ public final class Architect {
         if !secondOrder {
             // dalpha = grad_alpha L_val(w, alpha); weight gradients are not needed.
             setRequiresGrad(weights, false)
-            let loss = try backward(validation, updateStatistics: true)
+            let loss = try backward(validation, updateStatistics: true, regularized: true)
             try reduceGradients(alphas)
             return loss
         }
@@ -99,7 +104,7 @@ public final class Architect {
         //    on a copy of the model, so the running BatchNorm statistics are left alone.
         setRequiresGrad(alphas, true)
         weights.forEach { $0.zeroGrad() }
-        let valLoss = try backward(validation, updateStatistics: false)
+        let valLoss = try backward(validation, updateStatistics: false, regularized: true)
         try reduceGradients(weights + alphas)
         var dalpha = alphas.map { $0.grad ?? Tensor.zeros(like: $0.value) }
         let v = weights.map { $0.grad ?? Tensor.zeros(like: $0.value) }
@@ -155,12 +160,17 @@ public final class Architect {
         }
     }
 
-    /// Forward and backward of the mean loss of a batch in training mode; returns the loss.
-    private func backward(_ batch: Batch, updateStatistics: Bool) throws -> Float {
+    /// Forward and backward of the mean loss of a batch in training mode, plus the regularisation
+    /// term when `regularized`; returns the loss without the term.
+    private func backward(_ batch: Batch, updateStatistics: Bool, regularized: Bool = false) throws -> Float {
         let tape = Tape()
         let loss = try model.loss(on: batch, ForwardContext(tape: tape, training: true, updateStatistics: updateStatistics,
                                                             statisticsReducer: statisticsReducer))
-        try tape.backward(loss)
+        if regularized, let term = try regularization?(tape) {
+            try tape.backward(try tape.add(loss, term))
+        } else {
+            try tape.backward(loss)
+        }
         return loss.value.scalars[0]
     }
 

@@ -25,6 +25,13 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Search method: darts or pc-darts.") var method: SearchMethodKind?
     @Option(help: "PC-DARTS: 1/K of each edge's channels go through its ops (paper: 4).") var partialChannels: Int?
     @Option(help: "Epochs at the start that train the weights only, with the architecture frozen.") var warmupEpochs: Int?
+    @Option(help: "β-DARTS beta-decay regularisation: add L * epoch/epochs * mean logsumexp of the alpha rows to the architecture loss (default off).")
+    var betaRegularization: Float?
+    @Option(help: "Add W * epoch/epochs * mean entropy of the softmaxed alpha rows to the architecture loss: positive penalises entropy and sharpens the op weights towards one-hot, negative flattens them (default off).")
+    var entropyWeight: Float?
+    @Option(help: "Clip the architecture gradients to this global norm (default: no clipping).") var archGradClip: Float?
+    @Option(help: "Clip each edge's alpha gradient to this norm, so no edge dominates (default: no clipping).")
+    var archGradClipPerEdge: Float?
     @OptionGroup var network: NetworkOptions
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Epochs.") var epochs: Int?
@@ -94,6 +101,10 @@ struct SearchCommand: ParsableCommand {
         if let v = method { c.method = v }
         if let v = partialChannels { c.partialChannels = v }
         if let v = warmupEpochs { c.warmupEpochs = v }
+        if let v = betaRegularization { c.betaRegularization = v }
+        if let v = entropyWeight { c.entropyWeight = v }
+        if let v = archGradClip { c.archGradClip = v }
+        if let v = archGradClipPerEdge { c.archGradClipPerEdge = v }
         do { try c.validate() } catch { throw ValidationError("\(error)") }
         return c
     }
