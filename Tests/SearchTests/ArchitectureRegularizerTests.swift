@@ -40,11 +40,11 @@ final class ArchitectureRegularizerTests: XCTestCase {
         let a = Variable(randomTensor([3, 4], seed: 1, scale: 2)), b = Variable(randomTensor([2, 4], seed: 2, scale: 2))
         let betas = Variable(randomTensor([3], seed: 3))
         let r = ArchitectureRegularizer(betaDecay: 1.5, entropy: -0.7)
-        // Value: lambda_t * mean lse + w_t * mean H over the 5 rows (epoch 1 of 2: half weights).
+        // Value: lambda_t * mean lse - w_t * mean H over the 5 rows (epoch 1 of 2: half weights).
         let t = Tape(recording: false)
         let lse = try t.logSumExp(a).value.scalars + t.logSumExp(b).value.scalars
         let h = try t.softmaxEntropy(a).value.scalars + t.softmaxEntropy(b).value.scalars
-        let expected = 0.75 * lse.reduce(0, +) / 5 - 0.35 * h.reduce(0, +) / 5
+        let expected = 0.75 * lse.reduce(0, +) / 5 + 0.35 * h.reduce(0, +) / 5
         let value = try r.term([a, b, betas], epoch: 1, epochs: 2, on: t)!.value.scalars[0]
         XCTAssertEqual(value, expected, accuracy: 1e-5)
         try checkGradients([a, b]) { try r.term([a, b, betas], epoch: 1, epochs: 2, on: $0)! }
@@ -108,12 +108,12 @@ final class ArchitectureRegularizerTests: XCTestCase {
             let before = try entropy(m)
             try steps(m, 4)
             result[w] = try entropy(m)
-            // The term is added to a loss that is minimised: a positive weight lowers the entropy.
-            if w > 0 { XCTAssertLessThan(result[w]!, before, "positive weight sharpens") }
-            if w < 0 { XCTAssertGreaterThan(result[w]!, before, "negative weight flattens") }
+            // -w * entropy is added to a loss that is minimised: a negative weight lowers the entropy.
+            if w < 0 { XCTAssertLessThan(result[w]!, before, "negative weight sharpens") }
+            if w > 0 { XCTAssertGreaterThan(result[w]!, before, "positive weight flattens") }
         }
-        XCTAssertLessThan(result[50]!, result[0]!)
-        XCTAssertLessThan(result[0]!, result[-50]!)
+        XCTAssertLessThan(result[-50]!, result[0]!)
+        XCTAssertLessThan(result[0]!, result[50]!)
     }
 
     func testBetaDecayKeepsTheAlphasSmallInBothOrders() throws {

@@ -8,10 +8,11 @@ import Kernels
 ///   lambda_t = L * epoch / epochs (`--beta-regularization L`). Its gradient, lambda_t * softmax
 ///   over each row, pulls every logit down by its own weight, keeping the alphas small and the op
 ///   weights from saturating.
-/// - entropy: + w_t * mean over edges of the entropy of softmax(alpha_edge), with
-///   w_t = W * epoch / epochs (`--entropy-weight W`). The loss is minimised, so W > 0 penalises
-///   entropy: the op weights sharpen towards one-hot (the derived discrete cell moves closer to
-///   the supernet that was trained); W < 0 rewards entropy and keeps them flat.
+/// - entropy: - w_t * mean over edges of the entropy of softmax(alpha_edge), with
+///   w_t = W * epoch / epochs (`--entropy-weight W`, the sign convention of the issue and of the
+///   literature's "entropy weight"). The loss is minimised, so W < 0 penalises entropy: the op
+///   weights sharpen towards one-hot (the derived discrete cell moves closer to the supernet that
+///   was trained; the usual choice); W > 0 rewards entropy and keeps them flat.
 ///
 /// `epoch` counts from 0, so the first epoch is unregularised and the last one uses (E-1)/E of
 /// the full weight.
@@ -21,7 +22,7 @@ import Kernels
 public struct ArchitectureRegularizer: Equatable, Sendable {
     /// L: the final beta-decay weight (0: off).
     public var betaDecay: Float
-    /// W: the final entropy weight (0: off; positive sharpens the op weights, negative flattens them).
+    /// W: the final entropy weight (0: off; negative sharpens the op weights, positive flattens them).
     public var entropy: Float
 
     public init(betaDecay: Float = 0, entropy: Float = 0) {
@@ -48,7 +49,7 @@ public struct ArchitectureRegularizer: Equatable, Sendable {
     /// w_t = W * epoch / epochs.
     public func entropyWeight(epoch: Int, epochs: Int) -> Float { entropy * Self.ramp(epoch: epoch, epochs: epochs) }
 
-    /// The regularisation term on `tape`: lambda_t * mean logsumexp + w_t * mean entropy over the
+    /// The regularisation term on `tape`: lambda_t * mean logsumexp - w_t * mean entropy over the
     /// rows of every [edges, K] parameter in `parameters` together; nil when both weights are 0
     /// at this epoch.
     public func term(_ parameters: [Variable], epoch: Int, epochs: Int, on tape: Tape) throws -> Variable? {
@@ -62,7 +63,7 @@ public struct ArchitectureRegularizer: Equatable, Sendable {
         }
         let w = entropyWeight(epoch: epoch, epochs: epochs)
         if w != 0 {
-            terms += try rows.map { tape.scale(tape.sumAll(try tape.softmaxEntropy($0)), w / Float(count)) }
+            terms += try rows.map { tape.scale(tape.sumAll(try tape.softmaxEntropy($0)), -w / Float(count)) }
         }
         return terms.isEmpty ? nil : try tape.sum(terms)
     }

@@ -27,7 +27,7 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Epochs at the start that train the weights only, with the architecture frozen.") var warmupEpochs: Int?
     @Option(help: "β-DARTS beta-decay regularisation: add L * epoch/epochs * mean logsumexp of the alpha rows to the architecture loss (default off).")
     var betaRegularization: Float?
-    @Option(help: "Add W * epoch/epochs * mean entropy of the softmaxed alpha rows to the architecture loss: positive penalises entropy and sharpens the op weights towards one-hot, negative flattens them (default off).")
+    @Option(help: "Entropy regulariser: subtract W * epoch/epochs * mean entropy of the softmaxed alpha rows from the architecture loss: negative W penalises entropy and sharpens the op weights towards one-hot (the usual choice), positive W flattens them (default off).")
     var entropyWeight: Float?
     @Option(help: "Clip the architecture gradients to this global norm (default: no clipping).") var archGradClip: Float?
     @Option(help: "Clip each edge's alpha gradient to this norm, so no edge dominates (default: no clipping).")
