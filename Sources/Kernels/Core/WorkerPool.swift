@@ -4,7 +4,8 @@ import Synchronization
 
 /// Persistent worker threads for `Parallel`: an op's fork/join costs a few atomic operations
 /// instead of waking a dispatch worker each time. Workers spin briefly after each job (ops follow
-/// each other within microseconds during a step), then sleep on a semaphore with a short timeout.
+/// each other within microseconds during a step), then sleep on a semaphore with a short timeout;
+/// spinning threads yield their core after a short while, so a busy machine is not made busier.
 final class WorkerPool: @unchecked Sendable {
     let size: Int
     /// The published job: (job number << 8) | chunks, in one word so that a worker always sees a
@@ -62,6 +63,10 @@ final class WorkerPool: @unchecked Sendable {
             while pending.load(ordering: .acquiring) > 0 {
                 spins += 1
                 if spins & 0xFFF == 0, sleepers.load(ordering: .acquiring) > 0 { wake.signal() }
+                // After a short spin, give the core away: when another process competes for the
+                // cores (ranks oversubscribed, a neighbour's job), the worker this thread waits
+                // for may be the one that needs it. Without contention the yield returns at once.
+                if spins > 2_000 { sched_yield() }
             }
             job = nil
         }
@@ -82,6 +87,7 @@ final class WorkerPool: @unchecked Sendable {
             var spins = 0
             while current == seen && spins < 20_000 {
                 spins += 1
+                if spins > 2_000 && spins & 0xFF == 0 { sched_yield() }
                 current = published.load(ordering: .acquiring)
             }
             if current == seen {
