@@ -34,9 +34,13 @@ public struct StepControl {
     public var skipArchitecture = false
     /// Asked between the parts (all ranks call it; it communicates): true pauses the step.
     public var shouldPause: () throws -> Bool = { false }
+    /// The step's index in its epoch (for randomness that is a function of the step, so a
+    /// resumed run draws the same).
+    public var step: Int
 
-    public init(skipArchitecture: Bool = false, shouldPause: @escaping () throws -> Bool = { false }) {
+    public init(skipArchitecture: Bool = false, step: Int = 0, shouldPause: @escaping () throws -> Bool = { false }) {
         self.skipArchitecture = skipArchitecture
+        self.step = step
         self.shouldPause = shouldPause
     }
 }
@@ -221,7 +225,7 @@ public final class EpochLoop {
                     }
                 }
                 let stepStart = Date()
-                let control = StepControl(skipArchitecture: architectureDone, shouldPause: { [unowned self] in try self.agreeOnStop() })
+                let control = StepControl(skipArchitecture: architectureDone, step: s, shouldPause: { [unowned self] in try self.agreeOnStop() })
                 let result: StepResult
                 do {
                     result = try task.step(StepBatches(train: train, validation: validation), epoch: epoch, step: s,
