@@ -57,6 +57,17 @@ public final class DARTSMinus: SearchMethod {
 
     public func restoreState(from file: CheckpointFile) throws {
         try training.restoreState(from: file)
+        restoreBeta(from: file)
+    }
+
+    /// Weights, buffers, alphas and beta (from a checkpoint; a file without it keeps beta 1).
+    public func restoreForEvaluation(from file: CheckpointFile) throws {
+        try network.state.restore(from: file)
+        for v in network.architecture { v.value = try file.tensor(v.name, shape: v.shape) }
+        restoreBeta(from: file)
+    }
+
+    private func restoreBeta(from file: CheckpointFile) {
         if let beta = file.metadata["auxiliary_skip_beta"]?.double { coefficient.beta = Float(beta) }
     }
 }

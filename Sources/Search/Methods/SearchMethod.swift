@@ -24,6 +24,10 @@ public protocol SearchMethod: AnyObject {
     /// Adds the method's state to a checkpoint (default: `training`'s) and restores it.
     func addState(to file: inout CheckpointFile)
     func restoreState(from file: CheckpointFile) throws
+    /// Restores what evaluating the supernet needs from a checkpoint or an exported file: weights,
+    /// BatchNorm buffers and architecture parameters by name (the default), and any setting of
+    /// the method's forward pass the file records (DARTS-: beta).
+    func restoreForEvaluation(from file: CheckpointFile) throws
 }
 
 extension SearchMethod {
@@ -55,6 +59,10 @@ extension SearchMethod {
     /// state, all by name.
     public func addState(to file: inout CheckpointFile) { training.addState(to: &file) }
     public func restoreState(from file: CheckpointFile) throws { try training.restoreState(from: file) }
+    public func restoreForEvaluation(from file: CheckpointFile) throws {
+        try network.state.restore(from: file)
+        for v in network.architecture { v.value = try file.tensor(v.name, shape: v.shape) }
+    }
 }
 
 /// The search methods `nas-mpi search --method` knows.
