@@ -19,8 +19,6 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     public var partialChannels: Int = 4
     /// Epochs at the start that train the weights only (architecture parameters frozen).
     public var warmupEpochs: Int = 0
-    /// SDARTS-RS: the perturbation bound eps over the epochs (nil: 0.03 to 0.3).
-    public var sdartsEpsilon: PerturbationSchedule?
 
     public var preset: Preset
     public var data: DataSource
@@ -51,6 +49,8 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     /// A safetensors file (as `nas-mpi export` writes for a search run) whose weights, and alphas if
     /// present, replace the initial ones.
     public var initWeights: String?
+    /// SDARTS-RS: the perturbation bound eps over the epochs (nil: 0.03 to 0.3).
+    public var sdartsEpsilon: PerturbationSchedule?
 
     /// The preset's values with the embedded synthetic dataset.
     public static func preset(_ p: Preset) -> SearchConfig {

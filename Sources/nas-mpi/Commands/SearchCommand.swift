@@ -28,8 +28,6 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Search method: darts, pc-darts, darts-minus or sdarts.") var method: SearchMethodKind?
     @Option(help: "PC-DARTS: 1/K of each edge's channels go through its ops (paper: 4).") var partialChannels: Int?
     @Option(help: "Epochs at the start that train the weights only, with the architecture frozen.") var warmupEpochs: Int?
-    @Option(help: "SDARTS: the perturbation bound eps, rising linearly over the epochs: start:end (default 0.03:0.3) or end.")
-    var sdartsEpsilon: PerturbationSchedule?
     @OptionGroup var network: NetworkOptions
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Epochs.") var epochs: Int?
@@ -56,6 +54,8 @@ struct SearchCommand: ParsableCommand {
     var recompute: RecomputePolicy?
     @Option(help: "Start from the weights (and alphas) of a safetensors file written by `nas-mpi export` for a search run.")
     var initWeights: String?
+    @Option(help: "SDARTS: the perturbation bound eps, rising linearly over the epochs: start:end (default 0.03:0.3) or end.")
+    var sdartsEpsilon: PerturbationSchedule?
     @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
     var checkConsistency = 0
     @Option(help: "Progress: auto (a live line on a terminal), live, or lines.") var progress: ProgressStyle = .auto
@@ -96,10 +96,10 @@ struct SearchCommand: ParsableCommand {
         if syncBatchNorm { c.syncBatchNorm = true }
         if let v = recompute { c.recompute = v }
         if let v = initWeights { c.initWeights = v }
+        if let v = sdartsEpsilon { c.sdartsEpsilon = v }
         if let v = method { c.method = v }
         if let v = partialChannels { c.partialChannels = v }
         if let v = warmupEpochs { c.warmupEpochs = v }
-        if let v = sdartsEpsilon { c.sdartsEpsilon = v }
         do { try c.validate() } catch { throw ValidationError("\(error)") }
         return c
     }
