@@ -142,4 +142,6 @@ public enum RandomStream: UInt64, Sendable, CaseIterable {
     case dropout = 4
     case architecture = 5
     case synthetic = 6
+    /// Perturbations of the architecture weights (SDARTS-RS), one stream per step.
+    case perturbation = 7
 }

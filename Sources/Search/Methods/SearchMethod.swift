@@ -21,19 +21,33 @@ public protocol SearchMethod: AnyObject {
     func isWarmUp(epoch: Int) -> Bool
     /// How the genotype is read off the architecture parameters.
     var derivation: DerivationPolicy { get }
+    /// Adds the method's state to a checkpoint (default: `training`'s) and restores it.
+    func addState(to file: inout CheckpointFile)
+    func restoreState(from file: CheckpointFile) throws
+    /// Restores what evaluating the supernet needs from a checkpoint or an exported file: weights,
+    /// BatchNorm buffers and architecture parameters by name (the default), and any setting of
+    /// the method's forward pass the file records (DARTS-: beta).
+    func restoreForEvaluation(from file: CheckpointFile) throws
 }
 
 extension SearchMethod {
     /// The DARTS step: the architecture step (skipped during warm-up), then the weight step.
     public func step(train: Batch, validation: Batch, epoch: Int, learningRate: Float,
                      control: StepControl = StepControl()) throws -> StepResult {
+        try dartsStep(train: train, validation: validation, epoch: epoch, learningRate: learningRate, control: control)
+    }
+
+    /// The DARTS step with the weight step run through `aroundWeightStep` (given the plain weight
+    /// step; default: run it), for methods that change only what the weight step sees.
+    public func dartsStep(train: Batch, validation: Batch, epoch: Int, learningRate: Float, control: StepControl,
+                          aroundWeightStep: (() throws -> StepResult) throws -> StepResult = { try $0() }) throws -> StepResult {
         var archLoss: Double?
         if !isWarmUp(epoch: epoch) && !control.skipArchitecture {
             archLoss = Double(try training.architectureStep(train: train, validation: validation, learningRate: learningRate,
                                                             secondOrder: secondOrder))
             if try control.shouldPause() { return .pausedAfterArchitecture(loss: archLoss) }
         }
-        var result = try training.weightStep(train, learningRate: learningRate)
+        var result = try aroundWeightStep { try training.weightStep(train, learningRate: learningRate) }
         result.architectureLoss = archLoss
         return result
     }
@@ -45,6 +59,10 @@ extension SearchMethod {
     /// state, all by name.
     public func addState(to file: inout CheckpointFile) { training.addState(to: &file) }
     public func restoreState(from file: CheckpointFile) throws { try training.restoreState(from: file) }
+    public func restoreForEvaluation(from file: CheckpointFile) throws {
+        try network.state.restore(from: file)
+        for v in network.architecture { v.value = try file.tensor(v.name, shape: v.shape) }
+    }
 }
 
 /// The search methods `nas-mpi search --method` knows.
@@ -53,12 +71,18 @@ public enum SearchMethodKind: String, Codable, CaseIterable, Sendable {
     case darts
     /// PC-DARTS (Xu et al. 2020): partial channels, edge normalisation, warm-up.
     case pcDarts = "pc-darts"
+    /// DARTS- (Chu et al. 2021): an auxiliary skip connection on every edge, decaying to 0.
+    case dartsMinus = "darts-minus"
+    /// SDARTS-RS (Chen & Hsieh 2020): random smoothing of the op weights in the weight step.
+    case sdarts
 
     /// Builds the method for a configuration and a data shape.
     public func make(_ config: SearchConfig, inputShape: [Int], classes: Int, averager: GradientAverager) throws -> SearchMethod {
         switch self {
         case .darts: return try DARTS(config, inputShape: inputShape, classes: classes, averager: averager)
         case .pcDarts: return try PCDARTS(config, inputShape: inputShape, classes: classes, averager: averager)
+        case .dartsMinus: return try DARTSMinus(config, inputShape: inputShape, classes: classes, averager: averager)
+        case .sdarts: return try SDARTS(config, inputShape: inputShape, classes: classes, averager: averager)
         }
     }
 }

@@ -114,7 +114,7 @@ public final class EpochLoop {
                     }
                 }
                 let stepStart = Date()
-                let control = StepControl(skipArchitecture: architectureDone, shouldPause: { [unowned self] in try self.agreeOnStop() })
+                let control = StepControl(skipArchitecture: architectureDone, step: s, shouldPause: { [unowned self] in try self.agreeOnStop() })
                 let result: StepResult
                 do {
                     result = try task.step(StepBatches(train: train, validation: validation), epoch: epoch, step: s,

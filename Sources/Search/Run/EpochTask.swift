@@ -33,9 +33,13 @@ public struct StepControl {
     public var skipArchitecture = false
     /// Asked between the parts (all ranks call it; it communicates): true pauses the step.
     public var shouldPause: () throws -> Bool = { false }
+    /// The step's index in its epoch (for randomness that is a function of the step, so a
+    /// resumed run draws the same).
+    public var step: Int
 
-    public init(skipArchitecture: Bool = false, shouldPause: @escaping () throws -> Bool = { false }) {
+    public init(skipArchitecture: Bool = false, step: Int = 0, shouldPause: @escaping () throws -> Bool = { false }) {
         self.skipArchitecture = skipArchitecture
+        self.step = step
         self.shouldPause = shouldPause
     }
 }

@@ -58,6 +58,8 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     /// A safetensors file (as `nas-mpi export` writes for a search run) whose weights, and alphas if
     /// present, replace the initial ones.
     public var initWeights: String?
+    /// SDARTS-RS: the perturbation bound eps over the epochs (nil: 0.03 to 0.3).
+    public var sdartsEpsilon: PerturbationSchedule?
 
     /// The preset's values with the embedded synthetic dataset.
     public static func preset(_ p: Preset) -> SearchConfig {
@@ -125,6 +127,12 @@ public struct SearchConfig: Codable, Equatable, Sendable {
         guard warmupEpochs >= 0 else { throw fail("--warmup-epochs must be at least 0, got \(warmupEpochs)") }
         if warmupEpochs >= epochs {
             throw fail("--warmup-epochs \(warmupEpochs) leaves no epoch for the architecture (--epochs \(epochs))")
+        }
+        if let e = sdartsEpsilon {
+            guard method == .sdarts else { throw fail("--sdarts-epsilon applies to --method sdarts (the method is \(method.rawValue))") }
+            guard e.start.isFinite, e.end.isFinite, e.start >= 0, e.end >= 0 else {
+                throw fail("--sdarts-epsilon must be two finite numbers >= 0 (start:end), got \(e.start):\(e.end)")
+            }
         }
         if method == .pcDarts {
             guard partialChannels >= 1, channels % partialChannels == 0 else {

@@ -106,6 +106,10 @@ public final class SearchNetwork {
     /// The share of an edge's channels its ops see (1/K for partial channels), for the memory
     /// estimate behind `recompute: .auto`.
     public var activationFraction: Double = 1
+    /// Replaces the op weights [edges, K] of a cell type (reduction: true) in `forward`, after the
+    /// softmax; nil: the weights as they are. A method sets it around its weight step only
+    /// (SDARTS-RS perturbs them there); the architect and evaluation never see it.
+    public var opWeightTransform: ((_ ops: Variable, _ reduction: Bool, _ tape: Tape) throws -> Variable)?
     /// Each cell's weights (for recomputed cells: whether they need gradients).
     private let cellParameters: [[Variable]]
 
@@ -161,8 +165,12 @@ public final class SearchNetwork {
     /// Logits [N, classes] for images [N, C, H, W].
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
         let t = ctx.tape
-        let wNormal = try architectureParameters.cellWeights(reduction: false, t)
-        let wReduce = try architectureParameters.cellWeights(reduction: true, t)
+        var wNormal = try architectureParameters.cellWeights(reduction: false, t)
+        var wReduce = try architectureParameters.cellWeights(reduction: true, t)
+        if let transform = opWeightTransform {
+            wNormal.ops = try transform(wNormal.ops, false, t)
+            wReduce.ops = try transform(wReduce.ops, true, t)
+        }
         let s = try stem.forward(x, ctx)
         var (s0, s1) = (s, s)
         let recomputed = recomputedCells(batch: x.shape[0])

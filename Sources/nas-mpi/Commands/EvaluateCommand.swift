@@ -104,15 +104,15 @@ struct EvaluateCommand: ParsableCommand {
         guard let data = useTest ? testSplit : validation else {
             throw ValidationError("--split test: \(config.data.kind.rawValue) data has no test split; use --split validation")
         }
-        let net = try config.method.make(config, inputShape: weightsHalf.imageShape, classes: weightsHalf.classes,
-                                         averager: GradientAverager(LocalCommunicator())).network
+        let method = try config.method.make(config, inputShape: weightsHalf.imageShape, classes: weightsHalf.classes,
+                                            averager: GradientAverager(LocalCommunicator()))
+        let net = method.network
         if weights == nil, checkpoint == "best" {
             throw ValidationError("a search run keeps only its last checkpoint (checkpoint.bin); leave out --checkpoint")
         }
         let (source, file) = try weightsFile(dir, default: "last")
         do {
-            try net.state.restore(from: file)
-            for v in net.architecture { v.value = try file.tensor(v.name, shape: v.shape) }
+            try method.restoreForEvaluation(from: file)
         } catch {
             throw RunError("\(source.path) does not fit the supernet of \(dir.config.path): \(error)")
         }

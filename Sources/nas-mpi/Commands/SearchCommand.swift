@@ -10,8 +10,11 @@ struct SearchCommand: ParsableCommand {
         commandName: "search",
         abstract: "Run a DARTS architecture search and write its run directory.",
         discussion: """
-            Methods: darts (Liu et al. 2019; --order 1 or 2) and pc-darts (Xu et al. 2020: 1/K of each edge's \
-            channels through its ops, edge-normalisation betas, --warmup-epochs with the architecture frozen). \
+            Methods: darts (Liu et al. 2019; --order 1 or 2), pc-darts (Xu et al. 2020: 1/K of each edge's \
+            channels through its ops, edge-normalisation betas, --warmup-epochs with the architecture frozen), \
+            darts-minus (Chu et al. 2021: an auxiliary skip connection on every edge, its weight decaying from 1 \
+            to 0) and sdarts (SDARTS-RS, Chen & Hsieh 2020: the weight step sees op weights perturbed by uniform \
+            noise, --sdarts-epsilon). \
             Presets: 'pc-darts' is the PC-DARTS paper's CIFAR-10 setting (K=4, batch 256, SGD 0.1 cosine to 0, \
             Adam 6e-4 on alphas and betas, 15 warm-up epochs, 50 epochs). 'paper' is the DARTS paper's procedure (C=16, 8 layers, batch 64, 50 epochs, SGD lr 0.025 \
             cosine to 0.001, momentum 0.9, weight decay 3e-4, Adam 3e-4 on the alphas, clip 5, half of the \
@@ -22,7 +25,7 @@ struct SearchCommand: ParsableCommand {
     )
 
     @Option(help: "Preset: quick, paper or pc-darts (default: quick).") var preset: SearchConfig.Preset?
-    @Option(help: "Search method: darts or pc-darts.") var method: SearchMethodKind?
+    @Option(help: "Search method: darts, pc-darts, darts-minus or sdarts.") var method: SearchMethodKind?
     @Option(help: "PC-DARTS: 1/K of each edge's channels go through its ops (paper: 4).") var partialChannels: Int?
     @Option(help: "Epochs at the start that train the weights only, with the architecture frozen.") var warmupEpochs: Int?
     @Option(help: "β-DARTS beta-decay regularisation: add L * epoch/epochs * mean logsumexp of the alpha rows to the architecture loss (default off).")
@@ -58,6 +61,8 @@ struct SearchCommand: ParsableCommand {
     var recompute: RecomputePolicy?
     @Option(help: "Start from the weights (and alphas) of a safetensors file written by `nas-mpi export` for a search run.")
     var initWeights: String?
+    @Option(help: "SDARTS: the perturbation bound eps, rising linearly over the epochs: start:end (default 0.03:0.3) or end.")
+    var sdartsEpsilon: PerturbationSchedule?
     @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
     var checkConsistency = 0
     @Option(help: "Progress: auto (a live line on a terminal), live, or lines.") var progress: ProgressStyle = .auto
@@ -98,6 +103,7 @@ struct SearchCommand: ParsableCommand {
         if syncBatchNorm { c.syncBatchNorm = true }
         if let v = recompute { c.recompute = v }
         if let v = initWeights { c.initWeights = v }
+        if let v = sdartsEpsilon { c.sdartsEpsilon = v }
         if let v = method { c.method = v }
         if let v = partialChannels { c.partialChannels = v }
         if let v = warmupEpochs { c.warmupEpochs = v }
@@ -126,7 +132,7 @@ struct SearchCommand: ParsableCommand {
         RunSupport.attachOutput(log: &searcher.log, progress: &searcher.progress, logEvery: &searcher.logEvery,
                                 every: logEvery, stepsPerEpoch: searcher.stepsPerEpoch, style: progress)
         if comm.rank == 0 && !resume {
-            searcher.log("search: \(config.method.rawValue)\(config.method == .pcDarts ? " (K=\(config.partialChannels))" : ""), \(config.preset.rawValue) preset\(config.warmupEpochs > 0 ? ", \(config.warmupEpochs) warm-up epochs" : ""), \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)\(config.syncBatchNorm ? ", synchronised BatchNorm" : "")")
+            searcher.log("search: \(config.method.rawValue)\(Self.methodDetail(config)), \(config.preset.rawValue) preset\(config.warmupEpochs > 0 ? ", \(config.warmupEpochs) warm-up epochs" : ""), \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)\(config.syncBatchNorm ? ", synchronised BatchNorm" : "")")
             searcher.log("run directory: \(dir.url.path)")
             RunSupport.logData(DataReport([("train", searcher.trainSet), ("validation", searcher.validationSet)]), log: searcher.log, directory: dir)
         }
@@ -142,4 +148,20 @@ struct SearchCommand: ParsableCommand {
             throw RunSupport.exitStatus(interruptedBy: nil)
         }
     }
+
+    /// The method's own settings for the log's first line.
+    static func methodDetail(_ c: SearchConfig) -> String {
+        switch c.method {
+        case .pcDarts: return " (K=\(c.partialChannels))"
+        case .dartsMinus: return " (auxiliary skip, beta 1 -> 0)"
+        case .sdarts:
+            let e = c.sdartsEpsilon ?? .sdartsDefault
+            return " (random smoothing, eps \(e.start) -> \(e.end))"
+        case .darts: return ""
+        }
+    }
+}
+
+extension PerturbationSchedule: ExpressibleByArgument {
+    public init?(argument: String) { self.init(parsing: argument) }
 }
