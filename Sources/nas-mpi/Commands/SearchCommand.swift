@@ -147,9 +147,9 @@ struct SearchCommand: ParsableCommand {
         switch try searcher.run() {
         case .finished(let genotype):
             if comm.rank == 0 {
-                if let stop = searcher.earlyStop { searcher.log(stop.summary + " (\(dir.file("early_stop.json").path))") }
                 searcher.log("genotype: \(genotype.pythonDescription)")
-                searcher.log("written: \(dir.genotypeJSON.path), \(dir.genotypeText.path)")
+                searcher.log("written: \(dir.genotypeJSON.path), \(dir.genotypeText.path)"
+                             + (searcher.earlyStop.map { ", \(dir.file("early_stop.json").path) (genotype of epoch \($0.chosenEpoch))" } ?? ""))
             }
         case .interrupted(let sig):
             throw RunSupport.exitStatus(interruptedBy: sig)
