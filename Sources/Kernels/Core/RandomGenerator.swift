@@ -144,4 +144,6 @@ public enum RandomStream: UInt64, Sendable, CaseIterable {
     case synthetic = 6
     /// Perturbations of the architecture weights (SDARTS-RS), one stream per step.
     case perturbation = 7
+    /// The start vector of the Hessian's power iteration (`--hessian-eigenvalue`).
+    case hessian = 8
 }

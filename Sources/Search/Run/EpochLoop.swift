@@ -42,6 +42,8 @@ public final class EpochLoop {
     /// checkpoint write.
     public var deadline: Date?
     private var longestStep = 0.0, checkpointSeconds = 0.0
+    /// Why the run ended early (a task's `EpochReport.stop`); kept in the checkpoint.
+    public private(set) var stopReason: String?
 
     public private(set) var epoch = 0
     public private(set) var stepInEpoch = 0
@@ -89,6 +91,10 @@ public final class EpochLoop {
         let steps = stepsPerEpoch
         let (b, local) = (batchSize, localBatch)
         // A signal during start-up (data loading) stops before the first step.
+        if let stopReason {
+            record("the run ended early before (\(stopReason)); nothing left to do")
+            return .finished
+        }
         if try agreeOnStop() { return try stop(at: "before the first step") }
         if let deadline, try agree(Date() >= deadline) { return try outOfTime(deadline) }
         while epoch < epochs {
@@ -179,6 +185,7 @@ public final class EpochLoop {
             } catch let d as DivergenceError {
                 throw diverged(d.description)
             }
+            if stopReason != nil { return .finished }
         }
         return .finished
     }
@@ -265,6 +272,10 @@ public final class EpochLoop {
             record(k > 0 ? line : String(format: "epoch %d/%d done in %.1f s (evaluation %.1f s): ", epoch + 1, epochs,
                                           seconds + evaluationSeconds, evaluationSeconds) + line)
         }
+        if let reason = report.stop {
+            stopReason = reason
+            record(reason)
+        }
         epoch += 1
         stepInEpoch = 0
         epochLoss = 0; epochCorrect = 0; epochSeen = 0; epochArchLoss = 0; epochArchSeen = 0
@@ -339,6 +350,7 @@ public final class EpochLoop {
             "architecture_done": .bool(architectureDone),
         ])
         if let pendingArchLoss { file.metadata["pending_arch_loss"] = .number(pendingArchLoss) }
+        if let stopReason { file.metadata["stop_reason"] = .string(stopReason) }
         try task.addState(to: &file)
         if let rankStatistics { file.add("loop.rank_batchnorm_statistics", rankStatistics) }
         return file
@@ -362,6 +374,7 @@ public final class EpochLoop {
         previousSeconds = m["seconds"]?.double ?? 0
         architectureDone = m["architecture_done"] == .bool(true)
         pendingArchLoss = m["pending_arch_loss"]?.double
+        stopReason = m["stop_reason"]?.string
         let ranks = m["ranks"]?.int ?? comm.size
         if ranks == comm.size, file.contains("loop.rank_batchnorm_statistics") {
             try restoreRankStatistics(try file.tensor("loop.rank_batchnorm_statistics", shape: [comm.size, statisticsLength]))

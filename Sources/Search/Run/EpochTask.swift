@@ -67,10 +67,15 @@ public struct EpochSummary {
 public struct EpochReport {
     public var fields: [String: JSONValue]
     public var lines: [String]
+    /// Why the run ends after this epoch (early stopping); nil continues. The loop writes the
+    /// checkpoint, logs the reason, keeps it in the checkpoint (a resumed run stops at once) and
+    /// returns `.finished`.
+    public var stop: String?
 
-    public init(fields: [String: JSONValue], lines: [String]) {
+    public init(fields: [String: JSONValue], lines: [String], stop: String? = nil) {
         self.fields = fields
         self.lines = lines
+        self.stop = stop
     }
 }
 

@@ -28,6 +28,11 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     public var archGradClip: Float?
     /// Norm clip of each edge's alpha-row gradient (nil: none).
     public var archGradClipPerEdge: Float?
+    /// Record the dominant eigenvalue of the validation loss's Hessian w.r.t. the alphas every epoch
+    /// (nil or false: off).
+    public var hessianEigenvalue: Bool?
+    /// Rules that end the search early (nil: run every epoch).
+    public var earlyStop: [EarlyStopRule]?
 
     public var preset: Preset
     public var data: DataSource
@@ -132,6 +137,18 @@ public struct SearchConfig: Codable, Equatable, Sendable {
             guard method == .sdarts else { throw fail("--sdarts-epsilon applies to --method sdarts (the method is \(method.rawValue))") }
             guard e.start.isFinite, e.end.isFinite, e.start >= 0, e.end >= 0 else {
                 throw fail("--sdarts-epsilon must be two finite numbers >= 0 (start:end), got \(e.start):\(e.end)")
+            }
+        }
+        if let rules = earlyStop {
+            for rule in rules {
+                switch rule {
+                case .skips(let n), .stable(let n):
+                    guard n >= 1 else { throw fail("--early-stop \(rule): the count must be at least 1") }
+                case .eigenvalue:
+                    guard hessianEigenvalue == true else {
+                        throw fail("--early-stop eigenvalue needs --hessian-eigenvalue (the rule reads the eigenvalue recorded each epoch)")
+                    }
+                }
             }
         }
         if method == .pcDarts {

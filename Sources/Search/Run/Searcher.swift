@@ -20,6 +20,10 @@ public final class Searcher: EpochTask {
     /// The loop (progress, logging, consistency checks and stop requests are set on it).
     public private(set) var loop: EpochLoop!
     private var alphaHistory: [JSONValue] = []
+    /// `--hessian-eigenvalue` (nil: off).
+    private let hessian: HessianEigenvalue?
+    /// `--early-stop` rules and their evidence (nil: off).
+    private let earlyStopping: EarlyStopping?
 
     public var network: SearchNetwork { method.network }
     public var log: (String) -> Void { get { loop.log } set { loop.log = newValue } }
@@ -52,6 +56,8 @@ public final class Searcher: EpochTask {
             throw SearchConfigError("--batch-size \(config.batchSize) is larger than the data: \(trainSet.count + validationSet.count) training images split into \(trainSet.count) for weights and \(validationSet.count) for the architecture")
         }
         method = try config.method.make(config, inputShape: trainSet.imageShape, classes: trainSet.classes, averager: averager)
+        hessian = config.hessianEigenvalue == true ? HessianEigenvalue(seed: config.seed) : nil
+        earlyStopping = config.earlyStop.map { EarlyStopping(rules: $0) }
         schedule = CosineAnnealing(base: config.learningRate, minimum: config.learningRateMin, period: config.epochs)
         loop = EpochLoop(task: self, comm: communicator, directory: directory, averager: averager, trainSet: trainSet,
                          validationSet: validationSet, epochs: config.epochs, batchSize: config.batchSize, seed: config.seed,
@@ -88,6 +94,9 @@ public final class Searcher: EpochTask {
         try directory.savedConfig(SearchConfig.self, kind: "search", forResume: true)
     }
 
+    /// The early-stopping decision, once a rule fired.
+    public var earlyStop: EarlyStopDecision? { earlyStopping?.decision }
+
     public var stepsPerEpoch: Int { loop.stepsPerEpoch }
     public var localBatch: Int { loop.localBatch }
 
@@ -102,7 +111,7 @@ public final class Searcher: EpochTask {
     /// Runs the remaining epochs. Returns early after writing a checkpoint when a signal arrives.
     public func run() throws -> Outcome {
         switch try loop.run() {
-        case .finished: return .finished(try method.genotype())
+        case .finished: return .finished(try earlyStopping?.decision.map { try Genotype(python: $0.genotype) } ?? method.genotype())
         case .interrupted(let sig): return .interrupted(signal: sig)
         case .outOfTime: return .outOfTime
         }
@@ -171,26 +180,45 @@ public final class Searcher: EpochTask {
         if regularizer.entropy != 0 {
             fields["entropy_weight"] = .number(Double(regularizer.entropyWeight(epoch: summary.epoch, epochs: config.epochs)))
         }
+        var eigenvalue: Double?
+        if let hessian {
+            let value = try hessian.dominant(of: method, validation: validationSet, batchSize: config.batchSize, averager: averager)
+            fields["hessian_eigenvalue"] = .number(value)
+            eigenvalue = value
+        }
+        var kept = genotype
+        let decision = earlyStopping?.record(EpochEvidence(
+            epoch: summary.epoch + 1, warmUp: warm, genotype: genotype.pythonDescription, skipCount: diagnostics.skipCount,
+            ranking: EpochEvidence.ranking(alphas: [network.alphasNormal.value, network.alphasReduce.value], primitives: network.config.primitives),
+            eigenvalue: eigenvalue))
+        if let decision {
+            kept = try Genotype(python: decision.genotype)
+            fields["early_stop"] = decision.json
+        }
         if writeFiles {
             try directory.writeLines(alphaHistory, to: directory.alphas)
-            try directory.writeJSON(genotype, to: directory.genotypeJSON)
-            try AtomicFile.write(genotype.pythonDescription + "\n", to: directory.genotypeText)
+            try directory.writeJSON(kept, to: directory.genotypeJSON)
+            try AtomicFile.write(kept.pythonDescription + "\n", to: directory.genotypeText)
+            if let decision { try directory.writeJSON(decision.json, to: directory.file("early_stop.json")) }
         }
-        let line = String(format: "train loss %.4f acc %.1f%%, val loss %.4f acc %.1f%%, lr %.5f, %@%@",
+        let line = String(format: "train loss %.4f acc %.1f%%, val loss %.4f acc %.1f%%, lr %.5f, %@%@%@",
                           summary.trainLoss, 100 * summary.trainAccuracy,
                           valLoss, 100 * valAcc, summary.learningRate, diagnostics.summary,
+                          eigenvalue.map { String(format: ", hessian eigenvalue %.4g", $0) } ?? "",
                           warm ? " (warm-up: architecture frozen)" : "")
-        return EpochReport(fields: fields, lines: [line, "genotype = \(genotype.pythonDescription)"])
+        return EpochReport(fields: fields, lines: [line, "genotype = \(genotype.pythonDescription)"], stop: decision?.summary)
     }
 
     public func addState(to file: inout CheckpointFile) throws {
         method.addState(to: &file)
         file.metadata["alphas"] = .array(alphaHistory)
+        if let earlyStopping { file.metadata["early_stopping"] = try earlyStopping.state }
     }
 
     public func restoreState(from file: CheckpointFile) throws {
         try method.restoreState(from: file)
         alphaHistory = file.metadata["alphas"]?.array ?? []
+        try earlyStopping?.restore(file.metadata["early_stopping"])
     }
 
     /// Rows of a [R, K] tensor as nested arrays, a vector as one array.

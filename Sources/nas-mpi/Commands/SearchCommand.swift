@@ -35,6 +35,10 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Clip the architecture gradients to this global norm (default: no clipping).") var archGradClip: Float?
     @Option(help: "Clip each edge's alpha gradient to this norm, so no edge dominates (default: no clipping).")
     var archGradClipPerEdge: Float?
+    @Flag(help: "Record the dominant eigenvalue of the Hessian of the validation loss w.r.t. the alphas every epoch (power iteration, 20 finite-difference Hessian-vector products on 2 validation batches).")
+    var hessianEigenvalue = false
+    @Option(help: "Stop the search early by a rule (repeatable or comma-separated): skips=N (the normal cell holds N skip connections), stable=E (the learnable ops' ranking on every edge unchanged for E epochs), eigenvalue (DARTS-ES, needs --hessian-eigenvalue: returns the genotype of 5 epochs before the stop).")
+    var earlyStop: [String] = []
     @OptionGroup var network: NetworkOptions
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Epochs.") var epochs: Int?
@@ -111,7 +115,11 @@ struct SearchCommand: ParsableCommand {
         if let v = entropyWeight { c.entropyWeight = v }
         if let v = archGradClip { c.archGradClip = v }
         if let v = archGradClipPerEdge { c.archGradClipPerEdge = v }
-        do { try c.validate() } catch { throw ValidationError("\(error)") }
+        if hessianEigenvalue { c.hessianEigenvalue = true }
+        do {
+            if !earlyStop.isEmpty { c.earlyStop = try earlyStop.flatMap { try EarlyStopRule.list(parsing: $0) } }
+            try c.validate()
+        } catch { throw ValidationError("\(error)") }
         return c
     }
 
@@ -140,7 +148,8 @@ struct SearchCommand: ParsableCommand {
         case .finished(let genotype):
             if comm.rank == 0 {
                 searcher.log("genotype: \(genotype.pythonDescription)")
-                searcher.log("written: \(dir.genotypeJSON.path), \(dir.genotypeText.path)")
+                searcher.log("written: \(dir.genotypeJSON.path), \(dir.genotypeText.path)"
+                             + (searcher.earlyStop.map { ", \(dir.file("early_stop.json").path) (genotype of epoch \($0.chosenEpoch))" } ?? ""))
             }
         case .interrupted(let sig):
             throw RunSupport.exitStatus(interruptedBy: sig)
