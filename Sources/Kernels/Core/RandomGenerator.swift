@@ -144,4 +144,6 @@ public enum RandomStream: UInt64, Sendable, CaseIterable {
     case synthetic = 6
     /// Perturbations of the architecture weights (SDARTS-RS), one stream per step.
     case perturbation = 7
+    /// Dropout on the supernet's skip connections (P-DARTS), one stream per step and edge.
+    case skipDropout = 8
 }
