@@ -76,6 +76,22 @@ final class PDARTSTests: XCTestCase {
         XCTAssertLessThanOrEqual(try m.genotype().normal.filter { $0.op == .skipConnect }.count, 1)
     }
 
+    func testSkipCapTerminatesOnPrunedListsWhereSkipIsAnEdgesOnlyOp() throws {
+        // Every edge: [none, skip_connect], skip strongest: node 0 must keep two skips.
+        let space = CellSearchSpace.uniform([.none, .skipConnect], edges: 14)
+        var w = Tensor(shape: [14, 2])
+        for e in 0..<14 { w.scalars[e * 2] = 0.4; w.scalars[e * 2 + 1] = 0.6 }
+        let g = try DerivationPolicy(space: space, steps: 4, maxSkipConnections: 1)
+            .derive(normal: CellStrengths(ops: w), reduce: CellStrengths(ops: w))
+        XCTAssertEqual(g.normal.count, 8, "the cap cannot be met here; derivation still ends")
+        // With another op on some edges, the cap is met by switching to it.
+        let mixed = CellSearchSpace.uniform([.maxPool3x3, .skipConnect], edges: 14)
+        let h = try DerivationPolicy(space: mixed, steps: 4, maxSkipConnections: 1)
+            .derive(normal: CellStrengths(ops: w), reduce: CellStrengths(ops: w))
+        XCTAssertEqual(h.normal.filter { $0.op == .skipConnect }.count, 1)
+        XCTAssertEqual(h.reduce.filter { $0.op == .skipConnect }.count, 8, "the cap is on the normal cell only")
+    }
+
     func testSkipDropoutScheduleAndLearningRateRestartPerStage() throws {
         XCTAssertEqual(SkipDropout.rate(initial: 0.4, epochInStage: 0, stageEpochs: 25, warmUp: 10), 0.4 * 24 / 25, accuracy: 1e-7)
         XCTAssertEqual(SkipDropout.rate(initial: 0.4, epochInStage: 9, stageEpochs: 25, warmUp: 10), 0.4 * 15 / 25, accuracy: 1e-7)
