@@ -173,6 +173,24 @@ final class PDARTSTests: XCTestCase {
         XCTAssertEqual(a.network.alphasNormal.value, b.network.alphasNormal.value)
     }
 
+    func testRunResumedBeforeAStageBoundaryEntersTheSameNextStage() throws {
+        let a = try make(config())
+        _ = try a.step(train: try batch(), validation: try batch(), epoch: 1, learningRate: 0.01)
+        var file = CheckpointFile(metadata: [:])
+        a.addState(to: &file)
+        let b = try make(config())
+        try b.restoreState(from: file)
+        XCTAssertEqual(b.stage, 0)
+        for m in [a, b] { _ = try m.step(train: try batch(), validation: try batch(), epoch: 2, learningRate: 0.01) }
+        XCTAssertEqual(b.stage, 1)
+        XCTAssertEqual(a.space, b.space)
+        var fa = CheckpointFile(metadata: [:]), fb = CheckpointFile(metadata: [:])
+        a.addState(to: &fa)
+        b.addState(to: &fb)
+        XCTAssertEqual(fa.tensors.map(\.name), fb.tensors.map(\.name))
+        for ((name, x), (_, y)) in zip(fa.tensors, fb.tensors) { XCTAssertEqual(x, y, name) }
+    }
+
     func testFlagsAreChecked() throws {
         XCTAssertNoThrow(try config().validate())
         func message(_ c: SearchConfig) -> String {
