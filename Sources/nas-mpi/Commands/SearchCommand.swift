@@ -29,7 +29,7 @@ struct SearchCommand: ParsableCommand {
     )
 
     @Option(help: "Preset: quick, paper or pc-darts (default: quick).") var preset: SearchConfig.Preset?
-    @Option(help: "Search method: darts, pc-darts, darts-minus or sdarts.") var method: SearchMethodKind?
+    @Option(help: "Search method: darts, pc-darts, darts-minus, sdarts or p-darts.") var method: SearchMethodKind?
     @Option(help: "PC-DARTS: 1/K of each edge's channels go through its ops (paper: 4).") var partialChannels: Int?
     @Option(help: "Epochs at the start that train the weights only, with the architecture frozen.") var warmupEpochs: Int?
     @Option(help: "β-DARTS beta-decay regularisation: add L * epoch/epochs * mean logsumexp of the alpha rows to the architecture loss (default off).")
