@@ -146,4 +146,6 @@ public enum RandomStream: UInt64, Sendable, CaseIterable {
     case perturbation = 7
     /// The start vector of the Hessian's power iteration (`--hessian-eigenvalue`).
     case hessian = 8
+    /// Dropout on the supernet's skip connections (P-DARTS), one stream per step and edge.
+    case skipDropout = 9
 }

@@ -19,6 +19,9 @@ public protocol SearchMethod: AnyObject {
     var secondOrder: Bool { get }
     /// Whether epoch `epoch` trains the weights only (architecture parameters frozen).
     func isWarmUp(epoch: Int) -> Bool
+    /// The weight learning rate of epoch `epoch`, for methods with their own schedule (P-DARTS
+    /// restarts it each stage); nil (the default): the run's cosine schedule.
+    func learningRate(epoch: Int) -> Float?
     /// How the genotype is read off the architecture parameters.
     var derivation: DerivationPolicy { get }
     /// Adds the method's state to a checkpoint (default: `training`'s) and restores it.
@@ -52,6 +55,8 @@ extension SearchMethod {
         return result
     }
 
+    public func learningRate(epoch: Int) -> Float? { nil }
+
     /// The genotype under the method's derivation policy.
     public func genotype() throws -> Genotype { try network.genotype(derivation) }
 
@@ -75,6 +80,8 @@ public enum SearchMethodKind: String, Codable, CaseIterable, Sendable {
     case dartsMinus = "darts-minus"
     /// SDARTS-RS (Chen & Hsieh 2020): random smoothing of the op weights in the weight step.
     case sdarts
+    /// P-DARTS (Chen et al. 2019): stages of deeper supernets over fewer ops, skip dropout.
+    case pdarts = "p-darts"
 
     /// Builds the method for a configuration and a data shape.
     public func make(_ config: SearchConfig, inputShape: [Int], classes: Int, averager: GradientAverager) throws -> SearchMethod {
@@ -83,6 +90,7 @@ public enum SearchMethodKind: String, Codable, CaseIterable, Sendable {
         case .pcDarts: return try PCDARTS(config, inputShape: inputShape, classes: classes, averager: averager)
         case .dartsMinus: return try DARTSMinus(config, inputShape: inputShape, classes: classes, averager: averager)
         case .sdarts: return try SDARTS(config, inputShape: inputShape, classes: classes, averager: averager)
+        case .pdarts: return try PDARTS(config, inputShape: inputShape, classes: classes, averager: averager)
         }
     }
 }

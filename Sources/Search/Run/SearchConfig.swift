@@ -65,6 +65,8 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     public var initWeights: String?
     /// SDARTS-RS: the perturbation bound eps over the epochs (nil: 0.03 to 0.3).
     public var sdartsEpsilon: PerturbationSchedule?
+    /// P-DARTS: stages, ops per edge, skip dropout, skip cap (nil: the paper's).
+    public var pdarts: PDARTSSettings?
 
     /// The preset's values with the embedded synthetic dataset.
     public static func preset(_ p: Preset) -> SearchConfig {
@@ -151,6 +153,10 @@ public struct SearchConfig: Codable, Equatable, Sendable {
                 }
             }
         }
+        if pdarts != nil, method != .pdarts {
+            throw fail("--stages, --stage-ops, --skip-dropout and --max-skip apply to --method p-darts (the method is \(method.rawValue))")
+        }
+        if method == .pdarts { try (pdarts ?? .paper).validate(self) }
         if method == .pcDarts {
             guard partialChannels >= 1, channels % partialChannels == 0 else {
                 throw fail("--partial-channels \(partialChannels) must be at least 1 and divide --channels \(channels)")

@@ -141,7 +141,7 @@ public final class Searcher: EpochTask {
 
     public func beginEpoch(_ epoch: Int) -> Float {
         method.training.epoch = epoch
-        return schedule.learningRate(at: epoch)
+        return method.learningRate(epoch: epoch) ?? schedule.learningRate(at: epoch)
     }
 
     public func step(_ batches: StepBatches, epoch: Int, step: Int, learningRate: Float, control: StepControl) throws -> StepResult {

@@ -22,8 +22,9 @@ public struct CellStrengths {
 ///   stable `sorted`), and on each the strongest op other than `none` (edge weights, being one
 ///   positive factor per edge, do not change which op that is);
 /// - optionally (P-DARTS), the normal cell may hold at most `maxSkipConnections` skip connections:
-///   while it holds more, the weakest chosen skip connection's weight is set to zero and the cell
-///   is derived again.
+///   while it holds more, the weakest chosen skip connection's weight is set below every other
+///   and the cell is derived again (an edge whose only op besides `none` is that skip then loses
+///   to its node's other edges; where it cannot, the cap is left unmet rather than looping).
 public struct DerivationPolicy: Sendable {
     /// Each edge's candidate ops (the columns of its op weights).
     public var space: CellSearchSpace
@@ -54,6 +55,7 @@ public struct DerivationPolicy: Sendable {
             throw GenotypeError("edge weights of shape \(e.shape) do not fit \(edgesTotal) edges")
         }
         var weights = s.ops.scalars
+        var removed = Set<Int>()
         while true {
             let gene = try parse(weights, s.edges?.scalars, space, k)
             guard let cap else { return gene }
@@ -64,9 +66,13 @@ public struct DerivationPolicy: Sendable {
             let positions = skips.map { item -> Int in
                 let edge = start[item.offset / 2] + item.element.input
                 return edge * k + space[edge].firstIndex(of: .skipConnect)!
-            }
-            let weakest = positions.min { weights[$0] < weights[$1] }!
-            weights[weakest] = 0
+            }.filter { !removed.contains($0) }
+            // Every chosen skip was removed already and is still chosen (its edge has no other op
+            // than none, and its node no other edge): the cap cannot be met.
+            guard let weakest = positions.min(by: { weights[$0] < weights[$1] }) else { return gene }
+            // Below every op weight, so the edge takes its next op (or loses to the other edges).
+            weights[weakest] = -1
+            removed.insert(weakest)
         }
     }
 

@@ -106,7 +106,6 @@ struct EvaluateCommand: ParsableCommand {
         }
         let method = try config.method.make(config, inputShape: weightsHalf.imageShape, classes: weightsHalf.classes,
                                             averager: GradientAverager(LocalCommunicator()))
-        let net = method.network
         if weights == nil, checkpoint == "best" {
             throw ValidationError("a search run keeps only its last checkpoint (checkpoint.bin); leave out --checkpoint")
         }
@@ -116,6 +115,8 @@ struct EvaluateCommand: ParsableCommand {
         } catch {
             throw RunError("\(source.path) does not fit the supernet of \(dir.config.path): \(error)")
         }
+        // Read after the restore: a method may rebuild its supernet for the file (P-DARTS: the stage's).
+        let net = method.network
         let batch = batchSize ?? config.batchSize
         let recalibrated = try recalibrate(net.state, on: weightsHalf, batch: batch, seed: config.seed, comm) { b in
             _ = try net.forward(Variable(b.images), ForwardContext(tape: Tape(recording: false), training: true))

@@ -40,9 +40,11 @@ struct ExportCommand: ParsableCommand {
         case "search":
             let config = try Searcher.savedConfig(dir)
             let train = try config.data.load().train
-            let net = try config.method.make(config, inputShape: train.imageShape, classes: train.classes,
-                                             averager: GradientAverager(LocalCommunicator())).network
-            try net.state.restore(from: file)
+            let method = try config.method.make(config, inputShape: train.imageShape, classes: train.classes,
+                                                averager: GradientAverager(LocalCommunicator()))
+            // The method may rebuild its supernet for the checkpoint (P-DARTS: the stage's).
+            try method.restoreForEvaluation(from: file)
+            let net = method.network
             // Every architecture parameter, by name (alphas, and betas for PC-DARTS).
             let architecture = try net.architecture.map { ($0.name, try file.tensor($0.name, shape: $0.shape)) }
             try Safetensors.write(net.state, extra: architecture, metadata: ["format": "pt", "method": config.method.rawValue], to: target)

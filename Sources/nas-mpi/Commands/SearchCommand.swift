@@ -14,7 +14,11 @@ struct SearchCommand: ParsableCommand {
             channels through its ops, edge-normalisation betas, --warmup-epochs with the architecture frozen), \
             darts-minus (Chu et al. 2021: an auxiliary skip connection on every edge, its weight decaying from 1 \
             to 0) and sdarts (SDARTS-RS, Chen & Hsieh 2020: the weight step sees op weights perturbed by uniform \
-            noise, --sdarts-epsilon). \
+            noise, --sdarts-epsilon) and p-darts (P-DARTS, Chen et al. 2019: stages of deeper supernets over \
+            fewer ops per edge, --stages 5,11,17 cells and --stage-ops 8,5,3, each stage with its own cosine \
+            schedule, --warmup-epochs per stage (default 10), --stage-epochs (default 25; --epochs is the total), \
+            dropout on the skip connections --skip-dropout 0,0.4,0.7 and at most --max-skip 2 of them in the \
+            final normal cell). \
             Presets: 'pc-darts' is the PC-DARTS paper's CIFAR-10 setting (K=4, batch 256, SGD 0.1 cosine to 0, \
             Adam 6e-4 on alphas and betas, 15 warm-up epochs, 50 epochs). 'paper' is the DARTS paper's procedure (C=16, 8 layers, batch 64, 50 epochs, SGD lr 0.025 \
             cosine to 0.001, momentum 0.9, weight decay 3e-4, Adam 3e-4 on the alphas, clip 5, half of the \
@@ -25,7 +29,7 @@ struct SearchCommand: ParsableCommand {
     )
 
     @Option(help: "Preset: quick, paper or pc-darts (default: quick).") var preset: SearchConfig.Preset?
-    @Option(help: "Search method: darts, pc-darts, darts-minus or sdarts.") var method: SearchMethodKind?
+    @Option(help: "Search method: darts, pc-darts, darts-minus, sdarts or p-darts.") var method: SearchMethodKind?
     @Option(help: "PC-DARTS: 1/K of each edge's channels go through its ops (paper: 4).") var partialChannels: Int?
     @Option(help: "Epochs at the start that train the weights only, with the architecture frozen.") var warmupEpochs: Int?
     @Option(help: "β-DARTS beta-decay regularisation: add L * epoch/epochs * mean logsumexp of the alpha rows to the architecture loss (default off).")
@@ -67,6 +71,13 @@ struct SearchCommand: ParsableCommand {
     var initWeights: String?
     @Option(help: "SDARTS: the perturbation bound eps, rising linearly over the epochs: start:end (default 0.03:0.3) or end.")
     var sdartsEpsilon: PerturbationSchedule?
+    @Option(help: "P-DARTS: cells of each stage's supernet, comma-separated (paper: 5,11,17).") var stages: String?
+    @Option(help: "P-DARTS: ops per edge entering each stage (the first: the whole search space; paper: 8,5,3).")
+    var stageOps: String?
+    @Option(help: "P-DARTS: initial dropout rate on the skip connections in each stage, in [0, 1) (paper: 0,0.4,0.7).")
+    var skipDropout: String?
+    @Option(help: "P-DARTS: at most this many skip connections in the final normal cell (paper: 2).") var maxSkip: Int?
+    @Option(help: "P-DARTS: epochs per stage (paper: 25); sets --epochs to this times the stages.") var stageEpochs: Int?
     @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
     var checkConsistency = 0
     @Option(help: "Progress: auto (a live line on a terminal), live, or lines.") var progress: ProgressStyle = .auto
@@ -116,11 +127,45 @@ struct SearchCommand: ParsableCommand {
         if let v = archGradClip { c.archGradClip = v }
         if let v = archGradClipPerEdge { c.archGradClipPerEdge = v }
         if hessianEigenvalue { c.hessianEigenvalue = true }
+        try applyPDARTS(to: &c)
         do {
             if !earlyStop.isEmpty { c.earlyStop = try earlyStop.flatMap { try EarlyStopRule.list(parsing: $0) } }
             try c.validate()
         } catch { throw ValidationError("\(error)") }
         return c
+    }
+
+    /// The P-DARTS flags; choosing p-darts on a configuration of another method also takes the
+    /// paper's per-stage epochs (25) and warm-up (10) unless --epochs / --warmup-epochs say otherwise.
+    private func applyPDARTS(to c: inout SearchConfig) throws {
+        let given = stages != nil || stageOps != nil || skipDropout != nil || maxSkip != nil || stageEpochs != nil
+        guard given || c.method == .pdarts else { return }
+        var p = c.pdarts ?? .paper
+        if let v = stages { p.stages = try Self.list(v, "--stages") }
+        if let v = stageOps { p.stageOps = try Self.list(v, "--stage-ops") }
+        if let v = skipDropout { p.skipDropout = try Self.list(v, "--skip-dropout") }
+        if let v = maxSkip { p.maxSkipConnections = v }
+        if c.pdarts == nil && c.method == .pdarts {
+            if epochs == nil { c.epochs = PDARTSSettings.paperStageEpochs * p.stages.count }
+            if warmupEpochs == nil { c.warmupEpochs = PDARTSSettings.paperWarmupEpochs }
+        }
+        if let v = stageEpochs {
+            guard v >= 1 else { throw ValidationError("--stage-epochs must be at least 1, got \(v)") }
+            if let e = epochs, e != v * p.stages.count {
+                throw ValidationError("--epochs \(e) contradicts --stage-epochs \(v) x \(p.stages.count) stages; give one of them")
+            }
+            c.epochs = v * p.stages.count
+        }
+        c.pdarts = p
+    }
+
+    /// A comma-separated list of numbers.
+    private static func list<T: LosslessStringConvertible>(_ text: String, _ flag: String) throws -> [T] {
+        let values = text.split(separator: ",", omittingEmptySubsequences: false).map { T(String($0).trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else {
+            throw ValidationError("\(flag) takes comma-separated numbers, got '\(text)'")
+        }
+        return values.map { $0! }
     }
 
     func run() throws {
@@ -166,6 +211,10 @@ struct SearchCommand: ParsableCommand {
         case .sdarts:
             let e = c.sdartsEpsilon ?? .sdartsDefault
             return " (random smoothing, eps \(e.start) -> \(e.end))"
+        case .pdarts:
+            let p = c.pdarts ?? .paper
+            let j = { (v: [Int]) in v.map(String.init).joined(separator: ",") }
+            return " (stages \(j(p.stages)) cells, \(j(p.stageOps)) ops per edge, skip dropout \(p.skipDropout.map { String($0) }.joined(separator: ",")), at most \(p.maxSkipConnections) skips)"
         case .darts: return ""
         }
     }
