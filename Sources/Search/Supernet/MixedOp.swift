@@ -21,6 +21,13 @@ public final class MixedOp: MixedEdge {
 
     /// sum_k weights[k] * op_k(x). weights: [K], the edge's row of softmax(alphas).
     public func forward(_ x: Variable, weights: Variable, _ ctx: ForwardContext) throws -> Variable {
+        try forward(x, weights: weights, ctx, replacing: { _ in nil })
+    }
+
+    /// The same sum with op k's output replaced by `replacing(k)` where that is not nil (an edge
+    /// that changes one path, e.g. dropout on the skip connection, keeps the rest of this loop).
+    public func forward(_ x: Variable, weights: Variable, _ ctx: ForwardContext,
+                        replacing: (Int) throws -> Variable?) throws -> Variable {
         var outputs: [Variable] = []
         var indices: [Int] = []
         outputs.reserveCapacity(ops.count)
@@ -28,7 +35,9 @@ public final class MixedOp: MixedEdge {
         var activated: Variable?
         for (k, op) in ops.enumerated() {
             guard let op else { continue }
-            if let r = op as? ReLUPrefixed {
+            if let y = try replacing(k) {
+                outputs.append(y)
+            } else if let r = op as? ReLUPrefixed {
                 if activated == nil { activated = ctx.tape.relu(x) }
                 outputs.append(try r.forward(activated: activated!, ctx))
             } else {

@@ -75,23 +75,11 @@ public final class SkipDropoutEdge: MixedEdge {
     /// x: [N, C, H, W] -> [N, C, H/stride, W/stride]; weights: [K].
     public func forward(_ x: Variable, weights: Variable, _ ctx: ForwardContext) throws -> Variable {
         guard let identityIndex, ctx.training, dropout.active else { return try mixed.forward(x, weights: weights, ctx) }
-        var outputs: [Variable] = []
-        var indices: [Int] = []
-        var activated: Variable?
-        for (k, op) in mixed.ops.enumerated() {
-            guard let op else { continue }
-            if k == identityIndex {
-                var g = dropout.generator(slot: slot)
-                outputs.append(try ctx.tape.dropout(x, p: dropout.rate, generator: &g))
-            } else if let r = op as? ReLUPrefixed {
-                if activated == nil { activated = ctx.tape.relu(x) }
-                outputs.append(try r.forward(activated: activated!, ctx))
-            } else {
-                outputs.append(try op.forward(x, ctx))
-            }
-            indices.append(k)
+        return try mixed.forward(x, weights: weights, ctx) { k in
+            guard k == identityIndex else { return nil }
+            var g = dropout.generator(slot: slot)
+            return try ctx.tape.dropout(x, p: dropout.rate, generator: &g)
         }
-        return try ctx.tape.weightedSum(outputs, weights: weights, indices: indices)
     }
 
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
