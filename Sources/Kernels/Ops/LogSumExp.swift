@@ -12,7 +12,7 @@ extension Tape {
         var p = x.value.scalars
         var y = Tensor(shape: Array(x.shape.dropLast()))
         p.withUnsafeMutableBufferPointer { pp in
-            for r in 0..<rows { y.scalars[r] = Self.logSumExpRow(pp.baseAddress! + r * k, k) }
+            for r in 0..<rows { y.scalars[r] = Self.softmaxRow(pp.baseAddress! + r * k, k) }
         }
         let probabilities = p
         return output(y, inputs: [x]) { _, dy in
@@ -35,7 +35,7 @@ extension Tape {
         var y = Tensor(shape: Array(x.shape.dropLast()))
         p.withUnsafeMutableBufferPointer { pp in
             for r in 0..<rows {
-                let lse = Self.logSumExpRow(pp.baseAddress! + r * k, k)
+                let lse = Self.softmaxRow(pp.baseAddress! + r * k, k)
                 var h: Float = 0
                 for j in 0..<k {
                     logP[r * k + j] -= lse
@@ -61,17 +61,5 @@ extension Tape {
         try require(x.shape.count >= 1 && x.shape.last! > 0, op, "input must have a non-empty last dimension, got \(x.shape)")
         let k = x.shape.last!
         return (x.value.count / k, k)
-    }
-
-    /// In place: p[0..<k] = softmax(p[0..<k]); returns log(sum_j exp(p_j)) of the original values.
-    @inline(__always)
-    static func logSumExpRow(_ p: UnsafeMutablePointer<Float>, _ k: Int) -> Float {
-        var mx = -Float.infinity
-        for j in 0..<k { mx = max(mx, p[j]) }
-        var s: Float = 0
-        for j in 0..<k { p[j] = expf(p[j] - mx); s += p[j] }
-        let inv = 1 / s
-        for j in 0..<k { p[j] *= inv }
-        return mx + logf(s)
     }
 }

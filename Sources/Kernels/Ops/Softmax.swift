@@ -26,15 +26,17 @@ extension Tape {
         }
     }
 
-    /// In place: p[0..<k] = softmax(p[0..<k]), stabilised by the row maximum.
-    @inline(__always)
-    static func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ k: Int) {
+    /// In place: p[0..<k] = softmax(p[0..<k]), stabilised by the row maximum; returns
+    /// log(sum_j exp(p_j)) of the original values (the log-sum-exp op uses it).
+    @inline(__always) @discardableResult
+    static func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ k: Int) -> Float {
         var mx = -Float.infinity
         for j in 0..<k { mx = max(mx, p[j]) }
         var s: Float = 0
         for j in 0..<k { p[j] = expf(p[j] - mx); s += p[j] }
         let inv = 1 / s
         for j in 0..<k { p[j] *= inv }
+        return mx + logf(s)
     }
 
     /// Mean cross-entropy of logits against integer labels, as PyTorch's `nn.CrossEntropyLoss`.
