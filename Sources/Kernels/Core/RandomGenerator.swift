@@ -148,4 +148,7 @@ public enum RandomStream: UInt64, Sendable, CaseIterable {
     case hessian = 8
     /// Dropout on the supernet's skip connections (P-DARTS), one stream per step and edge.
     case skipDropout = 9
+    /// Genotypes drawn by the discrete search strategies (regularized evolution, random sampling):
+    /// samples and mutations.
+    case evolution = 10
 }
