@@ -148,4 +148,8 @@ public enum RandomStream: UInt64, Sendable, CaseIterable {
     case hessian = 8
     /// Dropout on the supernet's skip connections (P-DARTS), one stream per step and edge.
     case skipDropout = 9
+    /// Regularized evolution's sampling and mutation.
+    case evolution = 10
+    /// The RL controller's sampling of architectures (REINFORCE).
+    case controller = 11
 }
