@@ -151,4 +151,6 @@ public enum RandomStream: UInt64, Sendable, CaseIterable {
     /// Genotypes drawn by the discrete search strategies (regularized evolution, random sampling):
     /// samples and mutations.
     case evolution = 10
+    /// The RL controller's sampling of architectures (REINFORCE).
+    case controller = 11
 }

@@ -1,4 +1,6 @@
-/// Elementwise activations.
+import Foundation
+
+/// Elementwise activations: ReLU, and the sigmoid and tanh of an LSTM's gates.
 
 extension Tape {
     /// y = max(x, 0). Any shape.
@@ -26,6 +28,40 @@ extension Tape {
                             for i in r { d[i] = v[i] > 0 ? g[i] : 0 }
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+extension Tape {
+    /// y = 1 / (1 + exp(-x)). Any shape. Backward from the output: dx += dy * y * (1 - y).
+    public func sigmoid(_ x: Variable) -> Variable {
+        let y = Tensor(uninitializedShape: x.shape) { out in
+            x.value.scalars.withUnsafeBufferPointer { xp in
+                for i in 0..<out.count { out[i] = 1 / (1 + expf(-xp[i])) }
+            }
+        }
+        return output(y, inputs: [x]) { out, dy in
+            x.accumulateGrad { dx in
+                out.value.scalars.withUnsafeBufferPointer { yp in
+                    for i in 0..<dx.count { dx[i] += dy[i] * yp[i] * (1 - yp[i]) }
+                }
+            }
+        }
+    }
+
+    /// y = tanh(x). Any shape. Backward from the output: dx += dy * (1 - y²).
+    public func tanh(_ x: Variable) -> Variable {
+        let y = Tensor(uninitializedShape: x.shape) { out in
+            x.value.scalars.withUnsafeBufferPointer { xp in
+                for i in 0..<out.count { out[i] = tanhf(xp[i]) }
+            }
+        }
+        return output(y, inputs: [x]) { out, dy in
+            x.accumulateGrad { dx in
+                out.value.scalars.withUnsafeBufferPointer { yp in
+                    for i in 0..<dx.count { dx[i] += dy[i] * (1 - yp[i] * yp[i]) }
                 }
             }
         }
