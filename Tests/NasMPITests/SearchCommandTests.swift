@@ -48,7 +48,27 @@ final class SearchCommandTests: XCTestCase {
         XCTAssertGreaterThan(cost["core_seconds"]?.double ?? 0, 0)
         // Nothing but the run's files in the directory (no temporary files left).
         XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: out.path)),
-                       ["config.json", "metrics.jsonl", "alphas.jsonl", "genotype.json", "genotype.txt", "checkpoint.bin", "cost.json", "log.txt"])
+                       ["config.json", "metrics.jsonl", "alphas.jsonl", "genotype.json", "genotype.txt", "checkpoint.bin", "cost.json", "log.txt", "run.json"])
+        // run.json: what ran, the genotype found, the supernet's validation accuracy (no test
+        // accuracy: the genotype was not trained), the cost.
+        let manifest = try RunManifest.read(from: dir)
+        XCTAssertEqual(manifest.version, RunManifest.formatVersion)
+        XCTAssertEqual(manifest.kind, "search")
+        XCTAssertEqual(manifest.method, "darts")
+        XCTAssertEqual(manifest.status, .finished)
+        XCTAssertEqual(manifest.seed, 3)
+        XCTAssertEqual(manifest.ranks, 1)
+        XCTAssertEqual(manifest.budget, ["epochs": 2])
+        XCTAssertEqual(manifest.bestGenotype, g)
+        XCTAssertEqual(manifest.bestGenotypePython, g.pythonDescription)
+        XCTAssertEqual(manifest.supernetValidationAccuracy, last["val_acc"]?.double)
+        XCTAssertNil(manifest.validationAccuracy)
+        XCTAssertNil(manifest.testAccuracy)
+        XCTAssertEqual(manifest.dataset.imageShape, [1, 8, 8])
+        XCTAssertEqual(manifest.dataset.splits, ["train": 32, "validation": 32])
+        XCTAssertEqual(manifest.wallSeconds, cost["wall_seconds"]?.double)
+        XCTAssertTrue(manifest.commandLine.contains("--synthetic-count"))
+        XCTAssertNotNil(ISO8601DateFormatter().date(from: manifest.started))
     }
 
     func testSameSeedGivesIdenticalAlphas() throws {

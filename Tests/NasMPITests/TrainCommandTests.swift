@@ -25,20 +25,97 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertGreaterThan(best, 0.5, "4 classes: chance is 25%, best test accuracy \(best)")
         XCTAssertEqual(m[0]["drop_path"]?.double, 0)
         XCTAssertGreaterThan(m[2]["drop_path"]?.double ?? 0, 0, "drop path ramps up")
-        for f in ["config.json", "metrics.jsonl", "checkpoint.bin", "best.bin", "cost.json", "log.txt"] {
+        for f in ["config.json", "metrics.jsonl", "checkpoint.bin", "best.bin", "cost.json", "log.txt", "run.json"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(f).path), "missing \(f)")
         }
         let cost = try JSONDecoder().decode([String: JSONValue].self, from: Data(contentsOf: out.appendingPathComponent("cost.json")))
         XCTAssertEqual(cost["threads_per_rank"]?.int, 2)
         XCTAssertGreaterThan(cost["core_seconds"]?.double ?? 0, cost["wall_seconds"]?.double ?? 0)
 
-        // evaluate reports the best checkpoint's accuracy.
+        // Without a validation split best.bin is the last epoch (never chosen by test accuracy):
+        // evaluate reports the last epoch's test accuracy.
+        let last = m[2]["test_acc"]!.double!
+        XCTAssertEqual(try CheckpointFile.read(from: out.appendingPathComponent("best.bin")).metadata["epoch"]?.int, 3)
         let e = try runNasMPI(["evaluate", "--run", out.path, "--threads", "1"])
         XCTAssertEqual(e.status, 0, e.stderr)
-        XCTAssertTrue(e.stdout.contains(String(format: "test accuracy: %.2f%%", 100 * best)), e.stdout)
+        XCTAssertTrue(e.stdout.contains(String(format: "test accuracy: %.2f%%", 100 * last)), e.stdout)
+        XCTAssertTrue(r.stdout.contains("final epoch 3"), r.stdout)
+        let manifest = try RunManifest.read(from: RunDirectory(out.path))
+        XCTAssertEqual(manifest.kind, "train")
+        XCTAssertEqual(manifest.status, .finished)
+        XCTAssertEqual(manifest.bestGenotype, .dartsV2)
+        XCTAssertEqual(manifest.bestGenotypePython, Genotype.dartsV2.pythonDescription)
+        XCTAssertNil(manifest.validationAccuracy)
+        XCTAssertEqual(manifest.testAccuracy, last)
+        XCTAssertEqual(manifest.threadsPerRank, 2)
+        XCTAssertEqual(manifest.dataset.splits, ["train": 320, "test": 64])
+        XCTAssertEqual(manifest.budget["epochs"], 3)
+        XCTAssertGreaterThan(manifest.coreHours, 0)
         let recal = try runNasMPI(["evaluate", "--run", out.path, "--recalibrate-bn", "5", "--threads", "1"])
         XCTAssertEqual(recal.status, 0, recal.stderr)
         XCTAssertTrue(recal.stdout.contains("BatchNorm statistics recomputed on 5 batches"), recal.stdout)
+    }
+
+    func testValidationSplitChoosesBestByValidationAndTestsOnce() throws {
+        let out = try temporaryDirectory(self).appendingPathComponent("run")
+        let r = try runNasMPI(small + ["--epochs", "3", "--validation-split", "0.5", "--out", out.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let m = try metrics(out)
+        XCTAssertEqual(m.count, 3)
+        XCTAssertTrue(m.allSatisfy { $0["valid_acc"] != nil && $0["valid_loss"] != nil && $0["test_acc"] == nil },
+                      "every epoch is validated, none is tested: \(m)")
+        let valid = m.map { $0["valid_acc"]!.double! }
+        let chosen = valid.firstIndex(of: valid.max()!)! + 1
+        let best = try CheckpointFile.read(from: out.appendingPathComponent("best.bin"))
+        XCTAssertEqual(best.metadata["epoch"]?.int, chosen)
+        XCTAssertEqual(best.metadata["selected_by"]?.string, "validation_accuracy")
+        XCTAssertTrue(r.stdout.contains("160 train / 160 validation / 64 test images"), r.stdout)
+        XCTAssertTrue(r.stdout.contains(String(format: "best validation accuracy: %.2f%% at epoch %d", 100 * valid.max()!, chosen)), r.stdout)
+        let log = try String(contentsOf: out.appendingPathComponent("log.txt"), encoding: .utf8)
+        XCTAssertEqual(log.components(separatedBy: "test of best.bin").count, 2, "the test set is evaluated once: \(log)")
+
+        // run.json holds the selected epoch's validation accuracy and best.bin's test accuracy,
+        // the figure evaluate measures on best.bin.
+        let manifest = try RunManifest.read(from: RunDirectory(out.path))
+        XCTAssertEqual(manifest.validationAccuracy, valid.max())
+        XCTAssertEqual(manifest.dataset.splits, ["train": 160, "validation": 160, "test": 64])
+        let e = try runNasMPI(["evaluate", "--run", out.path, "--threads", "1", "--json"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        let tested = try JSONDecoder().decode([String: JSONValue].self, from: Data(e.stdout.utf8))
+        XCTAssertEqual(manifest.testAccuracy, tested["accuracy"]?.double)
+        XCTAssertEqual(tested["epoch"]?.int, chosen)
+        let v = try runNasMPI(["evaluate", "--run", out.path, "--threads", "1", "--split", "validation", "--json"])
+        XCTAssertEqual(v.status, 0, v.stderr)
+        XCTAssertEqual(try JSONDecoder().decode([String: JSONValue].self, from: Data(v.stdout.utf8))["accuracy"]?.double, valid.max())
+
+        // Out of range.
+        let bad = try runNasMPI(small + ["--validation-split", "1", "--out", out.path + "-bad"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--validation-split must lie strictly between 0 and 1"), bad.stderr)
+    }
+
+    func testKillAndResumeWithValidationSplitKeepsTheSelection() throws {
+        let base = try temporaryDirectory(self)
+        let args = small + ["--epochs", "2", "--synthetic-count", "160", "--threads", "1", "--validation-split", "0.5"]
+        let whole = base.appendingPathComponent("whole")
+        XCTAssertEqual(try runNasMPI(args + ["--out", whole.path]).status, 0)
+        let cut = base.appendingPathComponent("cut")
+        // 80 training images in batches of 16: 5 steps an epoch; stop in the second epoch.
+        let status = try interruptNasMPI(args + ["--out", cut.path, "--log-every", "1"], log: cut.appendingPathComponent("log.txt"),
+                                         after: "epoch 2/2 step 2/", signal: SIGTERM)
+        XCTAssertEqual(status, 143)
+        let stopped = try RunManifest.read(from: RunDirectory(cut.path))
+        XCTAssertEqual(stopped.status, .interrupted)
+        XCTAssertEqual(stopped.statusDetail, "signal 15")
+        let resumed = try runNasMPI(["train", "--resume", "--out", cut.path, "--threads", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        let a = try RunManifest.read(from: RunDirectory(whole.path)), b = try RunManifest.read(from: RunDirectory(cut.path))
+        XCTAssertEqual(b.status, .finished)
+        XCTAssertEqual(b.started, stopped.started, "a resumed run keeps its first start")
+        XCTAssertEqual(a.validationAccuracy, b.validationAccuracy)
+        XCTAssertEqual(a.testAccuracy, b.testAccuracy)
+        XCTAssertEqual(try CheckpointFile.read(from: whole.appendingPathComponent("best.bin")).metadata["epoch"],
+                       try CheckpointFile.read(from: cut.appendingPathComponent("best.bin")).metadata["epoch"])
     }
 
     func testSafetensorsRoundTripGivesIdenticalOutputs() throws {

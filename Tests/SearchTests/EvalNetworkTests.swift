@@ -71,4 +71,44 @@ final class EvalNetworkTests: XCTestCase {
         try tape.backward(loss)
         XCTAssertTrue(net.weights.allSatisfy { $0.grad != nil }, "every parameter, the auxiliary head's included, gets a gradient")
     }
+
+    // MARK: Multiply-accumulates
+
+    func testMultiplyAccumulatesOfASmallNetworkByHand() throws {
+        // Normal cell: skip connections only; reduction cell: 3x3 max pools only. Neither costs a
+        // MAC, so the count is the stem, the cells' preprocessing and the classifier.
+        let skip = Array(repeating: [Genotype.Edge(.skipConnect, 0), Genotype.Edge(.skipConnect, 1)], count: 4).flatMap { $0 }
+        let pool = Array(repeating: [Genotype.Edge(.maxPool3x3, 0), Genotype.Edge(.maxPool3x3, 1)], count: 4).flatMap { $0 }
+        let g = try Genotype(normal: skip, normalConcat: [2, 3, 4, 5], reduce: pool, reduceConcat: [2, 3, 4, 5])
+        // C=2, 3 layers (cell 0 normal, cells 1 and 2 reductions), one 8x8 grey image, 3 classes.
+        let net = try EvalNetwork(EvalNetworkConfig(channels: 2, layers: 3, inputShape: [1, 8, 8], classes: 3, auxiliary: false),
+                                  genotype: g, seed: 1)
+        // stem: 3x3 conv 1 -> 6 on 8x8:                         6 * 8*8 * 1*9 =  3456
+        // cell 0 (normal, C=2): two 1x1 convs 6 -> 2 on 8x8:    2 * (2 * 64 * 6) =  1536; out 8 ch 8x8
+        // cell 1 (reduce, C=4): 1x1 6 -> 4 and 8 -> 4 on 8x8:   4*64*6 + 4*64*8 =  3584; out 16 ch 4x4
+        // cell 2 (reduce, C=8): FactorizedReduce 8 -> 8 of cell 0's 8x8 output: two 1x1 stride-2
+        //   convs 8 -> 4 (on 8x8 and on the shifted 7x7), each giving 4x4: 2 * 4*16*8 = 1024;
+        //   1x1 16 -> 8 on 4x4: 8*16*16 = 2048;                                 =  3072; out 32 ch 2x2
+        // classifier: 32 -> 3:                                                  =    96
+        XCTAssertEqual(net.multiplyAccumulates, 3456 + 1536 + 3584 + 3072 + 96)
+        XCTAssertEqual(net.multiplyAccumulates, 11744)
+    }
+
+    func testMultiplyAccumulatesMatchTheForwardPassCount() throws {
+        // Every op of the search space, strides 1 and 2, dilations and FactorizedReduce (DARTS_V2,
+        // AmoebaNet: sep_conv_7x7, conv_7x1_1x7), against the kernels' own count of a forward pass.
+        for g in [Genotype.dartsV2, .dartsV1, .amoebaNet] {
+            let net = try EvalNetwork(EvalNetworkConfig(channels: 4, layers: 5, inputShape: [3, 16, 16], classes: 10, auxiliary: false),
+                                      genotype: g, seed: 1)
+            let tape = Tape(recording: false)
+            _ = try net.forward(Variable(Tensor(shape: [1, 3, 16, 16])), ForwardContext(tape: tape, training: false))
+            XCTAssertEqual(net.multiplyAccumulates, tape.multiplyAccumulates, g.pythonDescription)
+        }
+        // The auxiliary head (training only) is not counted.
+        let withHead = try EvalNetwork(EvalNetworkConfig(channels: 4, layers: 5, inputShape: [3, 32, 32], classes: 10, auxiliary: true),
+                                       genotype: .dartsV2, seed: 1)
+        let without = try EvalNetwork(EvalNetworkConfig(channels: 4, layers: 5, inputShape: [3, 32, 32], classes: 10, auxiliary: false),
+                                      genotype: .dartsV2, seed: 1)
+        XCTAssertEqual(withHead.multiplyAccumulates, without.multiplyAccumulates)
+    }
 }

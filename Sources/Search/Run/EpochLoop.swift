@@ -37,6 +37,10 @@ public final class EpochLoop {
     /// Asked after every step whether to stop (checkpoint and return); by default, whether a
     /// SIGINT or SIGTERM arrived. Ranks agree: any rank asking to stop stops all.
     public var stopRequested: () -> Int32? = { Interrupt.received }
+    /// Called on every rank after each training step (after the step's allreduce, before the stop
+    /// checks): work that must not wait for the end of an epoch, such as a task farm's controller
+    /// serving other groups. An error it throws ends the run.
+    public var betweenSteps: () throws -> Void = {}
     /// Stop cleanly, with a checkpoint, before this time (`--time-budget`): the loop stops when
     /// the time left would not cover two of the longest steps so far, an evaluation and a
     /// checkpoint write.
@@ -175,6 +179,7 @@ public final class EpochLoop {
                 if comm.rank == 0 {
                     if let progress { progress(line) } else if logEvery > 0, stepInEpoch % logEvery == 0 || stepInEpoch == steps { record(line) }
                 }
+                try betweenSteps()
                 if stats[3] > 0 { return try stop(at: "at epoch \(epoch + 1) step \(stepInEpoch)") }
                 if stats[4] > 0, let deadline { return try outOfTime(deadline) }
             }
@@ -229,11 +234,11 @@ public final class EpochLoop {
     }
 
     /// The error a diverged run ends with: where, what, the likely causes, and the checkpoint kept.
-    private func diverged(_ what: String) -> RunError {
+    private func diverged(_ what: String) -> DivergenceError {
         let kept = FileManager.default.fileExists(atPath: directory.checkpoint.path)
             ? "the last good checkpoint (\(directory.checkpoint.path)) is kept"
             : "no checkpoint was written yet"
-        return RunError("the run diverged: \(what). \(task.divergenceAdvice) Stopped at once; \(kept).")
+        return DivergenceError("the run diverged: \(what). \(task.divergenceAdvice) Stopped at once; \(kept).")
     }
 
     /// Evaluation, metrics and checkpoint at the end of an epoch.

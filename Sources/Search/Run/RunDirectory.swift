@@ -9,6 +9,7 @@ import Kernels
 ///     genotype.json     the current genotype (JSON), genotype.txt (the reference's Python form)
 ///     checkpoint.bin    weights, alphas, optimiser states, epoch and step
 ///     cost.json         wall time, ranks, threads, core-seconds
+///     run.json          the manifest every command writes (RunManifest.swift)
 ///     log.txt           the log, appended (a header per process, a timestamp per line: RunLog.swift)
 public struct RunDirectory {
     public let url: URL

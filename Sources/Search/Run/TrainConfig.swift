@@ -36,6 +36,13 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var seed: UInt64
     public var trainLimit: Int?
     public var syncBatchNorm: Bool = false
+    /// The share of the (limited) training images held out as a validation set (0 < F < 1), cut
+    /// by the search's fixed split (`searchSplit(portion: 1 - F)`: F = 0.5 gives the search's two
+    /// halves). With it, every epoch is validated, best.bin is the best validation accuracy and
+    /// the test set is evaluated once, at the end, on best.bin. nil: no validation set.
+    public var validationSplit: Double? = nil
+    /// Whether the test set is evaluated at all (candidate training in a search never looks at it).
+    public var evaluateTest: Bool = true
 
     public static func preset(_ p: Preset, genotype: Genotype, source: String) -> TrainConfig {
         switch p {
@@ -77,24 +84,85 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         guard dropPath >= 0 && dropPath < 1 else { throw fail("--drop-path must lie in [0, 1), got \(dropPath)") }
         guard auxiliaryWeight >= 0 else { throw fail("--auxiliary-weight must be >= 0") }
         guard cutout >= 0 else { throw fail("--cutout must be >= 0") }
+        if let f = validationSplit, !(f > 0 && f < 1) {
+            throw fail("--validation-split must lie strictly between 0 and 1 (the share of the training images held out), got \(f)")
+        }
         try genotype.validate()
     }
 }
 
+/// The images of a training run.
+public struct TrainData {
+    /// The images the weights are trained on.
+    public var train: ImageDataset
+    /// The held-out validation images (with `TrainConfig.validationSplit`).
+    public var validation: ImageDataset?
+    /// The test images; nil when a validation split is asked for and the data has no test split
+    /// (pass --test-data), or when the test set is not evaluated.
+    public var test: ImageDataset?
+    /// The test images are a held-out tenth of the training file (data without a test split).
+    public var heldOut: Bool
+}
+
 extension TrainConfig {
-    /// The training images and the test images: the data's test split (or --test-data), or, when
-    /// it has none (CSV), a fixed tenth of the (limited) training images held out.
-    public func loadData() throws -> (train: ImageDataset, test: ImageDataset, heldOut: Bool) {
+    /// The training, validation and test images. Without a validation split: the (limited)
+    /// training images, and the data's test split (or --test-data), or, when it has none (CSV), a
+    /// fixed tenth of the (limited) training images held out as the test set. With a validation
+    /// split F: the search's fixed split of the (limited) training images into 1 - F for training
+    /// and F for validation, and the data's test split (none when it has none: a held-out tenth
+    /// would overlap the validation images).
+    public func loadData() throws -> TrainData {
         let split = try data.load()
-        let parts = split.train.trainTestSplit(test: split.test, limit: trainLimit)
-        var (train, test) = (parts.train, parts.test)
-        train.cutout = cutout
-        test.cutout = 0
-        return (train, test, parts.heldOut)
+        var parts: TrainData
+        if let f = validationSplit {
+            let (train, validation) = split.train.searchSplit(portion: 1 - f, limit: trainLimit)
+            guard train.count > 0, validation.count > 0 else {
+                throw SearchConfigError("--validation-split \(f) of \(train.count + validation.count) training images leaves \(train.count == 0 ? "no training" : "no validation") images")
+            }
+            parts = TrainData(train: train, validation: validation, test: split.test, heldOut: false)
+        } else {
+            let p = split.train.trainTestSplit(test: split.test, limit: trainLimit)
+            parts = TrainData(train: p.train, validation: nil, test: p.test, heldOut: p.heldOut)
+        }
+        if !evaluateTest { parts.test = nil }
+        parts.train.cutout = cutout
+        parts.validation?.cutout = 0
+        parts.test?.cutout = 0
+        return parts
     }
 
     /// The network this configuration trains, for the given data shape.
     public func networkConfig(inputShape: [Int], classes: Int) -> EvalNetworkConfig {
         EvalNetworkConfig(channels: channels, layers: layers, inputShape: inputShape, classes: classes, auxiliary: auxiliary)
+    }
+}
+
+extension TrainConfig {
+    /// Decodes config.json, also one written before `validationSplit`, `evaluateTest` and
+    /// `syncBatchNorm` existed (their defaults then apply).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        preset = try c.decode(Preset.self, forKey: .preset)
+        genotypeSource = try c.decode(String.self, forKey: .genotypeSource)
+        genotype = try c.decode(Genotype.self, forKey: .genotype)
+        data = try c.decode(DataSource.self, forKey: .data)
+        channels = try c.decode(Int.self, forKey: .channels)
+        layers = try c.decode(Int.self, forKey: .layers)
+        epochs = try c.decode(Int.self, forKey: .epochs)
+        batchSize = try c.decode(Int.self, forKey: .batchSize)
+        learningRate = try c.decode(Float.self, forKey: .learningRate)
+        learningRateMin = try c.decode(Float.self, forKey: .learningRateMin)
+        momentum = try c.decode(Float.self, forKey: .momentum)
+        weightDecay = try c.decode(Float.self, forKey: .weightDecay)
+        gradClip = try c.decode(Float.self, forKey: .gradClip)
+        auxiliary = try c.decode(Bool.self, forKey: .auxiliary)
+        auxiliaryWeight = try c.decode(Float.self, forKey: .auxiliaryWeight)
+        dropPath = try c.decode(Float.self, forKey: .dropPath)
+        cutout = try c.decode(Int.self, forKey: .cutout)
+        seed = try c.decode(UInt64.self, forKey: .seed)
+        trainLimit = try c.decodeIfPresent(Int.self, forKey: .trainLimit)
+        syncBatchNorm = try c.decodeIfPresent(Bool.self, forKey: .syncBatchNorm) ?? false
+        validationSplit = try c.decodeIfPresent(Double.self, forKey: .validationSplit)
+        evaluateTest = try c.decodeIfPresent(Bool.self, forKey: .evaluateTest) ?? true
     }
 }

@@ -76,7 +76,9 @@ public func evaluate(_ data: ImageDataset, batchSize: Int, comm: Communicator, s
 /// Thrown when a pass is abandoned because a stop (a signal) was requested.
 public struct StopRequested: Error {}
 
-/// A run that produced a non-finite loss or gradient; the loop adds where and why.
+/// A run that produced a non-finite loss or gradient. A task throws it with what went wrong; the
+/// loop throws one that adds where, the likely causes and the checkpoint kept ("the run diverged:
+/// ..."), so a caller can tell a diverged run from other errors (a candidate that failed).
 public struct DivergenceError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }

@@ -12,7 +12,8 @@ struct EvaluateCommand: ParsableCommand {
         discussion: """
             Reads the run's config.json for the network and data. A training run: its best.bin (or --checkpoint \
             last, or a checkpoint path); --weights loads a safetensors file instead (as written by `nas-mpi \
-            export`). A search run: the supernet with its alphas from checkpoint.bin, a diagnostic evaluated on \
+            export`), on its test images, or with --split validation on the validation images of a run trained with \
+            --validation-split. A search run: the supernet with its alphas from checkpoint.bin, a diagnostic evaluated on \
             the data's test split, or on the search's validation half when the data has none (--split chooses). \
             --recalibrate-bn N recomputes the BatchNorm statistics on N training batches (cumulative average, \
             no augmentation; at most one pass over the training images) before testing. --test-data FILE tests \
@@ -25,7 +26,7 @@ struct EvaluateCommand: ParsableCommand {
     @Option(name: .customLong("run"), help: "The run directory (training or search).") var runPath: String
     @Option(help: "best, last, or a checkpoint file (default: best; a search run has only last).") var checkpoint: String?
     @Option(help: "A safetensors file to load instead of a checkpoint.") var weights: String?
-    @Option(help: "Search runs: test (the data's test split, the default when it has one) or validation (the search's architecture half).")
+    @Option(help: "test (the data's test split, the default when it has one) or validation (a search's architecture half; a training run's --validation-split images).")
     var split: Split?
     @Option(help: "Recompute BatchNorm statistics on this many training batches first (0: no).") var recalibrateBn = 0
     @Option(help: "Images per evaluation batch (default: the run's batch size).") var batchSize: Int?
@@ -70,10 +71,19 @@ struct EvaluateCommand: ParsableCommand {
     }
 
     private func evaluateTrained(_ dir: RunDirectory, _ comm: Communicator) throws -> Result {
-        if split != nil { throw ValidationError("--split applies to search runs; a training run is evaluated on its test images") }
         var config = try RunSupport.savedConfig(comm) { try Trainer.savedConfig(dir) }
+        if split == .validation, config.validationSplit == nil {
+            throw ValidationError("--split validation: this training run has no validation images (it was trained without --validation-split)")
+        }
         config.data = try testDataOptions.apply(to: config.data)
-        let (train, test, heldOut) = try config.loadData()
+        config.evaluateTest = true
+        let data = try config.loadData()
+        let train = data.train
+        let useValidation = split == .validation
+        guard let test = useValidation ? data.validation : data.test else {
+            throw RunError("this training run has no test images: its data has no test split and --validation-split held out images of the training file instead; give --test-data FILE")
+        }
+        let heldOut = !useValidation && data.heldOut
         let net = try EvalNetwork(config.networkConfig(inputShape: train.imageShape, classes: train.classes),
                                   genotype: config.genotype, seed: config.seed)
         let (source, file) = try weightsFile(dir, default: "best")
@@ -90,8 +100,10 @@ struct EvaluateCommand: ParsableCommand {
         let (loss, accuracy) = try Search.evaluate(test, batchSize: batch, comm: comm) { b in
             try net.forward(Variable(b.images), ForwardContext(tape: Tape(recording: false), training: false)).logits
         }
-        return Result(network: "evaluation network", weights: source.path, epoch: file.metadata["epoch"]?.int, split: heldOut ? "held_out" : "test",
-                      splitNote: heldOut ? "a held-out tenth of the training data" : config.data.testPath ?? "", images: test.count,
+        return Result(network: "evaluation network", weights: source.path, epoch: file.metadata["epoch"]?.int,
+                      split: useValidation ? "validation" : heldOut ? "held_out" : "test",
+                      splitNote: useValidation ? "the run's --validation-split images" : heldOut ? "a held-out tenth of the training data" : config.data.testPath ?? "",
+                      images: test.count,
                       loss: loss, accuracy: accuracy, recalibratedBatches: recalibrated)
     }
 

@@ -31,7 +31,7 @@ struct ExportCommand: ParsableCommand {
         switch file.metadata["kind"]?.string {
         case "train":
             let config = try Trainer.savedConfig(dir)
-            let (train, _, _) = try config.loadData()
+            let train = try config.loadData().train
             let net = try EvalNetwork(config.networkConfig(inputShape: train.imageShape, classes: train.classes),
                                       genotype: config.genotype, seed: config.seed)
             try net.state.restore(from: file)

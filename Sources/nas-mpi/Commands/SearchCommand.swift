@@ -189,16 +189,39 @@ struct SearchCommand: ParsableCommand {
             searcher.log("run directory: \(dir.url.path)")
             RunSupport.logData(DataReport([("train", searcher.trainSet), ("validation", searcher.validationSet)]), log: searcher.log, directory: dir)
         }
-        switch try searcher.run() {
+        var budget = ["epochs": Double(config.epochs)]
+        if let timeBudget { budget["seconds"] = timeBudget.seconds }
+        var manifest = RunManifest(kind: "search", method: config.method.rawValue, seed: config.seed, ranks: comm.size, threadsPerRank: threads,
+                                   budget: budget, dataset: RunManifest.Dataset(config.data, splits: [("train", searcher.trainSet), ("validation", searcher.validationSet)]),
+                                   status: .failed)
+        manifest.started = RunManifest.timestamp(Date(timeIntervalSince1970: RunSupport.startTime))
+        // The genotype so far (genotype.json) and the supernet's last validation accuracy, into run.json (rank 0).
+        func writeManifest(_ status: RunManifest.Status, detail: String? = nil, genotype: Genotype? = nil) throws {
+            guard comm.rank == 0 else { return }
+            manifest.status = status
+            manifest.statusDetail = detail
+            manifest.setBest(genotype ?? (try? Genotype.load(dir.genotypeJSON.path)), validationAccuracy: nil, testAccuracy: nil)
+            manifest.supernetValidationAccuracy = searcher.loop.metrics.last?.object?["val_acc"]?.double
+            try manifest.write(to: dir)
+        }
+        let outcome: Searcher.Outcome
+        do { outcome = try searcher.run() } catch {
+            try? writeManifest(.failed, detail: "\(error)")
+            throw error
+        }
+        switch outcome {
         case .finished(let genotype):
+            try writeManifest(.finished, genotype: genotype)
             if comm.rank == 0 {
                 searcher.log("genotype: \(genotype.pythonDescription)")
-                searcher.log("written: \(dir.genotypeJSON.path), \(dir.genotypeText.path)"
+                searcher.log("written: \(dir.genotypeJSON.path), \(dir.genotypeText.path), \(dir.manifest.path)"
                              + (searcher.earlyStop.map { ", \(dir.file("early_stop.json").path) (genotype of epoch \($0.chosenEpoch))" } ?? ""))
             }
         case .interrupted(let sig):
+            try writeManifest(.interrupted, detail: "signal \(sig)")
             throw RunSupport.exitStatus(interruptedBy: sig)
         case .outOfTime:
+            try writeManifest(.outOfTime)
             throw RunSupport.exitStatus(interruptedBy: nil)
         }
     }

@@ -14,10 +14,16 @@ struct TrainCommand: ParsableCommand {
             cosine to 0, momentum 0.9, weight decay 3e-4, clip 5, auxiliary head weight 0.4, drop path 0.2 \
             ramped linearly, cutout 16). 'quick' is C=16, 8 layers, batch 32, 10 epochs, without auxiliary \
             head and cutout. The genotype is a built-in name (DARTS_V1, DARTS_V2), a genotype.json or a \
-            file holding the reference's Genotype(...) string. The test split is evaluated after every epoch; \
-            best.bin keeps the best test accuracy, checkpoint.bin the last epoch. Data without a test split (CSV) \
-            holds out a fixed tenth of --data as the test set; a search on the same file has seen those images, \
-            so pass an unseen file with --test-data for an honest test accuracy.
+            file holding the reference's Genotype(...) string. \
+            Model selection never looks at the test set. With --validation-split F, F of the (limited) training \
+            images are held out as a validation set by the search's fixed split (0.5: exactly the search's two \
+            halves), every epoch is validated, best.bin keeps the epoch of the best validation accuracy, and the \
+            test split is evaluated once, at the end, on best.bin. Without it, best.bin is the last epoch and the \
+            test split is evaluated after every epoch as a record only (choosing the best epoch by test accuracy \
+            would leak the test set into the result). checkpoint.bin is always the last state. Data without a test \
+            split (CSV) holds out a fixed tenth of --data as the test set (with --validation-split: no test set, \
+            give --test-data); a search on the same file has seen those images, so pass an unseen file with \
+            --test-data for an honest test accuracy. run.json summarises the run (RunManifest).
             """
     )
 
@@ -39,6 +45,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Cutout side in pixels (0: none).") var cutout: Int?
     @Option(help: "Random seed.") var seed: UInt64?
     @Option(help: "Use only N training images, taken per class from a fixed shuffled order.") var trainLimit: Int?
+    @Option(help: "Hold out this share (0 < F < 1) of the training images as a validation set, cut as the search cuts them (0.5: its two halves); best.bin is then the best validation accuracy and the test set is evaluated once, at the end.")
+    var validationSplit: Double?
     @Flag(name: .customLong("sync-bn"), help: "Synchronised BatchNorm over ranks.") var syncBatchNorm = false
     @Option(help: "Run directory (default runs/train-DATE-TIME).") var out: String?
     @Option(name: .customLong("resume"), help: "yes (a bare --resume): continue the run in --out from its checkpoint, with its saved configuration; auto: continue it if --out holds a run of this configuration, else start it.")
@@ -86,6 +94,7 @@ struct TrainCommand: ParsableCommand {
         if let v = cutout { c.cutout = v }
         if let v = seed { c.seed = v }
         if let v = trainLimit { c.trainLimit = v }
+        if let v = validationSplit { c.validationSplit = v }
         if syncBatchNorm { c.syncBatchNorm = true }
         do { try c.validate() } catch { throw ValidationError("\(error)") }
         return c
@@ -103,20 +112,58 @@ struct TrainCommand: ParsableCommand {
             trainer.deadline = timeBudget.map { Date(timeIntervalSince1970: RunSupport.startTime).addingTimeInterval($0.seconds) }
             RunSupport.attachOutput(log: &trainer.log, progress: &trainer.progress, logEvery: &trainer.logEvery,
                                     every: logEvery, stepsPerEpoch: trainer.stepsPerEpoch, style: progress)
+            let parts = [("train", trainer.trainSet), ("validation", trainer.validationSet), ("test", trainer.testSet)]
             if comm.rank == 0 && !resume {
                 let n = trainer.network
-                trainer.log("train: \(config.genotypeSource), \(config.preset.rawValue) preset, C=\(config.channels), \(config.layers) layers, \(n.parameterCountWithoutAuxiliary) parameters\(config.auxiliary ? " (+\(n.state.parameterCount - n.parameterCountWithoutAuxiliary) in the auxiliary head)" : ""), \(config.data.kind.rawValue) data (\(trainer.trainSet.count) train / \(trainer.testSet.count) test images), batch \(config.batchSize), \(config.epochs) epochs, \(comm.size) rank(s) x \(threads) thread(s)")
+                let images = parts.compactMap { name, d in d.map { "\($0.count) \(name)" } }.joined(separator: " / ")
+                trainer.log("train: \(config.genotypeSource), \(config.preset.rawValue) preset, C=\(config.channels), \(config.layers) layers, \(n.parameterCountWithoutAuxiliary) parameters\(config.auxiliary ? " (+\(n.state.parameterCount - n.parameterCountWithoutAuxiliary) in the auxiliary head)" : ""), \(n.multiplyAccumulates) MACs per image, \(config.data.kind.rawValue) data (\(images) images), batch \(config.batchSize), \(config.epochs) epochs, \(comm.size) rank(s) x \(threads) thread(s)")
                 trainer.log("run directory: \(dir.url.path)")
-                RunSupport.logData(DataReport([("train", trainer.trainSet), ("test", trainer.testSet)]), log: trainer.log, directory: dir)
+                if config.validationSplit != nil && trainer.testSet == nil {
+                    trainer.log("no test set: the data has no test split and --validation-split uses the held-out images; give --test-data to test the result")
+                }
+                RunSupport.logData(DataReport(parts.compactMap { name, d in d.map { (name, $0) } }), log: trainer.log, directory: dir)
             }
-            switch try trainer.run() {
-            case .finished(let best):
-                if comm.rank == 0 { trainer.log(String(format: "best test accuracy: %.2f%% (%@)", 100 * best, trainer.bestCheckpoint.path)) }
+            var budget = ["epochs": Double(config.epochs)]
+            if let timeBudget { budget["seconds"] = timeBudget.seconds }
+            var manifest = RunManifest(kind: "train", method: "darts-evaluation", seed: config.seed, ranks: comm.size, threadsPerRank: threads,
+                                       budget: budget, dataset: RunManifest.Dataset(config.data, splits: parts), status: .failed)
+            manifest.started = RunManifest.timestamp(Date(timeIntervalSince1970: RunSupport.startTime))
+            manifest.setBest(config.genotype, validationAccuracy: nil, testAccuracy: nil)
+            let outcome: Trainer.Outcome
+            do { outcome = try trainer.run() } catch {
+                if comm.rank == 0 {
+                    manifest.statusDetail = "\(error)"
+                    try? manifest.write(to: dir)
+                }
+                throw error
+            }
+            switch outcome {
+            case .finished(let r):
+                manifest.status = .finished
+                manifest.setBest(config.genotype, validationAccuracy: r.validationAccuracy, testAccuracy: r.testAccuracy)
+                if comm.rank == 0 {
+                    try manifest.write(to: dir)
+                    trainer.log(Self.resultLine(r, best: trainer.bestCheckpoint))
+                }
             case .interrupted(let sig):
+                manifest.status = .interrupted
+                manifest.statusDetail = "signal \(sig)"
+                if comm.rank == 0 { try manifest.write(to: dir) }
                 throw RunSupport.exitStatus(interruptedBy: sig)
             case .outOfTime:
+                manifest.status = .outOfTime
+                if comm.rank == 0 { try manifest.write(to: dir) }
                 throw RunSupport.exitStatus(interruptedBy: nil)
             }
         }
+    }
+
+    /// The closing line: what best.bin holds and its test accuracy.
+    static func resultLine(_ r: Trainer.Result, best: URL) -> String {
+        let test = r.testAccuracy.map { String(format: "test accuracy %.2f%%", 100 * $0) } ?? "test set not evaluated"
+        if let v = r.validationAccuracy {
+            return String(format: "best validation accuracy: %.2f%% at epoch %d (%@); %@", 100 * v, r.selectedEpoch, best.path, test)
+        }
+        return "final epoch \(r.selectedEpoch) (\(best.path), the last epoch: without --validation-split no epoch is chosen by test accuracy); \(test)"
     }
 }
