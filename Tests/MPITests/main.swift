@@ -154,6 +154,13 @@ let note = try comm.broadcast(value: rank == size - 1 ? Note(from: rank, text: "
 check("typed broadcast from the last rank", note == Note(from: size - 1, text: "last", values: [1, 2, 3]))
 try comm.barrier()
 
+// MARK: Task farm
+
+let farmStart = Date()
+try taskFarmChecks(comm) { name, ok in check(name, ok) }
+try comm.barrier()
+if rank == 0 { print(String(format: "task farm checks: %.1f s", Date().timeIntervalSince(farmStart))) }
+
 // MARK: Data-parallel search
 
 /// A temporary run directory shared by all ranks (rank 0 chooses the name).
