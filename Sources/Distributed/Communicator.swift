@@ -26,9 +26,50 @@ public protocol Communicator: AnyObject {
     /// Sends bytes to one rank (blocking until the buffer can be reused).
     func send(_ buffer: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws
     /// Receives exactly `buffer.count` bytes from one rank.
+    ///
+    /// To receive from whichever rank sends first, `probe` for the message, then receive from its
+    /// `source` and `tag`: messages between two ranks with one tag arrive in the order sent, so the
+    /// receive takes the probed message.
     func receive(_ buffer: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws
+    /// Waits for a message (not receiving it) and describes it.
+    ///
+    /// - Parameters:
+    ///   - source: the sending rank, or nil for any rank.
+    ///   - tag: the message's tag, or nil for any tag.
+    /// - Returns: the message's sender, tag and length.
+    func probe(source: Int?, tag: Int?) throws -> MessageInfo
+    /// Describes a message that has arrived (not receiving it), or returns nil at once when none has.
+    ///
+    /// - Parameters:
+    ///   - source: the sending rank, or nil for any rank.
+    ///   - tag: the message's tag, or nil for any tag.
+    func iprobe(source: Int?, tag: Int?) throws -> MessageInfo?
+    /// Splits the ranks into disjoint communicators, one per `color`, ordered by `key` (then by
+    /// rank). Every rank must call it; the new communicator is released when its last reference goes.
+    ///
+    /// - Parameters:
+    ///   - color: the group this rank joins (0 or more).
+    ///   - key: this rank's position within its group, relative to the others' keys.
+    /// - Returns: this rank's group.
+    func split(color: Int, key: Int) throws -> Communicator
     /// Ends every rank of the job with `code`, after printing `message` to standard error.
     func abort(code: Int32, message: String) -> Never
+}
+
+/// A message that has arrived but is not yet received, as `probe` and `iprobe` describe it.
+public struct MessageInfo: Equatable, Sendable {
+    /// The sending rank.
+    public let source: Int
+    /// The tag it was sent with.
+    public let tag: Int
+    /// Its length in bytes.
+    public let byteCount: Int
+
+    public init(source: Int, tag: Int, byteCount: Int) {
+        self.source = source
+        self.tag = tag
+        self.byteCount = byteCount
+    }
 }
 
 /// An error from a communicator: a failed MPI call or a misuse such as a bad rank.

@@ -24,6 +24,17 @@ public final class LocalCommunicator: Communicator {
     public func receive(_ buffer: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws {
         throw CommunicatorError("receive: a local run has no rank \(source) to receive from")
     }
+    /// Waiting for a message could never end on one rank, so it is an error.
+    public func probe(source: Int?, tag: Int?) throws -> MessageInfo {
+        throw CommunicatorError("probe: a local run has no other rank to wait for a message from")
+    }
+    /// No message ever arrives on one rank.
+    public func iprobe(source: Int?, tag: Int?) throws -> MessageInfo? { nil }
+    /// Every split of one rank is that rank alone.
+    public func split(color: Int, key: Int) throws -> Communicator {
+        guard color >= 0 else { throw CommunicatorError("split: color \(color) is negative") }
+        return LocalCommunicator()
+    }
     public func abort(code: Int32, message: String) -> Never {
         FileHandle.standardError.write(Data((message + "\n").utf8))
         exit(code)

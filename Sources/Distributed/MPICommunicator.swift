@@ -1,22 +1,37 @@
 import CMPI
 import Foundation
 
-/// The OpenMPI communicator over `MPI_COMM_WORLD`.
+/// The OpenMPI communicator over `MPI_COMM_WORLD`, or over a group split from it.
 ///
 /// `MPIEnvironment.start()` initialises MPI once per process (a binary started without mpirun
-/// becomes a singleton job of one rank) and registers `MPI_Finalize` at exit.
+/// becomes a singleton job of one rank) and registers `MPI_Finalize` at exit. A communicator made
+/// by `split(color:key:)` owns its MPI handle and frees it when released.
 public final class MPICommunicator: Communicator {
     private let comm: MPI_Comm
+    /// Whether `deinit` frees `comm` (true for split communicators, false for the world).
+    private let owned: Bool
     public let rank: Int
     public let size: Int
 
-    init(comm: MPI_Comm) {
+    init(comm: MPI_Comm, owned: Bool = false) {
         self.comm = comm
+        self.owned = owned
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(comm, &r)
         MPI_Comm_size(comm, &s)
         rank = Int(r)
         size = Int(s)
+    }
+
+    deinit {
+        guard owned else { return }
+        // A communicator released after MPI_Finalize (a global kept to exit) must not call MPI.
+        var finalized: Int32 = 0
+        MPI_Finalized(&finalized)
+        if finalized == 0 {
+            var handle: MPI_Comm? = comm
+            MPI_Comm_free(&handle)
+        }
     }
 
     /// The largest element count passed to one MPI call (MPI counts are Int32).
@@ -101,6 +116,44 @@ public final class MPICommunicator: Communicator {
             try check(MPI_Recv(buffer.baseAddress.map { $0 + off }, n, nasmpi_byte(), Int32(source), Int32(tag), comm,
                                nasmpi_status_ignore()), "MPI_Recv")
         }
+    }
+
+    public func split(color: Int, key: Int) throws -> Communicator {
+        guard color >= 0 && color <= Int(Int32.max) else { throw CommunicatorError("split: color \(color) must be in 0...\(Int32.max)") }
+        guard let k = Int32(exactly: key) else { throw CommunicatorError("split: key \(key) does not fit an MPI int") }
+        var newComm: MPI_Comm? = nil
+        try check(MPI_Comm_split(comm, Int32(color), k, &newComm), "MPI_Comm_split")
+        guard let newComm else { throw CommunicatorError("split: MPI_Comm_split returned no communicator on rank \(rank)") }
+        return MPICommunicator(comm: newComm, owned: true)
+    }
+
+    /// MPI's source and tag arguments for an optional rank and tag (nil = any).
+    private func probeArguments(_ source: Int?, _ tag: Int?, _ what: String) throws -> (Int32, Int32) {
+        if let source, !(source >= 0 && source < size) { throw CommunicatorError("\(what): rank \(source) outside 0..<\(size)") }
+        if let tag, tag < 0 { throw CommunicatorError("\(what): tag \(tag) is negative") }
+        return (source.map { Int32($0) } ?? nasmpi_any_source(), tag.map { Int32($0) } ?? nasmpi_any_tag())
+    }
+
+    private func info(_ status: MPI_Status) throws -> MessageInfo {
+        var status = status
+        var count: Int32 = 0
+        try check(MPI_Get_count(&status, nasmpi_byte(), &count), "MPI_Get_count")
+        return MessageInfo(source: Int(status.MPI_SOURCE), tag: Int(status.MPI_TAG), byteCount: Int(count))
+    }
+
+    public func probe(source: Int?, tag: Int?) throws -> MessageInfo {
+        let (s, t) = try probeArguments(source, tag, "probe")
+        var status = MPI_Status()
+        try check(MPI_Probe(s, t, comm, &status), "MPI_Probe")
+        return try info(status)
+    }
+
+    public func iprobe(source: Int?, tag: Int?) throws -> MessageInfo? {
+        let (s, t) = try probeArguments(source, tag, "iprobe")
+        var status = MPI_Status()
+        var flag: Int32 = 0
+        try check(MPI_Iprobe(s, t, comm, &flag, &status), "MPI_Iprobe")
+        return flag != 0 ? try info(status) : nil
     }
 
     public func abort(code: Int32, message: String) -> Never {

@@ -85,6 +85,82 @@ if size > 1 {
 check("bad root refused", (try? comm.broadcast(&means, root: size)) == nil)
 try comm.barrier()
 
+// MARK: Groups, probes and typed messages
+
+// split into even and odd ranks: an allreduce within a group sums only that group.
+do {
+    let parity = try comm.split(color: rank % 2, key: rank)
+    let members = Array(stride(from: rank % 2, to: size, by: 2))
+    check("split: group size and rank", parity.size == members.count && parity.rank == rank / 2)
+    var v = [Double(rank + 1)]
+    try parity.allreduceSum(&v)
+    check("split: allreduce sums only the group", v[0] == Double(members.reduce(0) { $0 + $1 + 1 }))
+    let reversed = try comm.split(color: 0, key: -rank)
+    check("split: the key orders the ranks", reversed.size == size && reversed.rank == size - 1 - rank)
+}
+
+// probe any source: every other rank sends rank 0 3*r bytes of value r; rank 0 takes them in arrival order.
+check("iprobe: nothing sent, nothing found", try comm.iprobe(source: nil, tag: 23) == nil)
+if rank == 0 {
+    var senders: [Int] = []
+    for _ in 1..<size {
+        let m = try comm.probe(source: nil, tag: 21)
+        var got = [UInt8](repeating: 0, count: m.byteCount)
+        try got.withUnsafeMutableBytes { try comm.receive($0, from: m.source, tag: m.tag) }
+        check("probe: length and bytes of rank \(m.source)'s message", m.tag == 21 && got == [UInt8](repeating: UInt8(m.source), count: 3 * m.source))
+        senders.append(m.source)
+    }
+    check("probe: one message from every other rank", senders.sorted() == Array(1..<size))
+} else {
+    try [UInt8](repeating: UInt8(rank), count: 3 * rank).withUnsafeBytes { try comm.send($0, to: 0, tag: 21) }
+}
+
+// iprobe: rank 0 polls until every other rank's message has arrived.
+if rank == 0 {
+    var senders: Set<Int> = []
+    let deadline = Date().addingTimeInterval(10)
+    while senders.count < size - 1 && Date() < deadline {
+        if let m = try comm.iprobe(source: nil, tag: 22) {
+            let (value, source) = try comm.receive(Int.self, from: m.source, tag: 22)
+            check("iprobe: typed message from rank \(source)", value == source * 100 && m.source == source)
+            senders.insert(source)
+        }
+    }
+    check("iprobe: found every other rank's message", senders == Set(1..<size))
+} else {
+    try comm.send(rank * 100, to: 0, tag: 22)
+}
+
+// Typed messages around a ring, received from any source; a typed broadcast from the last rank.
+struct Note: Codable, Equatable {
+    var from: Int
+    var text: String
+    var values: [Double]
+}
+if size > 1 {
+    let next = (rank + 1) % size, prev = (rank + size - 1) % size
+    let mine = Note(from: rank, text: "rank \(rank)", values: [Double(rank), 0.5])
+    var got: (value: Note, source: Int)
+    if rank % 2 == 0 {
+        try comm.send(mine, to: next, tag: 24)
+        got = try comm.receive(Note.self, from: nil, tag: 24)
+    } else {
+        got = try comm.receive(Note.self, from: nil, tag: nil)
+        try comm.send(mine, to: next, tag: 24)
+    }
+    check("typed send/receive ring", got.source == prev && got.value == Note(from: prev, text: "rank \(prev)", values: [Double(prev), 0.5]))
+}
+let note = try comm.broadcast(value: rank == size - 1 ? Note(from: rank, text: "last", values: [1, 2, 3]) : nil, root: size - 1)
+check("typed broadcast from the last rank", note == Note(from: size - 1, text: "last", values: [1, 2, 3]))
+try comm.barrier()
+
+// MARK: Task farm
+
+let farmStart = Date()
+try taskFarmChecks(comm) { name, ok in check(name, ok) }
+try comm.barrier()
+if rank == 0 { print(String(format: "task farm checks: %.1f s", Date().timeIntervalSince(farmStart))) }
+
 // MARK: Data-parallel search
 
 /// A temporary run directory shared by all ranks (rank 0 chooses the name).
