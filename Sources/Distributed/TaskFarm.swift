@@ -84,7 +84,7 @@ public final class TaskFarm {
     ///   - source: the tasks and the outcomes' destination (needed on rank 0).
     ///   - work: runs one task on one group and returns its outcome.
     public func run<S: TaskSource>(_ source: S?,
-                                   work: (S.Task, _ group: Communicator, _ poll: () throws -> Void) throws -> S.Outcome) throws {
+                                   work: (S.Task, _ group: Communicator, _ poll: @escaping () throws -> Void) throws -> S.Outcome) throws {
         if world.rank == 0 {
             guard let source else { throw CommunicatorError("TaskFarm.run: rank 0 needs a task source") }
             try control(source, work: work)
@@ -97,7 +97,7 @@ public final class TaskFarm {
 
     /// The controller's loop on rank 0: keeps every group busy while the source has tasks.
     private func control<S: TaskSource>(_ source: S,
-                                        work: (S.Task, Communicator, () throws -> Void) throws -> S.Outcome) throws {
+                                        work: (S.Task, Communicator, @escaping () throws -> Void) throws -> S.Outcome) throws {
         var inFlight: [Int: S.Task] = [:]  // other groups' tasks, by group
 
         /// Hands a task to every free group but group 0.
@@ -152,7 +152,7 @@ public final class TaskFarm {
 
     /// A worker's loop: the leader takes orders from rank 0 and passes them to its group.
     private func serve<S: TaskSource>(_: S.Type,
-                                      work: (S.Task, Communicator, () throws -> Void) throws -> S.Outcome) throws {
+                                      work: (S.Task, Communicator, @escaping () throws -> Void) throws -> S.Outcome) throws {
         while true {
             var order: Order<S.Task>?
             if group.rank == 0 {

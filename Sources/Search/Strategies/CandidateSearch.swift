@@ -1,0 +1,328 @@
+import Distributed
+import Foundation
+import Kernels
+
+/// Everything that defines a full-training search (`nas-mpi evolve`, `rl`, `random`); written to
+/// config.json in the run directory.
+///
+/// Every candidate is trained from scratch with `training` (its genotype replaced by the
+/// candidate's, its seed by `seed + candidate id`), on the training part of the search's split and
+/// scored on the held-out validation part; the test set is never seen by the search.
+public struct CandidateSearchConfig: Codable, Equatable, Sendable {
+    /// How candidates are proposed.
+    public enum Strategy: String, Codable, CaseIterable, Sendable {
+        /// Regularized evolution (Real et al. 2019).
+        case evolution = "evolve"
+        /// An LSTM controller trained by REINFORCE (Zoph & Le 2017; ENAS micro settings).
+        case reinforce = "rl"
+        /// Uniformly random genotypes.
+        case random
+    }
+
+    public var strategy: Strategy
+    /// Candidates to train in total (the budget; candidates in flight count).
+    public var candidates: Int
+    /// Regularized evolution: population size P and sample size S.
+    public var population: Int
+    public var sampleSize: Int
+    /// Ranks that train one candidate together, data-parallel.
+    public var ranksPerCandidate: Int
+    public var seed: UInt64
+    /// The per-candidate training protocol (the genotype in it is a placeholder).
+    public var training: TrainConfig
+
+    public init(strategy: Strategy, candidates: Int, population: Int, sampleSize: Int, ranksPerCandidate: Int, seed: UInt64,
+                training: TrainConfig) {
+        self.strategy = strategy
+        self.candidates = candidates
+        self.population = population
+        self.sampleSize = sampleSize
+        self.ranksPerCandidate = ranksPerCandidate
+        self.seed = seed
+        self.training = training
+    }
+
+    public func validate() throws {
+        func fail(_ m: String) -> SearchConfigError { SearchConfigError(m) }
+        guard candidates >= 1 else { throw fail("--candidates must be at least 1, got \(candidates)") }
+        guard ranksPerCandidate >= 1 else { throw fail("--ranks-per-candidate must be at least 1, got \(ranksPerCandidate)") }
+        if strategy == .evolution {
+            guard population >= 2 else { throw fail("--population must be at least 2, got \(population)") }
+            guard sampleSize >= 1 && sampleSize <= population else {
+                throw fail("--sample-size must lie in 1...\(population) (the population), got \(sampleSize)")
+            }
+        }
+        guard training.validationSplit != nil else {
+            throw fail("candidates are scored on a validation split: --validation-split must lie strictly between 0 and 1")
+        }
+        guard training.batchSize % ranksPerCandidate == 0 else {
+            throw fail("--batch-size \(training.batchSize) must be divisible by --ranks-per-candidate \(ranksPerCandidate)")
+        }
+        try training.validate()
+    }
+}
+
+/// One candidate handed to a group of workers.
+public struct CandidateTask: Codable, Equatable, Sendable {
+    public var id: Int
+    public var genotype: Genotype
+    public var seed: UInt64
+    public init(id: Int, genotype: Genotype, seed: UInt64) { self.id = id; self.genotype = genotype; self.seed = seed }
+}
+
+/// What a group sends back: the candidate's result, or the signal that stopped it (then the
+/// candidate is trained again, from its checkpoint, when the run resumes).
+public struct CandidateOutcome: Codable, Sendable {
+    public var result: CandidateResult?
+    /// SIGINT/SIGTERM/SIGUSR1 number, or 0 when the time budget ran out.
+    public var stoppedBy: Int32?
+    public init(result: CandidateResult?, stoppedBy: Int32?) { self.result = result; self.stoppedBy = stoppedBy }
+}
+
+/// The strategy's state, tagged by kind so one strategy.json holds any of them.
+public enum StrategyState: Codable {
+    case evolution(RegularizedEvolution)
+    case random(RandomSampling)
+    case reinforce(Reinforce)
+
+    var strategy: any SearchStrategy {
+        switch self {
+        case .evolution(let s): return s
+        case .random(let s): return s
+        case .reinforce(let s): return s
+        }
+    }
+
+    mutating func propose() throws -> Genotype? {
+        switch self {
+        case .evolution(var s): defer { self = .evolution(s) }; return try s.propose()
+        case .random(var s): defer { self = .random(s) }; return try s.propose()
+        case .reinforce(var s): defer { self = .reinforce(s) }; return try s.propose()
+        }
+    }
+
+    mutating func observe(_ genotype: Genotype, fitness: Double?) throws {
+        switch self {
+        case .evolution(var s): try s.observe(genotype, fitness: fitness); self = .evolution(s)
+        case .random(var s): try s.observe(genotype, fitness: fitness); self = .random(s)
+        case .reinforce(var s): try s.observe(genotype, fitness: fitness); self = .reinforce(s)
+        }
+    }
+}
+
+/// The controller's state on disk (strategy.json, replaced atomically after every candidate handed
+/// out and every result): the strategy, the candidates in flight (trained again on resume), how
+/// many results candidates.jsonl holds, and the best so far.
+public struct CandidateSearchState: Codable {
+    public var strategy: StrategyState
+    public var nextID: Int = 0
+    public var inFlight: [CandidateTask] = []
+    public var recorded: Int = 0
+    public var failed: Int = 0
+    public var best: BestCandidate?
+    /// Wall seconds the search has run, over every process of a resumed run (as of the last save).
+    public var wallSeconds: Double = 0
+    /// CPU seconds of all ranks, summed over the processes that ended cleanly (a process killed
+    /// with SIGKILL cannot add its own; each candidate's record keeps its group's CPU time).
+    public var cpuSeconds: Double = 0
+
+    public struct BestCandidate: Codable, Equatable {
+        public var id: Int
+        public var genotype: Genotype
+        public var validationAccuracy: Double
+    }
+}
+
+/// Rank 0's side of a full-training search: proposes candidates from the strategy, records the
+/// results in candidates.jsonl, and checkpoints the state after every change, so `--resume`
+/// re-issues exactly the candidates that were in flight and never retrains a finished one.
+public final class CandidateSearch: TaskSource {
+    public let config: CandidateSearchConfig
+    public let directory: RunDirectory
+    public private(set) var state: CandidateSearchState
+    /// Candidates in flight when the run was resumed: handed out first, with their ids.
+    private var requeue: [CandidateTask]
+    /// Set once a group reports a stop (signal or time budget), or when `stopRequested` says so:
+    /// no more candidates are handed out and the farm drains.
+    public private(set) var stoppedBy: Int32?
+    public var stopRequested: () -> Int32? = { Interrupt.received }
+    public var log: (String) -> Void = { _ in }
+    private let started = Date()
+    /// `state.wallSeconds` when this process took over.
+    private var previousWall = 0.0
+
+    /// Seconds the search has run, over every process of a resumed run.
+    public var wallSeconds: Double { previousWall + Date().timeIntervalSince(started) }
+
+    public var stateFile: URL { directory.file("strategy.json") }
+    public var candidatesFile: URL { directory.file("candidates.jsonl") }
+
+    /// A new search (`resume` false) or the saved one.
+    public init(config: CandidateSearchConfig, directory: RunDirectory, resume: Bool) throws {
+        self.config = config
+        self.directory = directory
+        if resume, let data = FileManager.default.contents(atPath: directory.file("strategy.json").path) {
+            do { state = try JSONDecoder().decode(CandidateSearchState.self, from: data) } catch let e as DecodingError {
+                throw RunError("\(directory.file("strategy.json").path) is not a strategy state: it \(e.message)")
+            }
+            requeue = state.inFlight.sorted { $0.id < $1.id }
+            previousWall = state.wallSeconds
+            try Self.truncateLines(candidatesFile, to: state.recorded)
+        } else {
+            state = CandidateSearchState(strategy: try Self.makeStrategy(config))
+            requeue = []
+            try AtomicFile.write("", to: directory.file("candidates.jsonl"))
+            try save()
+        }
+    }
+
+    static func makeStrategy(_ c: CandidateSearchConfig) throws -> StrategyState {
+        let space = GenotypeSpace.darts
+        switch c.strategy {
+        case .evolution:
+            let options = RegularizedEvolution.Options(population: c.population, sampleSize: c.sampleSize, candidates: c.candidates)
+            return .evolution(try RegularizedEvolution(space: space, options: options, seed: c.seed))
+        case .random:
+            return .random(try RandomSampling(space: space, candidates: c.candidates, seed: c.seed))
+        case .reinforce:
+            return .reinforce(try Reinforce(settings: .init(budget: c.candidates), seed: c.seed))
+        }
+    }
+
+    /// Candidates trained again because they were in flight when the run stopped.
+    public var requeued: Int { requeue.count }
+
+    // MARK: TaskSource
+
+    public func nextTask(for group: Int) throws -> CandidateTask? {
+        if stoppedBy == nil, let sig = stopRequested() { stoppedBy = sig }
+        guard stoppedBy == nil else { return nil }
+        if !requeue.isEmpty { return requeue.removeFirst() }
+        guard let genotype = try state.strategy.propose() else { return nil }
+        let task = CandidateTask(id: state.nextID, genotype: genotype, seed: config.seed &+ UInt64(state.nextID))
+        state.nextID += 1
+        state.inFlight.append(task)
+        try save()
+        return task
+    }
+
+    public func record(_ outcome: CandidateOutcome, of task: CandidateTask, group: Int) throws {
+        guard let result = outcome.result else {
+            // Stopped before it finished: it stays in flight and is trained again on resume.
+            if stoppedBy == nil { stoppedBy = outcome.stoppedBy ?? 0 }
+            return
+        }
+        state.inFlight.removeAll { $0.id == task.id }
+        let fitness = result.status == .ok ? result.validationAccuracy : nil
+        try state.strategy.observe(task.genotype, fitness: fitness)
+        if fitness == nil { state.failed += 1 }
+        if let f = fitness, f > (state.best?.validationAccuracy ?? -1) {
+            state.best = .init(id: task.id, genotype: task.genotype, validationAccuracy: f)
+        }
+        try appendRecord(task, result, group: group)
+        state.recorded += 1
+        try save()
+        log(Self.describe(task, result, done: state.recorded, of: config.candidates, best: state.best?.validationAccuracy))
+    }
+
+    // MARK: Results
+
+    /// The test accuracy of a trained candidate's checkpoint: the test set is loaded here, once,
+    /// for the search's final choice; nil when the data has no test split.
+    public static func testAccuracy(_ training: TrainConfig, genotype: Genotype, checkpoint: URL) throws -> Double? {
+        var c = training
+        c.genotype = genotype
+        c.evaluateTest = true
+        let data = try c.loadData()
+        guard let test = data.test else { return nil }
+        let net = try EvalNetwork(c.networkConfig(inputShape: data.train.imageShape, classes: data.train.classes), genotype: genotype, seed: c.seed)
+        do { try net.state.restore(from: try CheckpointFile.read(from: checkpoint)) } catch {
+            throw RunError("the best candidate's checkpoint \(checkpoint.path) cannot be read: \(error)")
+        }
+        return try evaluate(test, batchSize: c.batchSize, comm: LocalCommunicator()) { b in
+            try net.forward(Variable(b.images), ForwardContext(tape: Tape(recording: false), training: false)).logits
+        }.accuracy
+    }
+
+    /// User plus system CPU seconds of this process so far.
+    public static func processCPUSeconds() -> Double { RunCost.processCPUSeconds() }
+
+    /// Adds this process's share to the run's CPU total and writes cost.json: wall time, ranks,
+    /// threads, cores held (wall x ranks x threads) and CPU time of all ranks (measured, not
+    /// estimated: every rank trains candidates), and the CPU time of the candidates themselves.
+    public func addCost(cpuSeconds: Double, ranks: Int, threads: Int) throws {
+        state.cpuSeconds += cpuSeconds
+        try save()
+        let wall = wallSeconds
+        let candidateSeconds = (try? String(contentsOf: candidatesFile, encoding: .utf8))?.split(separator: "\n").reduce(0.0) { sum, line in
+            sum + ((try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)))?["core_seconds"]?.double ?? 0)
+        } ?? 0
+        let cores = Double(ranks * threads)
+        try directory.writeJSON([
+            "wall_seconds": .number(wall), "ranks": .number(Double(ranks)), "threads_per_rank": .number(Double(threads)),
+            "core_seconds": .number(wall * cores), "core_hours": .number(wall * cores / 3600),
+            "cpu_seconds_all_ranks": .number(state.cpuSeconds), "cpu_seconds_all_ranks_estimate": .number(state.cpuSeconds),
+            "candidate_cpu_seconds": .number(candidateSeconds), "candidates_done": .number(Double(state.recorded)),
+        ] as [String: JSONValue], to: directory.cost)
+    }
+
+    // MARK: Files
+
+    /// Writes strategy.json atomically.
+    public func save() throws {
+        state.wallSeconds = wallSeconds
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        try AtomicFile.write(try enc.encode(state), to: stateFile)
+    }
+
+    private func appendRecord(_ task: CandidateTask, _ r: CandidateResult, group: Int) throws {
+        var fields: [String: JSONValue] = [
+            "id": .number(Double(task.id)), "genotype": .string(task.genotype.pythonDescription),
+            "status": .string(r.status.rawValue), "epochs": .number(Double(r.epochs)), "wall_seconds": .number(r.wallSeconds),
+            "core_seconds": .number(r.coreSeconds), "ranks": .array(r.ranks.map { .number(Double($0)) }),
+            "group": .number(Double(group)), "seed": .number(Double(task.seed)),
+            "finished_seconds": .number(wallSeconds),
+        ]
+        if let p = r.parameters { fields["parameters"] = .number(Double(p)) }
+        if let m = r.macs { fields["macs"] = .number(Double(m)) }
+        if let a = r.validationAccuracy { fields["valid_acc"] = .number(a) }
+        if let l = r.validationLoss { fields["valid_loss"] = .number(l) }
+        if let reason = r.reason { fields["reason"] = .string(reason) }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let line = String(decoding: try enc.encode(fields), as: UTF8.self) + "\n"
+        try Self.append(line, to: candidatesFile)
+    }
+
+    /// Appends a line and flushes it to disk (a line is either whole or, after a crash, cut off and
+    /// then dropped by `truncateLines` on resume, which keeps only the lines strategy.json counts).
+    static func append(_ line: String, to url: URL) throws {
+        let fd = open(url.path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        guard fd >= 0 else { throw RunError("cannot open \(url.path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(line.utf8)
+        let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress!, $0.count) }
+        guard n == bytes.count, fsync(fd) == 0 else { throw RunError("cannot append to \(url.path): \(String(cString: strerror(errno)))") }
+    }
+
+    /// Keeps the first `count` lines of a JSON-lines file (rewritten atomically when longer).
+    static func truncateLines(_ url: URL, to count: Int) throws {
+        let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
+        if lines.count == count && (text.isEmpty || text.hasSuffix("\n")) { return }
+        guard lines.count >= count else {
+            throw RunError("\(url.path) holds \(lines.count) candidates but strategy.json counts \(count); the run directory was changed by hand")
+        }
+        try AtomicFile.write(lines.prefix(count).map { $0 + "\n" }.joined(), to: url)
+    }
+
+    /// The log line of one finished candidate.
+    static func describe(_ task: CandidateTask, _ r: CandidateResult, done: Int, of total: Int, best: Double?) -> String {
+        let head = "candidate \(task.id) [\(done)/\(total)]"
+        guard r.status == .ok, let acc = r.validationAccuracy else { return "\(head) failed: \(r.reason ?? "unknown reason")" }
+        return String(format: "%@: valid acc %.2f%%, %.3fM parameters, %.1fM MACs, %.1f s on rank(s) %@; best %.2f%%",
+                      head, 100 * acc, Double(r.parameters ?? 0) / 1e6, Double(r.macs ?? 0) / 1e6, r.wallSeconds,
+                      r.ranks.map(String.init).joined(separator: ","), 100 * (best ?? 0))
+    }
+}
