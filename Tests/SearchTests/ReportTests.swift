@@ -112,4 +112,11 @@ final class ReportTests: XCTestCase {
         XCTAssertNil(xmlError(svg))
         XCTAssertTrue(svg.contains("max_pool_3x3"))
     }
+
+    func testShellQuotingAndDurations() {
+        XCTAssertEqual(ComparisonReport.shellQuoted(["nas-mpi", "--out", "/tmp/a b", "it's"]), "nas-mpi --out '/tmp/a b' 'it'\\''s'")
+        XCTAssertEqual(ComparisonReport.duration(42), "42.0 s")
+        XCTAssertEqual(ComparisonReport.duration(600), "10.0 min")
+        XCTAssertEqual(ComparisonReport.coreHours(0.00123456), "0.00123")
+    }
 }
