@@ -1,0 +1,145 @@
+import Foundation
+
+/// One run directory as the report reads it: run.json plus whichever of metrics.jsonl,
+/// alphas.jsonl, candidates.jsonl, cost.json and config.json it holds.
+public struct ReportRun {
+    public let directory: RunDirectory
+    public let manifest: RunManifest
+    /// metrics.jsonl, one object per epoch (search and train runs).
+    public let metrics: [[String: JSONValue]]
+    /// alphas.jsonl, the softmaxed architecture parameters per epoch (search runs).
+    public let alphas: [[String: JSONValue]]
+    /// candidates.jsonl, one object per trained candidate (evolve, rl, random).
+    public let candidates: [[String: JSONValue]]
+    public let cost: [String: JSONValue]?
+    public let config: [String: JSONValue]?
+    /// The files read, by name (for the sources section).
+    public let filesRead: [String]
+
+    /// Reads a run directory; throws when it has no readable run.json.
+    public init(_ path: String) throws {
+        let dir = RunDirectory(path)
+        directory = dir
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw RunError("\(path) does not exist")
+        }
+        guard isDirectory.boolValue else { throw RunError("\(path) is not a run directory (a file, not a directory)") }
+        guard FileManager.default.fileExists(atPath: dir.manifest.path) else {
+            throw RunError("\(path) holds no run.json, so it is not a finished or stopped run of nas-mpi "
+                           + "(search, train, evolve, rl or random write one); give run directories only")
+        }
+        manifest = try RunManifest.read(from: dir)
+        var read = ["run.json"]
+        func lines(_ name: String) throws -> [[String: JSONValue]] {
+            let url = dir.file(name)
+            guard let data = FileManager.default.contents(atPath: url.path) else { return [] }
+            read.append(name)
+            return try String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated().compactMap { n, line in
+                let t = line.trimmingCharacters(in: .whitespaces)
+                if t.isEmpty { return nil }
+                do { return try JSONDecoder().decode([String: JSONValue].self, from: Data(t.utf8)) } catch {
+                    throw RunError("\(url.path) line \(n + 1) is not a JSON object")
+                }
+            }
+        }
+        func object(_ name: String) throws -> [String: JSONValue]? {
+            let url = dir.file(name)
+            guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+            read.append(name)
+            do { return try JSONDecoder().decode([String: JSONValue].self, from: data) } catch {
+                throw RunError("\(url.path) is not a JSON object")
+            }
+        }
+        metrics = try lines("metrics.jsonl")
+        alphas = try lines("alphas.jsonl")
+        candidates = try lines("candidates.jsonl")
+        cost = try object("cost.json")
+        config = try object("config.json")
+        filesRead = read
+    }
+
+    public var path: String { directory.url.path }
+    /// The directory's last component, to label the run in charts.
+    public var name: String { directory.url.lastPathComponent }
+
+    /// Weight sharing: the architecture was chosen from a supernet (search runs).
+    public var isWeightSharing: Bool { manifest.kind == "search" }
+    /// A full-training search: every candidate trained from scratch (evolve, rl, random).
+    public var isFullTraining: Bool { !candidates.isEmpty || ["evolve", "rl", "random"].contains(manifest.kind) }
+    /// A standalone training of one genotype (train).
+    public var isTraining: Bool { manifest.kind == "train" }
+
+    /// Cores held per second of wall time: ranks x threads per rank.
+    public var coresHeld: Int { max(manifest.ranks, 1) * max(manifest.threadsPerRank, 1) }
+
+    /// The method's name in the table: the search method for weight-sharing runs, the strategy for
+    /// full-training searches.
+    public var methodLabel: String {
+        switch manifest.kind {
+        case "search": return "\(manifest.method) (weight sharing)"
+        case "evolve": return "regularized evolution (full training)"
+        case "rl": return "REINFORCE controller (full training)"
+        case "random": return "random search (full training)"
+        case "train": return "train \(genotypeName)"
+        default: return "\(manifest.kind) \(manifest.method)"
+        }
+    }
+
+    /// A short name for the run's genotype: a built-in name, else a digest of its Python form.
+    public var genotypeName: String {
+        guard let g = manifest.bestGenotype else { return "(no genotype)" }
+        if let name = Genotype.builtIn.filter({ $0.key != "DARTS" }).first(where: { $0.value == g })?.key { return name }
+        return "genotype " + RunDigest.id(g.pythonDescription)
+    }
+
+    // MARK: Anytime curve
+
+    /// Best validation accuracy found so far against core-hours held: full-training searches at
+    /// each candidate's finish (finished_seconds x ranks x threads), weight-sharing searches and
+    /// training runs at the end of each epoch (cumulative epoch seconds x ranks x threads; the
+    /// supernet's or the network's validation accuracy).
+    public var anytime: [(coreHours: Double, best: Double)] {
+        var out: [(Double, Double)] = []
+        var best = -Double.infinity
+        let cores = Double(coresHeld)
+        if !candidates.isEmpty {
+            let done = candidates.compactMap { c -> (Double, Double)? in
+                guard let t = c["finished_seconds"]?.double else { return nil }
+                return (t, c["status"]?.string == "ok" ? (c["valid_acc"]?.double ?? -.infinity) : -.infinity)
+            }.sorted { $0.0 < $1.0 }
+            for (t, acc) in done {
+                best = max(best, acc)
+                if best.isFinite { out.append((t * cores / 3600, best)) }
+            }
+        } else {
+            var seconds = 0.0
+            for m in metrics {
+                seconds += m["seconds"]?.double ?? 0
+                guard let acc = m["val_acc"]?.double ?? m["valid_acc"]?.double else { continue }
+                best = max(best, acc)
+                out.append((seconds * cores / 3600, best))
+            }
+        }
+        return out
+    }
+
+    // MARK: Size of the final architecture
+
+    /// Parameters and MACs of the final architecture when known: the best candidate's record
+    /// (full-training searches) or the trained network rebuilt from config.json (train runs).
+    public var size: (parameters: Int?, macs: Int?) {
+        if let g = manifest.bestGenotypePython, !candidates.isEmpty {
+            let best = candidates.filter { $0["genotype"]?.string == g && $0["status"]?.string == "ok" }
+                .max { ($0["valid_acc"]?.double ?? 0) < ($1["valid_acc"]?.double ?? 0) }
+            return (best?["parameters"]?.int, best?["macs"]?.int)
+        }
+        if isTraining, let g = manifest.bestGenotype, let data = FileManager.default.contents(atPath: directory.config.path),
+           let config = try? JSONDecoder().decode(TrainConfig.self, from: data), manifest.dataset.imageShape.count == 3,
+           let net = try? EvalNetwork(config.networkConfig(inputShape: manifest.dataset.imageShape, classes: manifest.dataset.classes),
+                                      genotype: g, seed: 0) {
+            return (net.parameterCountWithoutAuxiliary, net.multiplyAccumulates)
+        }
+        return (nil, nil)
+    }
+}
