@@ -148,4 +148,7 @@ public enum RandomStream: UInt64, Sendable, CaseIterable {
     case hessian = 8
     /// Dropout on the supernet's skip connections (P-DARTS), one stream per step and edge.
     case skipDropout = 9
+    /// Architectures sampled in a weight-sharing search (random search with weight sharing):
+    /// one stream per step, and one for the final scoring.
+    case architectureSample = 12
 }
