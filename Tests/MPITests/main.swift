@@ -106,6 +106,7 @@ func tinyConfig(order: Int, epochs: Int = 1, method: SearchMethodKind = .darts) 
     c.epochs = epochs
     c.order = order
     c.seed = 11
+    if method == .randomWS { c.weightSharing = WeightSharingSettings(samples: 6, top: 2, batches: 2, bnBatches: 1) }
     return c
 }
 
@@ -170,8 +171,8 @@ do {
     if rank == 0 { print(String(format: "sync-bn: worst relative gradient difference %.2e over %d tensors", worst, all2.count)) }
 }
 
-// A resumed run matches an uninterrupted one (DARTS and PC-DARTS).
-for method in [SearchMethodKind.darts, .pcDarts] {
+// A resumed run matches an uninterrupted one (DARTS, PC-DARTS, random search with weight sharing).
+for method in [SearchMethodKind.darts, .pcDarts, .randomWS] {
     let whole = try sharedDirectory("whole-\(method.rawValue)")
     let a = try Searcher(config: tinyConfig(order: 1, epochs: 2, method: method), directory: whole, resume: false, communicator: comm, threads: 1)
     a.log = { _ in }
@@ -215,8 +216,7 @@ for method in [SearchMethodKind.darts, .pcDarts] {
 do {
     func fnv(_ text: String) -> UInt64 { text.utf8.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 } }
     let dir = try sharedDirectory("random-ws")
-    var config = tinyConfig(order: 1, epochs: 2, method: .randomWS)
-    config.weightSharing = WeightSharingSettings(samples: 6, top: 2, batches: 2, bnBatches: 1)
+    let config = tinyConfig(order: 1, epochs: 2, method: .randomWS)
     let searcher = try Searcher(config: config, directory: dir, resume: false, communicator: comm, threads: 1)
     searcher.log = { _ in }
     searcher.consistencyInterval = 1

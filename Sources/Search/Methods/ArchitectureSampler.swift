@@ -17,6 +17,9 @@ public protocol ArchitectureSampler: AnyObject {
     /// The reward of draw `genotype`: the supernet's accuracy on the step's validation batch, in
     /// 0...1, the same on every rank.
     func observe(_ genotype: Genotype, reward: Double) throws
+    /// The `count` candidates to score at the end of the search (ENAS: the trained controller's
+    /// samples); nil (the default): distinct uniform draws from the run seed.
+    func finalCandidates(count: Int) throws -> [Genotype]?
     /// The sampler's state in checkpoints (default: none, for a sampler that is a pure function
     /// of the seed and the position).
     func addState(to file: inout CheckpointFile)
@@ -26,6 +29,7 @@ public protocol ArchitectureSampler: AnyObject {
 extension ArchitectureSampler {
     public var rewardsPerStep: Int { 0 }
     public func observe(_ genotype: Genotype, reward: Double) throws {}
+    public func finalCandidates(count: Int) throws -> [Genotype]? { nil }
     public func addState(to file: inout CheckpointFile) {}
     public func restoreState(from file: CheckpointFile) throws {}
 }

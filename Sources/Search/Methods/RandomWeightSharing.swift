@@ -99,11 +99,11 @@ public final class RandomWeightSharing: SearchMethod {
         try lastTrained ?? sampler.sample(epoch: 0, step: 0, draw: 0)
     }
 
-    /// Scores `settings.samples` distinct uniform draws on the trained supernet, writes
-    /// ws_scores.jsonl (rank 0) and returns the chosen architecture.
+    /// Scores `settings.samples` candidates (the sampler's, or distinct uniform draws) on the
+    /// trained supernet, writes ws_scores.jsonl (rank 0) and returns the chosen architecture.
     public func finalGenotype(_ end: SearchEnd) throws -> Genotype {
-        let candidates = try Self.candidates(count: settings.samples, seed: seed, steps: network.config.steps,
-                                             primitives: network.config.primitives)
+        let candidates = try sampler.finalCandidates(count: settings.samples)
+            ?? Self.candidates(count: settings.samples, seed: seed, steps: network.config.steps, primitives: network.config.primitives)
         end.log("weight-sharing scores: \(candidates.count) random architectures, BatchNorm recomputed on \(settings.bnBatches) training batches each, scored on \(settings.batches) validation batches; the best \(settings.top) re-scored on the validation half")
         let (scores, chosen) = try SupernetScoring(network: network, end: end, settings: settings, seed: seed).run(candidates)
         if end.comm.rank == 0 {
@@ -128,13 +128,18 @@ public final class RandomWeightSharing: SearchMethod {
         return list
     }
 
+    /// `training`'s state, the sampler's, and the architecture trained last (the supernet's
+    /// path for an evaluation redone after a resume).
     public func addState(to file: inout CheckpointFile) {
         training.addState(to: &file)
         sampler.addState(to: &file)
+        if let lastTrained { file.metadata["ws_last_trained"] = .string(lastTrained.pythonDescription) }
     }
 
     public func restoreState(from file: CheckpointFile) throws {
         try training.restoreState(from: file)
         try sampler.restoreState(from: file)
+        lastTrained = try file.metadata["ws_last_trained"]?.string.map { try Genotype(python: $0) }
+        network.path = try lastTrained.map { try path($0) }
     }
 }
