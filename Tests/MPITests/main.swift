@@ -182,6 +182,7 @@ func tinyConfig(order: Int, epochs: Int = 1, method: SearchMethodKind = .darts) 
     c.epochs = epochs
     c.order = order
     c.seed = 11
+    if method == .randomWS { c.weightSharing = WeightSharingSettings(samples: 6, top: 2, batches: 2, bnBatches: 1) }
     return c
 }
 
@@ -246,8 +247,8 @@ do {
     if rank == 0 { print(String(format: "sync-bn: worst relative gradient difference %.2e over %d tensors", worst, all2.count)) }
 }
 
-// A resumed run matches an uninterrupted one (DARTS and PC-DARTS).
-for method in [SearchMethodKind.darts, .pcDarts] {
+// A resumed run matches an uninterrupted one (DARTS, PC-DARTS, random search with weight sharing).
+for method in [SearchMethodKind.darts, .pcDarts, .randomWS] {
     let whole = try sharedDirectory("whole-\(method.rawValue)")
     let a = try Searcher(config: tinyConfig(order: 1, epochs: 2, method: method), directory: whole, resume: false, communicator: comm, threads: 1)
     a.log = { _ in }
@@ -284,6 +285,33 @@ for method in [SearchMethodKind.darts, .pcDarts] {
     }
     try cleanup(whole)
     try cleanup(cut)
+}
+// Random search with weight sharing: every rank trains the same architecture each step (weights
+// compared every step) and chooses the same genotype; a sampler whose draws differ by rank
+// still yields rank 0's draw everywhere.
+do {
+    func fnv(_ text: String) -> UInt64 { text.utf8.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 } }
+    let dir = try sharedDirectory("random-ws")
+    let config = tinyConfig(order: 1, epochs: 2, method: .randomWS)
+    let searcher = try Searcher(config: config, directory: dir, resume: false, communicator: comm, threads: 1)
+    searcher.log = { _ in }
+    searcher.consistencyInterval = 1
+    guard case .finished(let genotype) = try searcher.run() else { throw RunError("random-ws run did not finish") }
+    let chosen = try comm.gather(fnv(genotype.pythonDescription))
+    if rank == 0 { check("random-ws: the same genotype on all ranks", Set(chosen!).count == 1) }
+
+    final class RankSampler: ArchitectureSampler {
+        let uniform: UniformArchitectureSampler
+        init(_ rank: Int) { uniform = UniformArchitectureSampler(seed: UInt64(100 + rank)) }
+        func sample(epoch: Int, step: Int, draw: Int) throws -> Genotype { try uniform.sample(epoch: epoch, step: step, draw: draw) }
+    }
+    let method = try RandomWeightSharing(config, inputShape: [1, 8, 8], classes: 10, averager: GradientAverager(comm),
+                                         sampler: RankSampler(rank))
+    let drawn = try method.draw(epoch: 0, step: 3, draw: 0)
+    let drawnHashes = try comm.gather(fnv(drawn.pythonDescription))
+    let rankZeroDraw = try UniformArchitectureSampler(seed: 100).sample(epoch: 0, step: 3, draw: 0)
+    if rank == 0 { check("random-ws: every rank uses rank 0's draw", Set(drawnHashes!).count == 1 && drawn == rankZeroDraw) }
+    try cleanup(dir)
 }
 try comm.barrier()
 

@@ -153,4 +153,7 @@ public enum RandomStream: UInt64, Sendable, CaseIterable {
     case evolution = 10
     /// The RL controller's sampling of architectures (REINFORCE).
     case controller = 11
+    /// Architectures sampled in a weight-sharing search (random search with weight sharing):
+    /// one stream per step, and one for the final scoring.
+    case architectureSample = 12
 }

@@ -24,6 +24,14 @@ public protocol SearchMethod: AnyObject {
     func learningRate(epoch: Int) -> Float?
     /// How the genotype is read off the architecture parameters.
     var derivation: DerivationPolicy { get }
+    /// The genotype the supernet stands for now (after each epoch's evaluation); the default
+    /// derives it from the architecture parameters under `derivation`.
+    func genotype() throws -> Genotype
+    /// The genotype the search returns once its epochs are done, called on every rank (it may
+    /// communicate); the default is `genotype()`. A method that picks its architecture by
+    /// scoring candidates on the trained supernet (random search with weight sharing) does it
+    /// here.
+    func finalGenotype(_ end: SearchEnd) throws -> Genotype
     /// Adds the method's state to a checkpoint (default: `training`'s) and restores it.
     func addState(to file: inout CheckpointFile)
     func restoreState(from file: CheckpointFile) throws
@@ -60,6 +68,8 @@ extension SearchMethod {
     /// The genotype under the method's derivation policy.
     public func genotype() throws -> Genotype { try network.genotype(derivation) }
 
+    public func finalGenotype(_ end: SearchEnd) throws -> Genotype { try genotype() }
+
     /// The method's state: weights, BatchNorm buffers, architecture parameters and optimiser
     /// state, all by name.
     public func addState(to file: inout CheckpointFile) { training.addState(to: &file) }
@@ -67,6 +77,30 @@ extension SearchMethod {
     public func restoreForEvaluation(from file: CheckpointFile) throws {
         try network.state.restore(from: file)
         for v in network.architecture { v.value = try file.tensor(v.name, shape: v.shape) }
+    }
+}
+
+/// What a method may use at the end of a search (`SearchMethod.finalGenotype`): the data, the
+/// ranks and the run directory.
+public struct SearchEnd {
+    /// The training half (BatchNorm recalibration) and the validation half (scoring).
+    public var trainSet: ImageDataset
+    public var validationSet: ImageDataset
+    /// The global batch: each rank takes batchSize / ranks images of it.
+    public var batchSize: Int
+    public var comm: Communicator
+    public var directory: RunDirectory
+    /// A line for the log (written by rank 0 only).
+    public var log: (String) -> Void
+
+    public init(trainSet: ImageDataset, validationSet: ImageDataset, batchSize: Int, comm: Communicator,
+                directory: RunDirectory, log: @escaping (String) -> Void) {
+        self.trainSet = trainSet
+        self.validationSet = validationSet
+        self.batchSize = batchSize
+        self.comm = comm
+        self.directory = directory
+        self.log = log
     }
 }
 
@@ -82,6 +116,9 @@ public enum SearchMethodKind: String, Codable, CaseIterable, Sendable {
     case sdarts
     /// P-DARTS (Chen et al. 2019): stages of deeper supernets over fewer ops, skip dropout.
     case pdarts = "p-darts"
+    /// Random search with weight sharing (Li & Talwalkar 2019): one uniformly sampled
+    /// architecture trained per step, candidates scored on the supernet at the end.
+    case randomWS = "random-ws"
 
     /// Builds the method for a configuration and a data shape.
     public func make(_ config: SearchConfig, inputShape: [Int], classes: Int, averager: GradientAverager) throws -> SearchMethod {
@@ -91,6 +128,7 @@ public enum SearchMethodKind: String, Codable, CaseIterable, Sendable {
         case .dartsMinus: return try DARTSMinus(config, inputShape: inputShape, classes: classes, averager: averager)
         case .sdarts: return try SDARTS(config, inputShape: inputShape, classes: classes, averager: averager)
         case .pdarts: return try PDARTS(config, inputShape: inputShape, classes: classes, averager: averager)
+        case .randomWS: return try RandomWeightSharing(config, inputShape: inputShape, classes: classes, averager: averager)
         }
     }
 }

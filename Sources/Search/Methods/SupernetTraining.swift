@@ -68,7 +68,10 @@ public final class SupernetTraining {
         let (loss, logits) = try network.loss(batch.images, batch.labels,
                                               ForwardContext(tape: tape, training: true, statisticsReducer: statisticsReducer))
         try tape.backward(loss)
-        let params = optimizer.parameters
+        // Weights the forward pass did not reach (ops off a single path) have no gradient: they
+        // stay out of the allreduce and the update on any number of ranks, as on one. Every
+        // rank runs the same architecture, so every rank leaves out the same ones.
+        let params = optimizer.parameters.filter { $0.grad != nil }
         try averager.average(params)
         let norm = clipGradientNorm(params, maxNorm: gradClip)
         guard norm.isFinite, loss.value.scalars[0].isFinite else {

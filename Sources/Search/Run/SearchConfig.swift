@@ -67,6 +67,9 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     public var sdartsEpsilon: PerturbationSchedule?
     /// P-DARTS: stages, ops per edge, skip dropout, skip cap (nil: the paper's).
     public var pdarts: PDARTSSettings?
+    /// Random search with weight sharing: how the final candidates are scored (nil: the preset's,
+    /// `WeightSharingSettings.preset`).
+    public var weightSharing: WeightSharingSettings?
 
     /// The preset's values with the embedded synthetic dataset.
     public static func preset(_ p: Preset) -> SearchConfig {
@@ -157,6 +160,15 @@ public struct SearchConfig: Codable, Equatable, Sendable {
             throw fail("--stages, --stage-ops, --skip-dropout and --max-skip apply to --method p-darts (the method is \(method.rawValue))")
         }
         if method == .pdarts { try (pdarts ?? .paper).validate(self) }
+        if weightSharing != nil, method != .randomWS {
+            throw fail("--ws-samples, --ws-top, --ws-batches and --ws-bn-batches apply to --method random-ws (the method is \(method.rawValue))")
+        }
+        if method == .randomWS {
+            try (weightSharing ?? .preset(preset)).validate()
+            guard order == 1, earlyStop == nil, hessianEigenvalue != true, warmupEpochs == 0 else {
+                throw fail("--method random-ws trains no architecture parameters: --order 2, --warmup-epochs, --early-stop and --hessian-eigenvalue do not apply")
+            }
+        }
         if method == .pcDarts {
             guard partialChannels >= 1, channels % partialChannels == 0 else {
                 throw fail("--partial-channels \(partialChannels) must be at least 1 and divide --channels \(channels)")

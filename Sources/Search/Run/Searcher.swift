@@ -111,7 +111,18 @@ public final class Searcher: EpochTask {
     /// Runs the remaining epochs. Returns early after writing a checkpoint when a signal arrives.
     public func run() throws -> Outcome {
         switch try loop.run() {
-        case .finished: return .finished(try earlyStopping?.decision.map { try Genotype(python: $0.genotype) } ?? method.genotype())
+        case .finished:
+            if let decision = earlyStopping?.decision { return .finished(try Genotype(python: decision.genotype)) }
+            let genotype = try method.finalGenotype(SearchEnd(trainSet: trainSet, validationSet: validationSet,
+                                                              batchSize: config.batchSize, comm: comm, directory: directory,
+                                                              log: { [unowned self] in loop.record($0) }))
+            // The last epoch wrote the method's current genotype; a method that chooses at the
+            // end may have chosen another.
+            if comm.rank == 0 {
+                try directory.writeJSON(genotype, to: directory.genotypeJSON)
+                try AtomicFile.write(genotype.pythonDescription + "\n", to: directory.genotypeText)
+            }
+            return .finished(genotype)
         case .interrupted(let sig): return .interrupted(signal: sig)
         case .outOfTime: return .outOfTime
         }

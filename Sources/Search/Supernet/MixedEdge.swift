@@ -8,6 +8,17 @@ public protocol MixedEdge: Layer {
     var primitives: [Primitive] { get }
     /// The edge's output for input x. weights: [K], this edge's row of op weights.
     func forward(_ x: Variable, weights: Variable, _ ctx: ForwardContext) throws -> Variable
+    /// The output of candidate op `op` alone, unweighted (a supernet path); the other ops are not
+    /// computed. x: [N, C, H, W] -> [N, C, H/stride, W/stride].
+    func forward(_ x: Variable, op: Int, _ ctx: ForwardContext) throws -> Variable
+}
+
+extension MixedEdge {
+    /// Edges that only mix (PC-DARTS's partial channels, DARTS-'s auxiliary skip) have no
+    /// single-op forward.
+    public func forward(_ x: Variable, op: Int, _ ctx: ForwardContext) throws -> Variable {
+        throw KernelError.invalidArgument(op: "\(type(of: self))", "this mixed edge has no single-path forward")
+    }
 }
 
 /// Where an edge sits and what it may choose from.

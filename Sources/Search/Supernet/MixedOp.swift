@@ -48,6 +48,14 @@ public final class MixedOp: MixedEdge {
         return try ctx.tape.weightedSum(outputs, weights: weights, indices: indices)
     }
 
+    /// op_k(x) alone: the one op of a supernet path, no weighting, no other op computed.
+    public func forward(_ x: Variable, op k: Int, _ ctx: ForwardContext) throws -> Variable {
+        guard ops.indices.contains(k), let op = ops[k] else {
+            throw KernelError.invalidArgument(op: "MixedOp", "a path's op must be one of the edge's ops other than none, got index \(k) of \(primitives.map(\.name))")
+        }
+        return try op.forward(x, ctx)
+    }
+
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
         throw KernelError.invalidArgument(op: "MixedOp", "a mixed edge needs its architecture weights")
     }

@@ -62,6 +62,43 @@ public final class SearchCell: Layer {
         return try t.concatChannels(Array(states.suffix(steps)))
     }
 
+    /// The cell on one discrete architecture: each node sums the outputs of its chosen edges'
+    /// single ops (`path[e]`: the op index of edge e, nil: the edge is off); no other op, and no
+    /// preprocessing of a cell input that no chosen edge reads, is computed.
+    /// s0, s1: the outputs of the two previous cells -> [N, steps * C, H', W'].
+    public func forward(_ s0: Variable, _ s1: Variable, path: [Int?], _ ctx: ForwardContext) throws -> Variable {
+        precondition(path.count == edges.count, "a path of a \(steps)-node cell has \(edges.count) edges, got \(path.count)")
+        let t = ctx.tape
+        let reads = Set(path.indices.filter { path[$0] != nil }.map { self.input(ofEdge: $0) })
+        var states: [Variable?] = [reads.contains(0) ? try preprocess0.forward(s0, ctx) : nil,
+                                   reads.contains(1) ? try preprocess1.forward(s1, ctx) : nil]
+        var offset = 0
+        for node in 0..<steps {
+            var terms: [Variable] = []
+            for j in 0..<(2 + node) {
+                guard let op = path[offset + j] else { continue }
+                guard let h = states[j] else { preconditionFailure("input \(j) was not computed") }
+                terms.append(try edges[offset + j].forward(h, op: op, ctx))
+            }
+            guard !terms.isEmpty else {
+                throw KernelError.invalidArgument(op: "SearchCell", "node \(node + 2) has no input on the path")
+            }
+            states.append(terms.count == 1 ? terms[0] : try t.sum(terms))
+            offset += 2 + node
+        }
+        return try t.concatChannels(states.suffix(steps).map { $0! })
+    }
+
+    /// The state (0, 1: cell inputs; 2 + i: node i) that edge `e` reads.
+    public func input(ofEdge e: Int) -> Int {
+        var offset = 0
+        for node in 0..<steps {
+            if e < offset + 2 + node { return e - offset }
+            offset += 2 + node
+        }
+        preconditionFailure("edge \(e) of a \(steps)-node cell")
+    }
+
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
         throw KernelError.invalidArgument(op: "SearchCell", "a cell needs two inputs and architecture weights")
     }

@@ -110,6 +110,12 @@ public final class SearchNetwork {
     /// softmax; nil: the weights as they are. A method sets it around its weight step only
     /// (SDARTS-RS perturbs them there); the architect and evaluation never see it.
     public var opWeightTransform: ((_ ops: Variable, _ reduction: Bool, _ tape: Tape) throws -> Variable)?
+    /// A discrete architecture to run instead of the mixed supernet (nil: the mixed supernet).
+    /// With a path, `forward` computes each cell's chosen ops only, unweighted, without the
+    /// architecture parameters (which then get no gradient) and without recomputation (a path
+    /// keeps a small share of the mixed supernet's activations). Single-path methods set it
+    /// around each forward pass.
+    public var path: SupernetPath?
     /// Each cell's weights (for recomputed cells: whether they need gradients).
     private let cellParameters: [[Variable]]
 
@@ -165,6 +171,7 @@ public final class SearchNetwork {
     /// Logits [N, classes] for images [N, C, H, W].
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
         let t = ctx.tape
+        if let path { return try forward(x, path: path, ctx) }
         var wNormal = try architectureParameters.cellWeights(reduction: false, t)
         var wReduce = try architectureParameters.cellWeights(reduction: true, t)
         if let transform = opWeightTransform {
@@ -190,6 +197,16 @@ public final class SearchNetwork {
             (s0, s1) = (s1, next)
         }
         return try classifier.forward(try t.globalAvgPool(s1), ctx)
+    }
+
+    /// Logits [N, classes] of the discrete architecture `path` for images [N, C, H, W].
+    private func forward(_ x: Variable, path: SupernetPath, _ ctx: ForwardContext) throws -> Variable {
+        let s = try stem.forward(x, ctx)
+        var (s0, s1) = (s, s)
+        for cell in cells {
+            (s0, s1) = (s1, try cell.forward(s0, s1, path: path.edges(reduction: cell.reduction), ctx))
+        }
+        return try classifier.forward(try ctx.tape.globalAvgPool(s1), ctx)
     }
 
     /// The cells whose activations are recomputed for a batch of this size.

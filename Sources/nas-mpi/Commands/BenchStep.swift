@@ -22,7 +22,7 @@ struct BenchStep: ParsableCommand {
     @OptionGroup var network: NetworkOptions
     @Option(help: "Images per rank per batch.") var batch = 32
     @Option(help: "Architecture gradient order: 1 or 2.") var order = 1
-    @Option(help: "Search method: darts or pc-darts (the same step code `nas-mpi search` runs).") var method: SearchMethodKind = .darts
+    @Option(help: "Search method, as `nas-mpi search --method` (the same step code `nas-mpi search` runs).") var method: SearchMethodKind = .darts
     @Option(help: "PC-DARTS: 1/K of each edge's channels go through its ops.") var partialChannels = 4
     @Option(help: "Timed steps (after the warm-up).") var steps = 5
     @Option(help: "Untimed warm-up steps.") var warmup = 1
@@ -79,7 +79,10 @@ struct BenchStep: ParsableCommand {
         let (train, val) = (randomBatch(), randomBatch())
         // The search's own step (architecture step, then weight step), past any warm-up.
         func step() throws {
-            _ = try searchMethod.step(train: train, validation: val, epoch: config.warmupEpochs, learningRate: 0.025)
+            // `control` given: without it the call binds statically to the protocol extension's
+            // DARTS step, not to a method's own step (SDARTS, P-DARTS, random-ws).
+            _ = try searchMethod.step(train: train, validation: val, epoch: config.warmupEpochs, learningRate: 0.025,
+                                      control: StepControl())
         }
         for _ in 0..<warmup { try step() }
         try comm.barrier()

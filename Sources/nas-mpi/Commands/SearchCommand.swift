@@ -18,7 +18,11 @@ struct SearchCommand: ParsableCommand {
             fewer ops per edge, --stages 5,11,17 cells and --stage-ops 8,5,3, each stage with its own cosine \
             schedule, --warmup-epochs per stage (default 10), --stage-epochs (default 25; --epochs is the total), \
             dropout on the skip connections --skip-dropout 0,0.4,0.7 and at most --max-skip 2 of them in the \
-            final normal cell). \
+            final normal cell) and random-ws (random search with weight sharing, Li & Talwalkar 2019: each step \
+            trains the shared weights on one uniformly random architecture, run single-path; at the end \
+            --ws-samples random architectures are scored by the supernet's accuracy on --ws-batches validation \
+            batches after recomputing BatchNorm on --ws-bn-batches training batches for each, the best --ws-top \
+            are re-scored on the validation half, and every score goes to ws_scores.jsonl). \
             Presets: 'pc-darts' is the PC-DARTS paper's CIFAR-10 setting (K=4, batch 256, SGD 0.1 cosine to 0, \
             Adam 6e-4 on alphas and betas, 15 warm-up epochs, 50 epochs). 'paper' is the DARTS paper's procedure (C=16, 8 layers, batch 64, 50 epochs, SGD lr 0.025 \
             cosine to 0.001, momentum 0.9, weight decay 3e-4, Adam 3e-4 on the alphas, clip 5, half of the \
@@ -29,7 +33,7 @@ struct SearchCommand: ParsableCommand {
     )
 
     @Option(help: "Preset: quick, paper or pc-darts (default: quick).") var preset: SearchConfig.Preset?
-    @Option(help: "Search method: darts, pc-darts, darts-minus, sdarts or p-darts.") var method: SearchMethodKind?
+    @Option(help: "Search method: darts, pc-darts, darts-minus, sdarts, p-darts or random-ws.") var method: SearchMethodKind?
     @Option(help: "PC-DARTS: 1/K of each edge's channels go through its ops (paper: 4).") var partialChannels: Int?
     @Option(help: "Epochs at the start that train the weights only, with the architecture frozen.") var warmupEpochs: Int?
     @Option(help: "β-DARTS beta-decay regularisation: add L * epoch/epochs * mean logsumexp of the alpha rows to the architecture loss (default off).")
@@ -78,6 +82,14 @@ struct SearchCommand: ParsableCommand {
     var skipDropout: String?
     @Option(help: "P-DARTS: at most this many skip connections in the final normal cell (paper: 2).") var maxSkip: Int?
     @Option(help: "P-DARTS: epochs per stage (paper: 25); sets --epochs to this times the stages.") var stageEpochs: Int?
+    @Option(help: "random-ws: random architectures scored on the supernet at the end (paper: 1000; quick preset: 100).")
+    var wsSamples: Int?
+    @Option(help: "random-ws: the best this many by batch accuracy are re-scored on the whole validation half (default 10).")
+    var wsTop: Int?
+    @Option(help: "random-ws: validation batches of the first scoring, the same for every candidate (default 4).")
+    var wsBatches: Int?
+    @Option(help: "random-ws: training batches each candidate's BatchNorm statistics are recomputed on (default 4; 0: keep the supernet's).")
+    var wsBnBatches: Int?
     @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
     var checkConsistency = 0
     @Option(help: "Progress: auto (a live line on a terminal), live, or lines.") var progress: ProgressStyle = .auto
@@ -128,6 +140,14 @@ struct SearchCommand: ParsableCommand {
         if let v = archGradClipPerEdge { c.archGradClipPerEdge = v }
         if hessianEigenvalue { c.hessianEigenvalue = true }
         try applyPDARTS(to: &c)
+        if wsSamples != nil || wsTop != nil || wsBatches != nil || wsBnBatches != nil {
+            var w = c.weightSharing ?? .preset(c.preset)
+            if let v = wsSamples { w.samples = v }
+            if let v = wsTop { w.top = v }
+            if let v = wsBatches { w.batches = v }
+            if let v = wsBnBatches { w.bnBatches = v }
+            c.weightSharing = w
+        }
         do {
             if !earlyStop.isEmpty { c.earlyStop = try earlyStop.flatMap { try EarlyStopRule.list(parsing: $0) } }
             try c.validate()
@@ -238,6 +258,9 @@ struct SearchCommand: ParsableCommand {
             let p = c.pdarts ?? .paper
             let j = { (v: [Int]) in v.map(String.init).joined(separator: ",") }
             return " (stages \(j(p.stages)) cells, \(j(p.stageOps)) ops per edge, skip dropout \(p.skipDropout.map { String($0) }.joined(separator: ",")), at most \(p.maxSkipConnections) skips)"
+        case .randomWS:
+            let w = c.weightSharing ?? .preset(c.preset)
+            return " (one random architecture per step; \(w.samples) scored at the end, the best \(w.top) re-scored)"
         case .darts: return ""
         }
     }
