@@ -21,6 +21,6 @@ struct NasMPI: ParsableCommand {
         let arguments = Array(CommandLine.arguments.dropFirst())
         _ = RunSupport.startTime  // --time-budget counts from the process start
         RunLogHeader.set(version: version, arguments: arguments)
-        main(ResumeMode.normalised(NegativeValues.attached(arguments)))
+        main(ResumeMode.normalised(NegativeValues.attached(WeightSharingAlias.rewritten(arguments))))
     }
 }

@@ -119,6 +119,12 @@ public enum SearchMethodKind: String, Codable, CaseIterable, Sendable {
     /// Random search with weight sharing (Li & Talwalkar 2019): one uniformly sampled
     /// architecture trained per step, candidates scored on the supernet at the end.
     case randomWS = "random-ws"
+    /// ENAS (Pham et al. 2018): an LSTM controller samples the architecture each step trains and
+    /// learns by REINFORCE from the supernet's validation accuracy of its samples.
+    case enas
+
+    /// Whether the method trains one sampled architecture per step (no architecture parameters).
+    public var isSinglePath: Bool { self == .randomWS || self == .enas }
 
     /// Builds the method for a configuration and a data shape.
     public func make(_ config: SearchConfig, inputShape: [Int], classes: Int, averager: GradientAverager) throws -> SearchMethod {
@@ -129,6 +135,9 @@ public enum SearchMethodKind: String, Codable, CaseIterable, Sendable {
         case .sdarts: return try SDARTS(config, inputShape: inputShape, classes: classes, averager: averager)
         case .pdarts: return try PDARTS(config, inputShape: inputShape, classes: classes, averager: averager)
         case .randomWS: return try RandomWeightSharing(config, inputShape: inputShape, classes: classes, averager: averager)
+        case .enas:
+            return try RandomWeightSharing(config, inputShape: inputShape, classes: classes, averager: averager,
+                                           sampler: try ControllerSampler(seed: config.seed))
         }
     }
 }

@@ -160,13 +160,13 @@ public struct SearchConfig: Codable, Equatable, Sendable {
             throw fail("--stages, --stage-ops, --skip-dropout and --max-skip apply to --method p-darts (the method is \(method.rawValue))")
         }
         if method == .pdarts { try (pdarts ?? .paper).validate(self) }
-        if weightSharing != nil, method != .randomWS {
-            throw fail("--ws-samples, --ws-top, --ws-batches and --ws-bn-batches apply to --method random-ws (the method is \(method.rawValue))")
+        if weightSharing != nil, !method.isSinglePath {
+            throw fail("--ws-samples, --ws-top, --ws-batches and --ws-bn-batches apply to --method random-ws and enas (the method is \(method.rawValue))")
         }
-        if method == .randomWS {
+        if method.isSinglePath {
             try (weightSharing ?? .preset(preset)).validate()
             guard order == 1, earlyStop == nil, hessianEigenvalue != true, warmupEpochs == 0 else {
-                throw fail("--method random-ws trains no architecture parameters: --order 2, --warmup-epochs, --early-stop and --hessian-eigenvalue do not apply")
+                throw fail("--method \(method.rawValue) trains no architecture parameters: --order 2, --warmup-epochs, --early-stop and --hessian-eigenvalue do not apply")
             }
         }
         if method == .pcDarts {

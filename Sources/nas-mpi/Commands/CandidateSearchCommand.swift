@@ -243,9 +243,14 @@ struct RandomCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "random",
         abstract: "Random search: uniformly random genotypes, each trained in full on groups of ranks.",
-        discussion: "Options and run files as for `evolve`."
+        discussion: """
+            Options and run files as for `evolve`. With --weight-sharing: random search with weight sharing \
+            (Li & Talwalkar 2019), which is `nas-mpi search --method random-ws` and takes the search's flags.
+            """
     )
     @OptionGroup var options: CandidateSearchOptions
+    @Flag(help: "Random search with weight sharing: one supernet trained on a random architecture per step, candidates scored on it (= search --method random-ws, with the search's flags).")
+    var weightSharing = false
 
     func validate() throws {
         if options.resumeMode != .yes { _ = try options.resolved(nil, strategy: .random, population: nil, sampleSize: nil) }
@@ -262,14 +267,33 @@ struct RLCommand: ParsableCommand {
         discussion: """
             ENAS micro settings: one LSTM layer of 64 units, tanh constant 1.1 on input logits and 1.1/2.5 on op \
             logits, Adam 3.5e-3, entropy weight 1e-4 added to the reward, baseline decay 0.99. Each result updates \
-            the controller as it arrives. Options and run files as for `evolve`.
+            the controller as it arrives. Options and run files as for `evolve`. With --weight-sharing: ENAS \
+            (Pham et al. 2018), the same controller sampling architectures inside one shared supernet, which is \
+            `nas-mpi search --method enas` and takes the search's flags.
             """
     )
     @OptionGroup var options: CandidateSearchOptions
+    @Flag(help: "ENAS: the controller samples architectures of one shared supernet (= search --method enas, with the search's flags).")
+    var weightSharing = false
 
     func validate() throws {
         if options.resumeMode != .yes { _ = try options.resolved(nil, strategy: .reinforce, population: nil, sampleSize: nil) }
     }
 
     func run() throws { try CandidateSearchRun.run(options, strategy: .reinforce) }
+}
+
+/// `random --weight-sharing` and `rl --weight-sharing` are the weight-sharing searches
+/// `search --method random-ws` and `search --method enas`, with the search's flags.
+enum WeightSharingAlias {
+    static func rewritten(_ arguments: [String]) -> [String] {
+        guard let command = arguments.first, arguments.contains("--weight-sharing") else { return arguments }
+        let method: String
+        switch command {
+        case "random": method = "random-ws"
+        case "rl": method = "enas"
+        default: return arguments
+        }
+        return ["search", "--method", method] + arguments.dropFirst().filter { $0 != "--weight-sharing" }
+    }
 }

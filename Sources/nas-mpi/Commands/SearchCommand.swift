@@ -22,7 +22,11 @@ struct SearchCommand: ParsableCommand {
             trains the shared weights on one uniformly random architecture, run single-path; at the end \
             --ws-samples random architectures are scored by the supernet's accuracy on --ws-batches validation \
             batches after recomputing BatchNorm on --ws-bn-batches training batches for each, the best --ws-top \
-            are re-scored on the validation half, and every score goes to ws_scores.jsonl). \
+            are re-scored on the validation half, and every score goes to ws_scores.jsonl) and enas (ENAS, Pham et al. \
+            2018: the same single-path training on the architectures an LSTM controller samples, the controller \
+            updated by REINFORCE after every step from the supernet's accuracy of one of its samples on the \
+            step's validation batch; the end scores the trained controller's samples the same way). \
+            `nas-mpi random --weight-sharing` and `nas-mpi rl --weight-sharing` run these two. \
             Presets: 'pc-darts' is the PC-DARTS paper's CIFAR-10 setting (K=4, batch 256, SGD 0.1 cosine to 0, \
             Adam 6e-4 on alphas and betas, 15 warm-up epochs, 50 epochs). 'paper' is the DARTS paper's procedure (C=16, 8 layers, batch 64, 50 epochs, SGD lr 0.025 \
             cosine to 0.001, momentum 0.9, weight decay 3e-4, Adam 3e-4 on the alphas, clip 5, half of the \
@@ -33,7 +37,7 @@ struct SearchCommand: ParsableCommand {
     )
 
     @Option(help: "Preset: quick, paper or pc-darts (default: quick).") var preset: SearchConfig.Preset?
-    @Option(help: "Search method: darts, pc-darts, darts-minus, sdarts, p-darts or random-ws.") var method: SearchMethodKind?
+    @Option(help: "Search method: darts, pc-darts, darts-minus, sdarts, p-darts, random-ws or enas.") var method: SearchMethodKind?
     @Option(help: "PC-DARTS: 1/K of each edge's channels go through its ops (paper: 4).") var partialChannels: Int?
     @Option(help: "Epochs at the start that train the weights only, with the architecture frozen.") var warmupEpochs: Int?
     @Option(help: "β-DARTS beta-decay regularisation: add L * epoch/epochs * mean logsumexp of the alpha rows to the architecture loss (default off).")
@@ -261,6 +265,9 @@ struct SearchCommand: ParsableCommand {
         case .randomWS:
             let w = c.weightSharing ?? .preset(c.preset)
             return " (one random architecture per step; \(w.samples) scored at the end, the best \(w.top) re-scored)"
+        case .enas:
+            let w = c.weightSharing ?? .preset(c.preset)
+            return " (an LSTM controller samples each step's architecture and learns by REINFORCE; \(w.samples) of its samples scored at the end, the best \(w.top) re-scored)"
         case .darts: return ""
         }
     }
