@@ -67,6 +67,8 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     public var sdartsEpsilon: PerturbationSchedule?
     /// P-DARTS: stages, ops per edge, skip dropout, skip cap (nil: the paper's).
     public var pdarts: PDARTSSettings?
+    /// Dropout on named ops' outputs in the weight step (nil: none).
+    public var opDropout: OpDropoutRates?
 
     /// The preset's values with the embedded synthetic dataset.
     public static func preset(_ p: Preset) -> SearchConfig {
@@ -157,6 +159,18 @@ public struct SearchConfig: Codable, Equatable, Sendable {
             throw fail("--stages, --stage-ops, --skip-dropout and --max-skip apply to --method p-darts (the method is \(method.rawValue))")
         }
         if method == .pdarts { try (pdarts ?? .paper).validate(self) }
+        if let o = opDropout {
+            guard method != .pcDarts else {
+                throw fail("--op-dropout applies to the methods with full mixed edges (darts, sdarts, darts-minus, p-darts); pc-darts's partial-channel edges are not supported")
+            }
+            for name in o.rates.keys where name != "all" && !primitives.contains(where: { $0.name == name }) {
+                throw fail("--op-dropout: \(name) is not in the search space (\(primitives.map(\.name).joined(separator: ", ")))")
+            }
+            if method == .pdarts, o.rates[Primitive.skipConnect.name] != nil {
+                throw fail("--op-dropout skip_connect: p-darts schedules the skip connection's dropout itself; set it with --skip-dropout")
+            }
+        }
+        }
         if method == .pcDarts {
             guard partialChannels >= 1, channels % partialChannels == 0 else {
                 throw fail("--partial-channels \(partialChannels) must be at least 1 and divide --channels \(channels)")

@@ -78,6 +78,8 @@ struct SearchCommand: ParsableCommand {
     var skipDropout: String?
     @Option(help: "P-DARTS: at most this many skip connections in the final normal cell (paper: 2).") var maxSkip: Int?
     @Option(help: "P-DARTS: epochs per stage (paper: 25); sets --epochs to this times the stages.") var stageEpochs: Int?
+    @Option(help: "Dropout on the outputs of the named ops of every mixed edge in the weight step: name=p,... with p in [0, 1), all=p for every op (e.g. skip_connect=0.3,max_pool_3x3=0.1). The skip connection is dropped where it is the identity (stride 1); methods darts, sdarts, darts-minus, p-darts (which sets skip_connect itself).")
+    var opDropout: String?
     @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
     var checkConsistency = 0
     @Option(help: "Progress: auto (a live line on a terminal), live, or lines.") var progress: ProgressStyle = .auto
@@ -129,6 +131,7 @@ struct SearchCommand: ParsableCommand {
         if hessianEigenvalue { c.hessianEigenvalue = true }
         try applyPDARTS(to: &c)
         do {
+            if let v = opDropout { c.opDropout = try OpDropoutRates(parsing: v) }
             if !earlyStop.isEmpty { c.earlyStop = try earlyStop.flatMap { try EarlyStopRule.list(parsing: $0) } }
             try c.validate()
         } catch { throw ValidationError("\(error)") }
@@ -185,7 +188,7 @@ struct SearchCommand: ParsableCommand {
         RunSupport.attachOutput(log: &searcher.log, progress: &searcher.progress, logEvery: &searcher.logEvery,
                                 every: logEvery, stepsPerEpoch: searcher.stepsPerEpoch, style: progress)
         if comm.rank == 0 && !resume {
-            searcher.log("search: \(config.method.rawValue)\(Self.methodDetail(config)), \(config.preset.rawValue) preset\(config.warmupEpochs > 0 ? ", \(config.warmupEpochs) warm-up epochs" : ""), \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)\(config.syncBatchNorm ? ", synchronised BatchNorm" : "")")
+            searcher.log("search: \(config.method.rawValue)\(Self.methodDetail(config)), \(config.preset.rawValue) preset\(config.warmupEpochs > 0 ? ", \(config.warmupEpochs) warm-up epochs" : ""), \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)\(config.syncBatchNorm ? ", synchronised BatchNorm" : "")\(Self.regularisationDetail(config))")
             searcher.log("run directory: \(dir.url.path)")
             RunSupport.logData(DataReport([("train", searcher.trainSet), ("validation", searcher.validationSet)]), log: searcher.log, directory: dir)
         }
@@ -224,6 +227,11 @@ struct SearchCommand: ParsableCommand {
             try writeManifest(.outOfTime)
             throw RunSupport.exitStatus(interruptedBy: nil)
         }
+    }
+
+    /// Op dropout for the log's first line.
+    static func regularisationDetail(_ c: SearchConfig) -> String {
+        c.opDropout.map { ", op dropout \($0.description)" } ?? ""
     }
 
     /// The method's own settings for the log's first line.
