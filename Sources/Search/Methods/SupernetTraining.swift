@@ -45,6 +45,7 @@ public final class SupernetTraining {
         epochs = config.epochs
         self.opDropout = opDropout
         opDropoutRates = opDropout == nil ? [:] : config.opDropout?.resolved(over: network.config.primitives) ?? [:]
+        network.batchNormMode = config.bnMode ?? .running
         architect.regularization = { [unowned self] tape in
             try regularizer.term(network.architecture, epoch: epoch, epochs: epochs, on: tape)
         }

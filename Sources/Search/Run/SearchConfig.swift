@@ -69,6 +69,11 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     public var pdarts: PDARTSSettings?
     /// Dropout on named ops' outputs in the weight step (nil: none).
     public var opDropout: OpDropoutRates?
+    /// The supernet's BatchNorm: running statistics or batch statistics only (nil: running).
+    public var bnMode: BatchNormMode?
+    /// After the search, reset the supernet's BatchNorm statistics and recompute them as the
+    /// cumulative average over this many training batches before the final validation (nil: no).
+    public var bnReset: Int?
 
     /// The preset's values with the embedded synthetic dataset.
     public static func preset(_ p: Preset) -> SearchConfig {
@@ -170,6 +175,11 @@ public struct SearchConfig: Codable, Equatable, Sendable {
                 throw fail("--op-dropout skip_connect: p-darts schedules the skip connection's dropout itself; set it with --skip-dropout")
             }
         }
+        if let n = bnReset {
+            guard n >= 1 else { throw fail("--bn-reset must be at least 1 batch, got \(n)") }
+            guard bnMode != .batch else {
+                throw fail("--bn-reset recomputes running statistics, which --bn-mode batch does not keep; use one of them")
+            }
         }
         if method == .pcDarts {
             guard partialChannels >= 1, channels % partialChannels == 0 else {

@@ -80,6 +80,10 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "P-DARTS: epochs per stage (paper: 25); sets --epochs to this times the stages.") var stageEpochs: Int?
     @Option(help: "Dropout on the outputs of the named ops of every mixed edge in the weight step: name=p,... with p in [0, 1), all=p for every op (e.g. skip_connect=0.3,max_pool_3x3=0.1). The skip connection is dropped where it is the identity (stride 1); methods darts, sdarts, darts-minus, p-darts (which sets skip_connect itself).")
     var opDropout: String?
+    @Option(help: "Supernet BatchNorm: running (running statistics for evaluation, the default) or batch (no running statistics: batch statistics in evaluation too).")
+    var bnMode: BatchNormMode?
+    @Option(help: "After the search, reset the supernet's BatchNorm statistics, recompute them as the average over N training batches, and validate again (metrics.jsonl, log).")
+    var bnReset: Int?
     @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
     var checkConsistency = 0
     @Option(help: "Progress: auto (a live line on a terminal), live, or lines.") var progress: ProgressStyle = .auto
@@ -129,6 +133,8 @@ struct SearchCommand: ParsableCommand {
         if let v = archGradClip { c.archGradClip = v }
         if let v = archGradClipPerEdge { c.archGradClipPerEdge = v }
         if hessianEigenvalue { c.hessianEigenvalue = true }
+        if let v = bnMode { c.bnMode = v }
+        if let v = bnReset { c.bnReset = v }
         try applyPDARTS(to: &c)
         do {
             if let v = opDropout { c.opDropout = try OpDropoutRates(parsing: v) }
@@ -229,9 +235,10 @@ struct SearchCommand: ParsableCommand {
         }
     }
 
-    /// Op dropout for the log's first line.
+    /// Op dropout and the BatchNorm strategy for the log's first line.
     static func regularisationDetail(_ c: SearchConfig) -> String {
-        c.opDropout.map { ", op dropout \($0.description)" } ?? ""
+        (c.opDropout.map { ", op dropout \($0.description)" } ?? "") + (c.bnMode == .batch ? ", BatchNorm without running statistics" : "")
+            + (c.bnReset.map { ", BatchNorm reset over \($0) batches at the end" } ?? "")
     }
 
     /// The method's own settings for the log's first line.
