@@ -6,6 +6,7 @@ extension CSVDataset.LabelColumn: ExpressibleByArgument {}
 extension SearchConfig.Preset: ExpressibleByArgument {}
 extension RecomputePolicy: ExpressibleByArgument {}
 extension SearchMethodKind: ExpressibleByArgument {}
+extension BatchNormMode: ExpressibleByArgument {}
 
 /// The supernet's shape, shared by `summary` and `search`.
 struct NetworkOptions: ParsableArguments {

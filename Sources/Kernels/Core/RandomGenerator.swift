@@ -146,7 +146,8 @@ public enum RandomStream: UInt64, Sendable, CaseIterable {
     case perturbation = 7
     /// The start vector of the Hessian's power iteration (`--hessian-eigenvalue`).
     case hessian = 8
-    /// Dropout on the supernet's skip connections (P-DARTS), one stream per step and edge.
+    /// Dropout on the supernet's op outputs (P-DARTS's skip dropout, `--op-dropout`), one stream
+    /// per step and edge.
     case skipDropout = 9
     /// Genotypes drawn by the discrete search strategies (regularized evolution, random sampling):
     /// samples and mutations.

@@ -18,6 +18,10 @@ public final class BatchNormStatistics {
     /// n batches the running values are the plain means of the n batch statistics. Used to
     /// recompute statistics after training.
     public var cumulativeAverage = false
+    /// PyTorch's `track_running_stats`: when false, the layer normalises with the batch's
+    /// statistics in eval mode too and never updates the running averages (they keep their
+    /// initial values, so checkpoints still hold them).
+    public var tracksRunningStatistics = true
     public let momentum: Float
     public let epsilon: Float
 
@@ -48,7 +52,7 @@ extension Tape {
     /// x: [N, C, H, W]; gamma, beta: [C] or nil (non-affine) -> [N, C, H, W].
     /// - Parameters:
     ///   - training: batch statistics (and a running-average update) when true, running averages
-    ///     when false.
+    ///     when false (batch statistics either way when `st.tracksRunningStatistics` is false).
     ///   - updateStatistics: in training mode, whether to update the running averages (false for
     ///     the extra forward passes of a second-order architecture step on an unrolled copy).
     ///   - reducer: in training mode, sums the batch statistics over ranks (forward: sum, sum of
@@ -95,12 +99,15 @@ extension Tape {
         if let gamma { try require(gamma.shape == [c], op, "gamma \(gamma.shape) vs \(c) channels") }
         if let beta { try require(beta.shape == [c], op, "beta \(beta.shape) vs \(c) channels") }
         let reducer = training ? reducer : nil
+        // Batch statistics in training, and always without running statistics.
+        let batchStatistics = training || !st.tracksRunningStatistics
+        let updateStatistics = updateStatistics && st.tracksRunningStatistics
 
         // Per channel: the mean used and 1/sqrt(var + eps); m is the (global) count per channel.
         var mean = [Float](repeating: 0, count: c)
         var invStd = [Float](repeating: 0, count: c)
         var m = Double(n * hw)
-        if training {
+        if batchStatistics {
             // [sum_0..c, sumsq_0..c, count]
             var sums = [Double](repeating: 0, count: 2 * c + 1)
             sums[2 * c] = m
@@ -210,7 +217,7 @@ extension Tape {
                         let (mu, inv) = (mean[ch], invStd[ch])
                         let k = (gammaV?[ch] ?? 1) * inv
                         var c1: Float = 0, c0: Float = 0
-                        if training {
+                        if batchStatistics {
                             let mdy = Float(sums[ch] / globalCount)
                             let mdx = Float(sums[c + ch] / globalCount)
                             c1 = -k * mdx * inv

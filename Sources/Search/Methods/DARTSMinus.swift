@@ -25,9 +25,10 @@ public final class DARTSMinus: SearchMethod {
 
     public init(_ config: SearchConfig, inputShape: [Int], classes: Int, averager: GradientAverager) throws {
         coefficient = AuxiliarySkipCoefficient(beta: 1)
+        let dropout = config.opDropout.map { _ in OpDropout(seed: config.seed) }
         network = try SearchNetwork(config.supernetConfig(inputShape: inputShape, classes: classes), seed: config.seed,
-                                    makeEdge: AuxiliarySkipEdge.factory(coefficient: coefficient))
-        training = SupernetTraining(network: network, config: config, averager: averager)
+                                    makeEdge: AuxiliarySkipEdge.factory(wrapping: OpDropoutEdge.factory(dropout), coefficient: coefficient))
+        training = SupernetTraining(network: network, config: config, averager: averager, opDropout: dropout)
         secondOrder = config.order == 2
         warmupEpochs = config.warmupEpochs
         epochs = config.epochs

@@ -7,9 +7,9 @@ import Kernels
 /// builds a fresh supernet and fresh alphas over the op lists the previous stage kept, trains
 /// like DARTS (first order) with its own cosine learning-rate schedule, the weights only during
 /// its first `warmupEpochs` epochs, and dropout on the stride-1 skip connections in the weight
-/// step (`SkipDropout`). After a stage, each edge keeps its strongest ops by softmaxed alpha; the
-/// genotype is read off the last stage with `none` excluded and at most `maxSkipConnections` skip
-/// connections in the normal cell.
+/// step (`OpDropout` with the skip connection's rate). After a stage, each edge keeps its
+/// strongest ops by softmaxed alpha; the genotype is read off the last stage with `none`
+/// excluded and at most `maxSkipConnections` skip connections in the normal cell.
 ///
 /// The run's epochs are split evenly over the stages; epoch e belongs to stage e / (epochs /
 /// stages). The next stage's supernet is built at the first step of its first epoch, from the
@@ -29,7 +29,9 @@ public final class PDARTS: SearchMethod {
     /// The stage in progress (from 0) and its per-edge op lists.
     public private(set) var stage = 0
     public private(set) var space: CellSearchSpace
-    public let skipDropout: SkipDropout
+    /// The dropout of every stage's edges: the skip connection's at `skipDropoutRate`, plus
+    /// `--op-dropout`'s rates for other ops.
+    public let skipDropout: OpDropout
     private let config: SearchConfig
     private let inputShape: [Int]
     private let classes: Int
@@ -51,7 +53,7 @@ public final class PDARTS: SearchMethod {
         secondOrder = config.order == 2
         stageEpochs = config.epochs / settings.stages.count
         warmupEpochs = config.warmupEpochs
-        let dropout = SkipDropout(seed: config.seed)
+        let dropout = OpDropout(seed: config.seed)
         skipDropout = dropout
         (network, training) = try Self.build(stage: 0, space: nil, config: config, settings: settings, inputShape: inputShape,
                                              classes: classes, averager: averager, dropout: dropout)
@@ -61,12 +63,14 @@ public final class PDARTS: SearchMethod {
     /// The stage's supernet (its depth, the op lists; nil: the whole search space) and its training.
     private static func build(stage: Int, space: CellSearchSpace?, config: SearchConfig, settings: PDARTSSettings,
                               inputShape: [Int], classes: Int, averager: GradientAverager,
-                              dropout: SkipDropout) throws -> (SearchNetwork, SupernetTraining) {
+                              dropout: OpDropout) throws -> (SearchNetwork, SupernetTraining) {
         var net = config.supernetConfig(inputShape: inputShape, classes: classes)
         net.layers = settings.stages[stage]
         net.edgePrimitives = space
-        let network = try SearchNetwork(net, seed: config.seed, makeEdge: SkipDropoutEdge.factory(dropout))
-        let training = SupernetTraining(network: network, config: config, averager: averager)
+        let network = try SearchNetwork(net, seed: config.seed, makeEdge: OpDropoutEdge.factory(dropout))
+        // `--op-dropout` adds rates for other ops; the skip connection's is P-DARTS's schedule.
+        let training = SupernetTraining(network: network, config: config, averager: averager, opDropout: dropout)
+        training.opDropoutRates[.skipConnect] = nil
         training.architectureGradClip = config.archGradClip ?? 5
         return (network, training)
     }
@@ -95,10 +99,10 @@ public final class PDARTS: SearchMethod {
             .learningRate(at: stage(of: epoch).epoch)
     }
 
-    /// The skip-connection dropout rate of epoch `epoch` (`SkipDropout.rate`).
+    /// The skip-connection dropout rate of epoch `epoch` (`OpDropout.rate(initial:...)`).
     public func skipDropoutRate(epoch: Int) -> Float {
         let (s, e) = stage(of: epoch)
-        return SkipDropout.rate(initial: settings.skipDropout[s], epochInStage: e, stageEpochs: stageEpochs, warmUp: warmupEpochs)
+        return OpDropout.rate(initial: settings.skipDropout[s], epochInStage: e, stageEpochs: stageEpochs, warmUp: warmupEpochs)
     }
 
     /// The reference derivation on the current stage's op lists, with the skip cap.
@@ -108,6 +112,11 @@ public final class PDARTS: SearchMethod {
 
     /// Enters the epoch's stage if it is a later one, then the DARTS step with dropout on the
     /// skip connections in the weight step.
+    ///
+    /// The reference (`train_search.py`, `train()`) calls `model.train()` before both forward
+    /// passes, so its `nn.Dropout` also acts in the first-order architecture step. Here the
+    /// architecture step sees the undropped supernet, as SDARTS-RS's clean weights: the alphas are
+    /// ranked on the ops' actual outputs, and `--op-dropout` behaves the same for every method.
     public func step(train: Batch, validation: Batch, epoch: Int, learningRate: Float,
                      control: StepControl = StepControl()) throws -> StepResult {
         try advance(to: stage(of: epoch).stage)

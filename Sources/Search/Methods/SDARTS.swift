@@ -26,8 +26,10 @@ public final class SDARTS: SearchMethod {
     public let schedule: PerturbationSchedule
 
     public init(_ config: SearchConfig, inputShape: [Int], classes: Int, averager: GradientAverager) throws {
-        network = try SearchNetwork(config.supernetConfig(inputShape: inputShape, classes: classes), seed: config.seed)
-        training = SupernetTraining(network: network, config: config, averager: averager)
+        let dropout = config.opDropout.map { _ in OpDropout(seed: config.seed) }
+        network = try SearchNetwork(config.supernetConfig(inputShape: inputShape, classes: classes), seed: config.seed,
+                                    makeEdge: OpDropoutEdge.factory(dropout))
+        training = SupernetTraining(network: network, config: config, averager: averager, opDropout: dropout)
         secondOrder = config.order == 2
         warmupEpochs = config.warmupEpochs
         derivation = DerivationPolicy(space: network.config.space, steps: network.config.steps)

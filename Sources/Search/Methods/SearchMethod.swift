@@ -49,7 +49,8 @@ extension SearchMethod {
     }
 
     /// The DARTS step with the weight step run through `aroundWeightStep` (given the plain weight
-    /// step; default: run it), for methods that change only what the weight step sees.
+    /// step; default: run it), for methods that change only what the weight step sees. The weight
+    /// step has `--op-dropout` on (`SupernetTraining.withOpDropout`); the architecture step never.
     public func dartsStep(train: Batch, validation: Batch, epoch: Int, learningRate: Float, control: StepControl,
                           aroundWeightStep: (() throws -> StepResult) throws -> StepResult = { try $0() }) throws -> StepResult {
         var archLoss: Double?
@@ -58,7 +59,9 @@ extension SearchMethod {
                                                             secondOrder: secondOrder))
             if try control.shouldPause() { return .pausedAfterArchitecture(loss: archLoss) }
         }
-        var result = try aroundWeightStep { try training.weightStep(train, learningRate: learningRate) }
+        var result = try aroundWeightStep {
+            try training.withOpDropout(epoch: epoch, step: control.step) { try training.weightStep(train, learningRate: learningRate) }
+        }
         result.architectureLoss = archLoss
         return result
     }

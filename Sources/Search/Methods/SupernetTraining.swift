@@ -22,8 +22,14 @@ public final class SupernetTraining {
     public var regularizer: ArchitectureRegularizer
     /// The epoch in progress (from 0) of `epochs`: the regularisers' ramp (set by `Searcher.beginEpoch`).
     public var epoch = 0, epochs: Int
+    /// `--op-dropout`: the dropout the network's edges read (nil: none) and its rates per op, which
+    /// `withOpDropout` turns on around the weight step.
+    public let opDropout: OpDropout?
+    public var opDropoutRates: [Primitive: Float]
 
-    public init(network: SearchNetwork, config: SearchConfig, averager: GradientAverager) {
+    /// - Parameter opDropout: the dropout object the network's edges were built with
+    ///   (`OpDropoutEdge.factory`), for `--op-dropout`; its rates come from `config`.
+    public init(network: SearchNetwork, config: SearchConfig, averager: GradientAverager, opDropout: OpDropout? = nil) {
         self.network = network
         self.averager = averager
         gradClip = config.gradClip
@@ -37,6 +43,9 @@ public final class SupernetTraining {
         architectureEdgeGradClip = config.archGradClipPerEdge
         regularizer = ArchitectureRegularizer(config)
         epochs = config.epochs
+        self.opDropout = opDropout
+        opDropoutRates = opDropout == nil ? [:] : config.opDropout?.resolved(over: network.config.primitives) ?? [:]
+        network.batchNormMode = config.bnMode ?? .running
         architect.regularization = { [unowned self] tape in
             try regularizer.term(network.architecture, epoch: epoch, epochs: epochs, on: tape)
         }
@@ -55,6 +64,13 @@ public final class SupernetTraining {
             throw DivergenceError("\(v.name) is no longer finite after the architecture step")
         }
         return loss
+    }
+
+    /// Runs `body` (the weight step of step `step` of epoch `epoch`) with `--op-dropout`'s rates on
+    /// top of any dropout the method already turned on (P-DARTS's skip rate).
+    public func withOpDropout<T>(epoch: Int, step: Int, _ body: () throws -> T) rethrows -> T {
+        guard let opDropout, !opDropoutRates.isEmpty else { return try body() }
+        return try opDropout.during(rates: opDropoutRates, epoch: epoch, step: step, body)
     }
 
     /// A weight update on a training batch with the architecture parameters held constant:

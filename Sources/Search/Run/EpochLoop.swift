@@ -428,6 +428,12 @@ public final class EpochLoop {
 
     private var totalSeconds: Double { previousSeconds + Date().timeIntervalSince(startTime) }
 
+    /// Adds a line to metrics.jsonl after the epochs (rank 0 writes the file).
+    public func appendMetrics(_ fields: [String: JSONValue]) throws {
+        metrics.append(.object(fields))
+        if comm.rank == 0 { try directory.writeLines(metrics, to: directory.metrics) }
+    }
+
     /// A log line (rank 0): standard output and log.txt.
     public func record(_ line: String) {
         guard comm.rank == 0 else { return }

@@ -70,6 +70,13 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     /// Random search with weight sharing: how the final candidates are scored (nil: the preset's,
     /// `WeightSharingSettings.preset`).
     public var weightSharing: WeightSharingSettings?
+    /// Dropout on named ops' outputs in the weight step (nil: none).
+    public var opDropout: OpDropoutRates?
+    /// The supernet's BatchNorm: running statistics or batch statistics only (nil: running).
+    public var bnMode: BatchNormMode?
+    /// After the search, reset the supernet's BatchNorm statistics and recompute them as the
+    /// cumulative average over this many training batches before the final validation (nil: no).
+    public var bnReset: Int?
 
     /// The preset's values with the embedded synthetic dataset.
     public static func preset(_ p: Preset) -> SearchConfig {
@@ -167,6 +174,23 @@ public struct SearchConfig: Codable, Equatable, Sendable {
             try (weightSharing ?? .preset(preset)).validate()
             guard order == 1, earlyStop == nil, hessianEigenvalue != true, warmupEpochs == 0 else {
                 throw fail("--method \(method.rawValue) trains no architecture parameters: --order 2, --warmup-epochs, --early-stop and --hessian-eigenvalue do not apply")
+            }
+        }
+        if let o = opDropout {
+            guard method != .pcDarts && !method.isSinglePath else {
+                throw fail("--op-dropout applies to the methods with full mixed edges (darts, sdarts, darts-minus, p-darts); pc-darts's partial-channel edges and the single-path methods (random-ws, enas) are not supported")
+            }
+            for name in o.rates.keys where name != "all" && !primitives.contains(where: { $0.name == name }) {
+                throw fail("--op-dropout: \(name) is not in the search space (\(primitives.map(\.name).joined(separator: ", ")))")
+            }
+            if method == .pdarts, o.rates[Primitive.skipConnect.name] != nil {
+                throw fail("--op-dropout skip_connect: p-darts schedules the skip connection's dropout itself; set it with --skip-dropout")
+            }
+        }
+        if let n = bnReset {
+            guard n >= 1 else { throw fail("--bn-reset must be at least 1 batch, got \(n)") }
+            guard bnMode != .batch else {
+                throw fail("--bn-reset recomputes running statistics, which --bn-mode batch does not keep; use one of them")
             }
         }
         if method == .pcDarts {

@@ -108,10 +108,12 @@ public final class Searcher: EpochTask {
         case outOfTime
     }
 
-    /// Runs the remaining epochs. Returns early after writing a checkpoint when a signal arrives.
+    /// Runs the remaining epochs, then `--bn-reset`. Returns early after writing a checkpoint when
+    /// a signal arrives.
     public func run() throws -> Outcome {
         switch try loop.run() {
         case .finished:
+            if let n = config.bnReset { try resetBatchNorm(batches: n) }
             if let decision = earlyStopping?.decision { return .finished(try Genotype(python: decision.genotype)) }
             let genotype = try method.finalGenotype(SearchEnd(trainSet: trainSet, validationSet: validationSet,
                                                               batchSize: config.batchSize, comm: comm, directory: directory,
@@ -126,6 +128,30 @@ public final class Searcher: EpochTask {
         case .interrupted(let sig): return .interrupted(signal: sig)
         case .outOfTime: return .outOfTime
         }
+    }
+
+    /// `--bn-reset`: the supernet's BatchNorm statistics reset and recomputed as the cumulative
+    /// average over `batches` batches of the weights' training images (no augmentation, a fixed
+    /// order from the seed, each global batch split over the ranks, then averaged over ranks),
+    /// then the validation pass again; a metrics.jsonl line and a log line give both passes.
+    /// The checkpoint keeps the statistics of the last epoch.
+    public func resetBatchNorm(batches: Int) throws {
+        let before = loop.metrics.last?.object
+        try BatchNormRecalibration.run(network.state, data: trainSet, batches: batches, batchSize: localBatch, seed: config.seed,
+                                       comm: comm, shard: (comm.rank, comm.size)) { batch in
+            _ = try network.forward(Variable(batch.images), ForwardContext(tape: Tape(recording: false), training: true))
+        }
+        let (loss, accuracy) = try evaluate(validationSet)
+        var fields: [String: JSONValue] = ["bn_reset_batches": .number(Double(batches)), "val_loss": .number(loss),
+                                           "val_acc": .number(accuracy)]
+        if let b = before?["val_loss"] { fields["val_loss_before_bn_reset"] = b }
+        if let b = before?["val_acc"] { fields["val_acc_before_bn_reset"] = b }
+        if let e = before?["epoch"] { fields["epoch"] = e }
+        try loop.appendMetrics(fields)
+        let was = (before?["val_loss"]?.double, before?["val_acc"]?.double)
+        loop.record(String(format: "BatchNorm reset: statistics recomputed over %d training batches of %d images: val loss %@%.4f, acc %@%.1f%%",
+                           batches, config.batchSize, was.0.map { String(format: "%.4f -> ", $0) } ?? "", loss,
+                           was.1.map { String(format: "%.1f%% -> ", 100 * $0) } ?? "", 100 * accuracy))
     }
 
     /// The position in the epoch's permutation where a rank's shard starts (see `EpochLoop`).

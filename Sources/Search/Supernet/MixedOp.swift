@@ -21,13 +21,13 @@ public final class MixedOp: MixedEdge {
 
     /// sum_k weights[k] * op_k(x). weights: [K], the edge's row of softmax(alphas).
     public func forward(_ x: Variable, weights: Variable, _ ctx: ForwardContext) throws -> Variable {
-        try forward(x, weights: weights, ctx, replacing: { _ in nil })
+        try forward(x, weights: weights, ctx, transform: { _, y in y })
     }
 
-    /// The same sum with op k's output replaced by `replacing(k)` where that is not nil (an edge
-    /// that changes one path, e.g. dropout on the skip connection, keeps the rest of this loop).
+    /// The same sum over transform(k, op_k(x)) (an edge that changes some paths, e.g. dropout on
+    /// their outputs, keeps the rest of this loop and the shared ReLU).
     public func forward(_ x: Variable, weights: Variable, _ ctx: ForwardContext,
-                        replacing: (Int) throws -> Variable?) throws -> Variable {
+                        transform: (Int, Variable) throws -> Variable) throws -> Variable {
         var outputs: [Variable] = []
         var indices: [Int] = []
         outputs.reserveCapacity(ops.count)
@@ -35,13 +35,11 @@ public final class MixedOp: MixedEdge {
         var activated: Variable?
         for (k, op) in ops.enumerated() {
             guard let op else { continue }
-            if let y = try replacing(k) {
-                outputs.append(y)
-            } else if let r = op as? ReLUPrefixed {
+            if let r = op as? ReLUPrefixed {
                 if activated == nil { activated = ctx.tape.relu(x) }
-                outputs.append(try r.forward(activated: activated!, ctx))
+                outputs.append(try transform(k, try r.forward(activated: activated!, ctx)))
             } else {
-                outputs.append(try op.forward(x, ctx))
+                outputs.append(try transform(k, try op.forward(x, ctx)))
             }
             indices.append(k)
         }

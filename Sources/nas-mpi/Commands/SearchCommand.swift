@@ -94,6 +94,12 @@ struct SearchCommand: ParsableCommand {
     var wsBatches: Int?
     @Option(help: "random-ws: training batches each candidate's BatchNorm statistics are recomputed on (default 4; 0: keep the supernet's).")
     var wsBnBatches: Int?
+    @Option(help: "Dropout on the outputs of the named ops of every mixed edge in the weight step: name=p,... with p in [0, 1), all=p for every op (e.g. skip_connect=0.3,max_pool_3x3=0.1). The skip connection is dropped where it is the identity (stride 1); methods darts, sdarts, darts-minus, p-darts (which sets skip_connect itself).")
+    var opDropout: String?
+    @Option(help: "Supernet BatchNorm: running (running statistics for evaluation, the default) or batch (no running statistics: batch statistics in evaluation too).")
+    var bnMode: BatchNormMode?
+    @Option(help: "After the search, reset the supernet's BatchNorm statistics, recompute them as the average over N training batches, and validate again (metrics.jsonl, log).")
+    var bnReset: Int?
     @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
     var checkConsistency = 0
     @Option(help: "Progress: auto (a live line on a terminal), live, or lines.") var progress: ProgressStyle = .auto
@@ -143,6 +149,8 @@ struct SearchCommand: ParsableCommand {
         if let v = archGradClip { c.archGradClip = v }
         if let v = archGradClipPerEdge { c.archGradClipPerEdge = v }
         if hessianEigenvalue { c.hessianEigenvalue = true }
+        if let v = bnMode { c.bnMode = v }
+        if let v = bnReset { c.bnReset = v }
         try applyPDARTS(to: &c)
         if wsSamples != nil || wsTop != nil || wsBatches != nil || wsBnBatches != nil {
             var w = c.weightSharing ?? .preset(c.preset)
@@ -153,6 +161,7 @@ struct SearchCommand: ParsableCommand {
             c.weightSharing = w
         }
         do {
+            if let v = opDropout { c.opDropout = try OpDropoutRates(parsing: v) }
             if !earlyStop.isEmpty { c.earlyStop = try earlyStop.flatMap { try EarlyStopRule.list(parsing: $0) } }
             try c.validate()
         } catch { throw ValidationError("\(error)") }
@@ -209,7 +218,7 @@ struct SearchCommand: ParsableCommand {
         RunSupport.attachOutput(log: &searcher.log, progress: &searcher.progress, logEvery: &searcher.logEvery,
                                 every: logEvery, stepsPerEpoch: searcher.stepsPerEpoch, style: progress)
         if comm.rank == 0 && !resume {
-            searcher.log("search: \(config.method.rawValue)\(Self.methodDetail(config)), \(config.preset.rawValue) preset\(config.warmupEpochs > 0 ? ", \(config.warmupEpochs) warm-up epochs" : ""), \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)\(config.syncBatchNorm ? ", synchronised BatchNorm" : "")")
+            searcher.log("search: \(config.method.rawValue)\(Self.methodDetail(config)), \(config.preset.rawValue) preset\(config.warmupEpochs > 0 ? ", \(config.warmupEpochs) warm-up epochs" : ""), \(config.data.kind.rawValue) data (\(searcher.trainSet.count) weight / \(searcher.validationSet.count) architecture images of \(searcher.trainSet.imageShape.map(String.init).joined(separator: "x"))), C=\(config.channels), \(config.layers) layers, batch \(config.batchSize), \(config.epochs) epochs, order \(config.order), seed \(config.seed), \(comm.size) rank(s) x \(threads) thread(s)\(config.syncBatchNorm ? ", synchronised BatchNorm" : "")\(Self.regularisationDetail(config))")
             searcher.log("run directory: \(dir.url.path)")
             RunSupport.logData(DataReport([("train", searcher.trainSet), ("validation", searcher.validationSet)]), log: searcher.log, directory: dir)
         }
@@ -248,6 +257,12 @@ struct SearchCommand: ParsableCommand {
             try writeManifest(.outOfTime)
             throw RunSupport.exitStatus(interruptedBy: nil)
         }
+    }
+
+    /// Op dropout and the BatchNorm strategy for the log's first line.
+    static func regularisationDetail(_ c: SearchConfig) -> String {
+        (c.opDropout.map { ", op dropout \($0.description)" } ?? "") + (c.bnMode == .batch ? ", BatchNorm without running statistics" : "")
+            + (c.bnReset.map { ", BatchNorm reset over \($0) batches at the end" } ?? "")
     }
 
     /// The method's own settings for the log's first line.
