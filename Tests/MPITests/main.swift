@@ -182,7 +182,7 @@ func tinyConfig(order: Int, epochs: Int = 1, method: SearchMethodKind = .darts) 
     c.epochs = epochs
     c.order = order
     c.seed = 11
-    if method == .randomWS { c.weightSharing = WeightSharingSettings(samples: 6, top: 2, batches: 2, bnBatches: 1) }
+    if method.isSinglePath { c.weightSharing = WeightSharingSettings(samples: 6, top: 2, batches: 2, bnBatches: 1) }
     return c
 }
 
@@ -247,8 +247,8 @@ do {
     if rank == 0 { print(String(format: "sync-bn: worst relative gradient difference %.2e over %d tensors", worst, all2.count)) }
 }
 
-// A resumed run matches an uninterrupted one (DARTS, PC-DARTS, random search with weight sharing).
-for method in [SearchMethodKind.darts, .pcDarts, .randomWS] {
+// A resumed run matches an uninterrupted one (DARTS, PC-DARTS, random search with weight sharing, ENAS).
+for method in [SearchMethodKind.darts, .pcDarts, .randomWS, .enas] {
     let whole = try sharedDirectory("whole-\(method.rawValue)")
     let a = try Searcher(config: tinyConfig(order: 1, epochs: 2, method: method), directory: whole, resume: false, communicator: comm, threads: 1)
     a.log = { _ in }

@@ -140,4 +140,25 @@ final class CandidateSearchCommandTests: XCTestCase {
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("3 ranks"), r.stderr)
     }
+
+    // MARK: Weight sharing
+
+    func testWeightSharingVariantsRunAsSinglePathSearchMethods() throws {
+        let base = try temporaryDirectory(self)
+        let search = ["--channels", "2", "--layers", "3", "--input", "1x8x8", "--synthetic-count", "64", "--batch-size", "16",
+                      "--epochs", "2", "--ws-samples", "6", "--ws-top", "2", "--threads", "1", "--seed", "4"]
+        for (command, method) in [("rl", "enas"), ("random", "random-ws")] {
+            let out = base.appendingPathComponent(method)
+            let r = try runNasMPI([command, "--weight-sharing"] + search + ["--out", out.path])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let m = try manifest(out)
+            XCTAssertEqual(m["kind"]?.string, "search")
+            XCTAssertEqual(m["method"]?.string, method)
+            let scores = try String(contentsOf: out.appendingPathComponent("ws_scores.jsonl"), encoding: .utf8).split(separator: "\n")
+            XCTAssertEqual(scores.count, 6, method)
+            XCTAssertNoThrow(try Genotype.load(out.appendingPathComponent("genotype.json").path))
+        }
+        let enasLog = try String(contentsOf: base.appendingPathComponent("enas/log.txt"), encoding: .utf8)
+        XCTAssertTrue(enasLog.contains("distinct samples of the trained sampler"), enasLog)
+    }
 }

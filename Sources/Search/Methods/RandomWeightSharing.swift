@@ -102,9 +102,10 @@ public final class RandomWeightSharing: SearchMethod {
     /// Scores `settings.samples` candidates (the sampler's, or distinct uniform draws) on the
     /// trained supernet, writes ws_scores.jsonl (rank 0) and returns the chosen architecture.
     public func finalGenotype(_ end: SearchEnd) throws -> Genotype {
-        let candidates = try sampler.finalCandidates(count: settings.samples)
+        let learnt = try sampler.finalCandidates(count: settings.samples)
+        let candidates = try learnt
             ?? Self.candidates(count: settings.samples, seed: seed, steps: network.config.steps, primitives: network.config.primitives)
-        end.log("weight-sharing scores: \(candidates.count) random architectures, BatchNorm recomputed on \(settings.bnBatches) training batches each, scored on \(settings.batches) validation batches; the best \(settings.top) re-scored on the validation half")
+        end.log("weight-sharing scores: \(candidates.count) \(learnt == nil ? "random architectures" : "distinct samples of the trained sampler"), BatchNorm recomputed on \(settings.bnBatches) training batches each, scored on \(settings.batches) validation batches; the best \(settings.top) re-scored on the validation half")
         let (scores, chosen) = try SupernetScoring(network: network, end: end, settings: settings, seed: seed).run(candidates)
         if end.comm.rank == 0 {
             try end.directory.writeLines(SupernetScoring.lines(scores, chosen: chosen), to: end.directory.file("ws_scores.jsonl"))
