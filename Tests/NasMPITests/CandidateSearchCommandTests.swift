@@ -84,6 +84,23 @@ final class CandidateSearchCommandTests: XCTestCase {
         }
     }
 
+    func testTheTimeBudgetStopsCandidatesWithCheckpointsAndResumeFinishes() throws {
+        let out = try temporaryDirectory(self).appendingPathComponent("budget")
+        let args = ["random"] + tiny.map { $0 == "64" ? "2048" : $0 } + ["--candidates", "1", "--out", out.path]
+        let r = try runNasMPI(args + ["--time-budget", "2"])
+        XCTAssertEqual(r.status, 75, r.stdout + r.stderr)
+        let state = try JSONDecoder().decode([String: JSONValue].self, from: Data(contentsOf: out.appendingPathComponent("strategy.json")))
+        guard case .array(let inFlight)? = state["inFlight"] else { return XCTFail("strategy.json: \(state)") }
+        XCTAssertEqual(inFlight.count, 1, "the candidate in flight is kept for the resume")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("candidates/000000/checkpoint.bin").path),
+                      "the stopped candidate wrote its checkpoint")
+        XCTAssertEqual(try manifest(out)["status"]?.string, "out-of-time")
+        let resumed = try runNasMPI(["random", "--resume", "--out", out.path, "--threads", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try lines(out).compactMap { $0["id"]?.int }, [0])
+        XCTAssertEqual(try manifest(out)["status"]?.string, "finished")
+    }
+
     func testBadOptionsFailBeforeAnyWork() throws {
         let base = try temporaryDirectory(self)
         let cases: [([String], String)] = [
@@ -119,6 +136,11 @@ final class CandidateSearchCommandTests: XCTestCase {
             XCTAssertEqual(Set(records.compactMap { $0["group"]?.int }).count, 4, "\(command): all four ranks trained candidates")
             XCTAssertEqual(try manifest(out)["ranks"]?.int, 4)
         }
+        let enas = try runNasMPIUnderMPI(ranks: 4, ["rl", "--weight-sharing", "--channels", "2", "--layers", "3", "--input", "1x8x8",
+                                                    "--synthetic-count", "64", "--batch-size", "16", "--epochs", "1", "--ws-samples", "4",
+                                                    "--ws-top", "2", "--out", base.appendingPathComponent("enas").path], timeout: 300)
+        XCTAssertEqual(enas.status, 0, enas.stderr)
+        XCTAssertEqual(try manifest(base.appendingPathComponent("enas"))["ranks"]?.int, 4)
     }
 
     func testTwoRanksPerCandidateMatchTheCandidateTrainedAloneOnTwoRanks() throws {
