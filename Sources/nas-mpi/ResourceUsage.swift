@@ -6,7 +6,9 @@ enum ResourceUsage {
     static var peakResidentBytes: Int {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
         for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+            // "VmHWM:\t  823456 kB": the number is right-aligned in 8 columns after a tab, so from
+            // 10^7 kB (10 GB) on no space precedes it.
+            let kb = line.dropFirst("VmHWM:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int($0) }.first ?? 0
             return kb * 1024
         }
         return 0

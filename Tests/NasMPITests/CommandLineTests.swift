@@ -11,17 +11,34 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(h.status, 0)
         XCTAssertTrue(h.stdout.contains("bench"), h.stdout)
         let b = try runNasMPI(["bench", "--help"])
-        XCTAssertTrue(b.stdout.contains("kernels") && b.stdout.contains("allreduce"), b.stdout)
+        XCTAssertTrue(b.stdout.contains("kernels") && b.stdout.contains("allreduce") && b.stdout.contains("train"), b.stdout)
     }
 
     func testBenchKernelsPrintsTimesAndSGEMM() throws {
-        let r = try runNasMPI(["bench", "kernels", "--batch", "2", "--channels", "4", "--sizes", "8", "--repeats", "1", "--threads", "1"])
+        let r = try runNasMPI(["bench", "kernels", "--batch", "2", "--channels", "4", "--sizes", "8", "--repeats", "1", "--threads", "1",
+                               "--triad-mb", "4"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("sgemm M=1024 N=1024 K=1024"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("triad a = b + s*c, 3 x 4 MB  1 thread(s): ") && r.stdout.contains(" GB/s"), r.stdout)
         for op in ["conv 1x1", "dw 3x3", "dw 5x5", "dil dw 3x3 d2", "dil dw 5x5 d2"] {
             XCTAssertTrue(r.stdout.contains("2x4x8x8  \(op)"), "missing \(op) in\n\(r.stdout)")
         }
         XCTAssertTrue(r.stdout.contains("fwd GFLOP/s") && r.stdout.contains("bwd GFLOP/s"))
+    }
+
+    func testBenchTrainTimesTheTrainingStep() throws {
+        let r = try runNasMPI(["bench", "train", "--channels", "2", "--layers", "3", "--input", "3x32x32", "--batch", "2",
+                               "--auxiliary", "true", "--steps", "1", "--warmup", "0", "--threads", "1", "--profile"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for field in ["nas-mpi bench train: DARTS_V2, C=2, 3 layers, input 3x32x32, batch 2 per rank, drop path 0.2, auxiliary on",
+                      "auxiliary head; analytic work per step:", "step time: min=", "GFLOP/s per rank", "peak resident memory:",
+                      "OpenBLAS sgemm 1024^3:", "op kind", "conv2d depthwise"] {
+            XCTAssertTrue(r.stdout.contains(field), "missing '\(field)' in\n\(r.stdout)")
+        }
+        XCTAssertFalse(r.stdout.contains("peak resident memory: 0 MB"), r.stdout)
+        let bad = try runNasMPI(["bench", "train", "--drop-path", "1"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--drop-path must lie in [0, 1)"), bad.stderr)
     }
 
     func testBinaryStartsWithoutMPIRunAsOneRank() throws {

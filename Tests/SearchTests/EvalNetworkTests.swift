@@ -110,5 +110,11 @@ final class EvalNetworkTests: XCTestCase {
         let without = try EvalNetwork(EvalNetworkConfig(channels: 4, layers: 5, inputShape: [3, 32, 32], classes: 10, auxiliary: false),
                                       genotype: .dartsV2, seed: 1)
         XCTAssertEqual(withHead.multiplyAccumulates, without.multiplyAccumulates)
+        XCTAssertEqual(without.auxiliaryMultiplyAccumulates, 0)
+        // ... it is counted apart, and a training pass (two images, no drop path) runs both.
+        let tape = Tape(recording: false)
+        _ = try withHead.forward(Variable(Tensor(shape: [2, 3, 32, 32])), ForwardContext(tape: tape, training: true))
+        XCTAssertGreaterThan(withHead.auxiliaryMultiplyAccumulates, 0)
+        XCTAssertEqual(withHead.multiplyAccumulates + withHead.auxiliaryMultiplyAccumulates, tape.multiplyAccumulates / 2)
     }
 }

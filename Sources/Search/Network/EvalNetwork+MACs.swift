@@ -11,12 +11,32 @@ import Kernels
 extension EvalNetwork {
     /// Multiply-accumulates of one forward pass of one image, without the auxiliary head.
     public var multiplyAccumulates: Int {
-        let input = MapShape(channels: config.inputShape[0], height: config.inputShape[1], width: config.inputShape[2])
         var total = 0
+        _ = cellOutputs(into: &total)
+        return total + classifier.weight.shape[0] * classifier.weight.shape[1]
+    }
+
+    /// Multiply-accumulates of the auxiliary head for one image (0 without a head): it runs in
+    /// training only, on the output of cell `config.auxiliaryCell`.
+    public var auxiliaryMultiplyAccumulates: Int {
+        guard let head = auxiliaryHead else { return 0 }
+        var ignored = 0, total = 0
+        let input = cellOutputs(into: &ignored)[config.auxiliaryCell]
+        _ = head.features.multiplyAccumulates(input, into: &total)
+        return total + head.classifier.weight.shape[0] * head.classifier.weight.shape[1]
+    }
+
+    /// Adds the stem's and the cells' MACs to `total`; returns each cell's output shape.
+    private func cellOutputs(into total: inout Int) -> [MapShape] {
+        let input = MapShape(channels: config.inputShape[0], height: config.inputShape[1], width: config.inputShape[2])
         let s = stem.multiplyAccumulates(input, into: &total)
         var (s0, s1) = (s, s)
-        for cell in cells { (s0, s1) = (s1, cell.multiplyAccumulates(s0, s1, into: &total)) }
-        return total + classifier.weight.shape[0] * classifier.weight.shape[1]
+        var outputs: [MapShape] = []
+        for cell in cells {
+            (s0, s1) = (s1, cell.multiplyAccumulates(s0, s1, into: &total))
+            outputs.append(s1)
+        }
+        return outputs
     }
 }
 
@@ -66,6 +86,9 @@ extension Layer {
             return MapShape(channels: a.channels + b.channels, height: a.height, width: a.width)
         case let pool as PoolLayer:  // 3x3, padding 1
             return MapShape(channels: x.channels, height: (x.height - 1) / pool.stride + 1, width: (x.width - 1) / pool.stride + 1)
+        case let pool as AvgPoolLayer:  // no padding (the auxiliary head's)
+            return MapShape(channels: x.channels, height: (x.height - pool.kernel) / pool.stride + 1,
+                            width: (x.width - pool.kernel) / pool.stride + 1)
         case is BatchNormLayer, is ReLULayer, is Identity:
             return x
         default:

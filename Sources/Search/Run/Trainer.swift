@@ -38,6 +38,8 @@ public final class Trainer: EpochTask {
     private var best = (epoch: 0, accuracy: -1.0, loss: Double.nan)
     private var dropProbability: Float = 0
     private let statisticsReducer: StatisticsReducer?
+    /// Forward, backward, allreduce, clipping and SGD of one batch.
+    private let trainingStep: EvalTrainingStep
 
     public var log: (String) -> Void { get { loop.log } set { loop.log = newValue } }
     public var progress: ((String) -> Void)? { get { loop.progress } set { loop.progress = newValue } }
@@ -78,6 +80,8 @@ public final class Trainer: EpochTask {
                         weightDecay: config.weightDecay)
         schedule = CosineAnnealing(base: config.learningRate, minimum: config.learningRateMin, period: config.epochs)
         statisticsReducer = config.syncBatchNorm && communicator.size > 1 ? averager.statisticsReducer : nil
+        trainingStep = EvalTrainingStep(network: network, optimizer: optimizer, averager: averager, gradClip: config.gradClip,
+                                        auxiliaryWeight: config.auxiliaryWeight, statisticsReducer: statisticsReducer)
         loop = EpochLoop(task: self, comm: communicator, directory: directory, averager: averager, trainSet: trainSet,
                          validationSet: nil, epochs: config.epochs, batchSize: config.batchSize, seed: config.seed, threads: threads)
         try loop.start(resume: resume, config: config)
@@ -176,23 +180,7 @@ public final class Trainer: EpochTask {
         let batch = batches.train
         let sampler = DropPathSampler(probability: dropProbability, generator: RandomGenerator(
             seed: config.seed &+ UInt64(comm.rank) &* 0x9E37_79B9, streamID: streamID(.dropout, epoch, s)))
-        let tape = Tape()
-        let ctx = ForwardContext(tape: tape, training: true, statisticsReducer: statisticsReducer, dropPath: sampler)
-        let (logits, aux) = try network.forward(Variable(batch.images), ctx)
-        var loss = try tape.crossEntropy(logits, labels: batch.labels)
-        if let aux, config.auxiliaryWeight > 0 {
-            loss = try tape.add(loss, tape.scale(try tape.crossEntropy(aux, labels: batch.labels), config.auxiliaryWeight))
-        }
-        try tape.backward(loss)
-        let params = optimizer.parameters
-        try averager.average(params)
-        let norm = clipGradientNorm(params, maxNorm: config.gradClip)
-        guard norm.isFinite, loss.value.scalars[0].isFinite else {
-            throw DivergenceError("the training loss is \(loss.value.scalars[0]) and the gradient's norm \(norm)")
-        }
-        optimizer.step()
-        optimizer.zeroGrad()
-        return StepResult(loss: Double(loss.value.scalars[0]), correct: correctCount(logits: logits.value, labels: batch.labels))
+        return try trainingStep(batch, dropPath: sampler)
     }
 
     public var divergenceAdvice: String {

@@ -4,6 +4,6 @@ import ArgumentParser
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure kernel and communication speed.",
-        subcommands: [BenchStep.self, BenchKernels.self, BenchAllreduce.self]
+        subcommands: [BenchStep.self, BenchTrain.self, BenchKernels.self, BenchAllreduce.self]
     )
 }

@@ -12,7 +12,10 @@ struct BenchKernels: ParsableCommand {
             For each channel count and image size, times forward and backward (input and weight \
             gradients) of a 1x1 convolution, a dense 3x3 convolution, depthwise 3x3 and 5x5, and \
             dilated (2) depthwise 3x3 and 5x5, on a batch of random data. GFLOP/s counts 2 FLOPs per \
-            multiply-accumulate; backward does twice the forward's work.
+            multiply-accumulate; backward does twice the forward's work. The memory bandwidth for the \
+            roofline is a STREAM-like triad, a[i] = b[i] + s * c[i] over three arrays of --triad-mb MB \
+            each (far larger than the caches), counting 12 bytes per element (STREAM's convention: \
+            the write-allocate read of a is not counted).
             """
     )
 
@@ -20,11 +23,13 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Channel counts, comma-separated.") var channels = "16,32,64"
     @Option(help: "Image sizes (height = width), comma-separated.") var sizes = "32,16"
     @Option(help: "Timed repetitions per measurement (after one warm-up).") var repeats = 3
+    @Option(help: "Size of each of the triad's three arrays, in MB.") var triadMb = 64
     @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+        guard triadMb >= 1 && triadMb <= 4096 else { throw ValidationError("--triad-mb must lie in 1...4096, got \(triadMb)") }
         _ = try parsePositiveList(channels, flag: "--channels")
         _ = try parsePositiveList(sizes, flag: "--sizes")
     }
@@ -37,6 +42,7 @@ struct BenchKernels: ParsableCommand {
         print("OpenBLAS: \(BLAS.configuration)")
         print("")
         benchSGEMM(threads: threads)
+        benchTriad(threads: threads)
         print("")
         let header = ["shape", "op", "MMACs", "fwd ms", "fwd GFLOP/s", "bwd ms", "bwd GFLOP/s"]
         var rows: [[String]] = []
@@ -135,6 +141,33 @@ struct BenchKernels: ParsableCommand {
         }
         BLAS.setThreads(1)
         for r in rows { print(r.joined(separator: "  ")) }
+    }
+}
+
+extension BenchKernels {
+    /// Memory bandwidth by a STREAM-like triad, `a = b + s * c`, on one thread and on `threads`,
+    /// each thread streaming its own contiguous part (the part it first touched).
+    func benchTriad(threads: Int) {
+        let n = triadMb * (1 << 20) / 4
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: n), b = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { a.deallocate(); b.deallocate(); c.deallocate() }
+        let scalar: Float = 3
+        Parallel.forChunks(n) { _, r in
+            for i in r { a[i] = 0; b[i] = 1; c[i] = 2 }
+        }
+        var cells = ["triad a = b + s*c, 3 x \(triadMb) MB"]
+        for t in Set([1, threads]).sorted() {
+            Parallel.setThreads(t)
+            let s = TimingSummary.measure(repeats: max(repeats, 3)) {
+                Parallel.forChunks(n) { _, r in
+                    for i in r { a[i] = b[i] + scalar * c[i] }
+                }
+            }
+            cells.append("\(t) thread(s): \(String(format: "%.1f", 12 * Double(n) / s.median / 1e9)) GB/s")
+        }
+        Parallel.setThreads(threads)
+        print(cells.joined(separator: "  "))
     }
 }
 

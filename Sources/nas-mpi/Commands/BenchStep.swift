@@ -84,65 +84,12 @@ struct BenchStep: ParsableCommand {
             _ = try searchMethod.step(train: train, validation: val, epoch: config.warmupEpochs, learningRate: 0.025,
                                       control: StepControl())
         }
-        for _ in 0..<warmup { try step() }
-        try comm.barrier()
-        averager.resetTimer()
-        OpProfile.shared.isEnabled = profile
-        OpProfile.shared.reset()
-        var times: [Double] = []
-        for _ in 0..<steps {
-            let t0 = ResourceUsage.now()
-            try step()
-            times.append(ResourceUsage.now() - t0)
-        }
-        OpProfile.shared.isEnabled = false
-        // The job's step time is the slowest rank's.
-        var worst = times
-        try worst.withUnsafeMutableBufferPointer { try comm.allreduceMax($0) }
-        let t = TimingSummary(worst)
-        var comms = [averager.communicationSeconds / Double(steps)]
-        try comm.allreduceMax(&comms)
-        var rss = [Double(ResourceUsage.peakResidentBytes)]
-        try comm.allreduceMax(&rss)
-        let sgemm = sgemmGFLOPS(threads: threads)
-        guard comm.rank == 0 else { return }
+        guard let m = try StepMeasurement.run(comm, averager: averager, threads: threads, steps: steps, warmup: warmup,
+                                              profile: profile, step: step) else { return }
         let s = shape.map(String.init).joined(separator: "x")
         let recomputed = net.recomputedCells(batch: batch).sorted()
         print("nas-mpi bench step: \(method.rawValue)\(method == .pcDarts ? " K=\(partialChannels)" : ""), C=\(config.channels), \(config.layers) layers, input \(s), batch \(batch) per rank, order \(order), \(comm.size) rank(s) x \(threads) thread(s), recompute \(recompute.rawValue) (cells \(recomputed.isEmpty ? "none" : recomputed.map(String.init).joined(separator: ",")))")
         print("forward MACs per image: \(macs); analytic work per step: \(String(format: "%.2f", flopsPerStep / 1e9)) GFLOP per rank")
-        print(String(format: "step time: min=%.3f median=%.3f max=%.3f s over %d steps (after %d warm-up)", t.min, t.median, t.max, steps, warmup))
-        print(String(format: "achieved: %.2f GFLOP/s per rank, %.1f images/s in all (%d ranks)",
-                     flopsPerStep / t.median / 1e9, Double(2 * batch * comm.size) / t.median, comm.size))
-        print(String(format: "communication: %.4f s per step (%.1f%% of the median step)", comms[0], 100 * comms[0] / t.median))
-        print(String(format: "peak resident memory: %.0f MB (largest rank)", rss[0] / 1e6))
-        print(String(format: "OpenBLAS sgemm 1024^3: %.1f GFLOP/s on 1 thread, %.1f on %d", sgemm.0, sgemm.1, threads))
-        if profile {
-            let entries = OpProfile.shared.entries.sorted { $0.value.total > $1.value.total }
-            let total = entries.reduce(0) { $0 + $1.value.total }
-            print("")
-            printTable(header: ["op kind", "calls/step", "forward s", "backward s", "share"], rows: entries.map { e in
-                [e.key, "\(e.value.calls / steps)", String(format: "%.3f", e.value.forwardSeconds / Double(steps)),
-                 String(format: "%.3f", e.value.backwardSeconds / Double(steps)), String(format: "%.1f%%", 100 * e.value.total / total)]
-            })
-            print(String(format: "(per step; ops account for %.3f of %.3f s)", total / Double(steps), t.median))
-        }
-    }
-
-    /// OpenBLAS sgemm GFLOP/s at 1024^3 on one thread and on `threads`.
-    private func sgemmGFLOPS(threads: Int) -> (Double, Double) {
-        let n = 1024
-        let a = [Float](repeating: 0.5, count: n * n), b = a
-        var c = a
-        func measure(_ t: Int) -> Double {
-            BLAS.setThreads(t)
-            defer { BLAS.setThreads(1) }
-            let s = a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
-                TimingSummary.measure(repeats: 3) {
-                    BLAS.sgemm(m: n, n: n, k: n, a: ap.baseAddress!, lda: n, b: bp.baseAddress!, ldb: n, c: cp.baseAddress!, ldc: n)
-                }
-            } } }
-            return 2 * Double(n * n * n) / s.median / 1e9
-        }
-        return (measure(1), measure(threads))
+        m.print(flopsPerStep: flopsPerStep, imagesPerStep: 2 * batch * comm.size, ranks: comm.size)
     }
 }
