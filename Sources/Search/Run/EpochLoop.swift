@@ -227,6 +227,9 @@ public final class EpochLoop {
         if hasRun || FileManager.default.fileExists(atPath: directory.checkpoint.path) {
             try writeCheckpoint()
             record("received signal \(sig) \(place): checkpoint written; continue with --resume")
+            if comm.rank == 0, let written = lastCheckpoint {
+                record(String(format: "checkpoint: %.1f MB written in %.0f ms", Double(written.bytes) / 1e6, 1000 * written.seconds))
+            }
         } else {
             record("received signal \(sig) \(place): nothing to save yet; --resume starts the run from its configuration")
         }
@@ -329,13 +332,19 @@ public final class EpochLoop {
 
     /// Writes the checkpoint (rank 0) and cost.json. Mid-epoch, every rank's own BatchNorm running
     /// statistics go into it too, so that a resumed run continues each rank's statistics exactly.
+    /// The size and write time (serialising, writing, fsync, rename) of the last checkpoint.
+    private var lastCheckpoint: (bytes: Int, seconds: Double)?
+
     private func writeCheckpoint() throws {
         let midEpoch = (stepInEpoch > 0 || architectureDone) && comm.size > 1
         let statistics = midEpoch ? try (preAverageStatistics ?? gatherRankStatistics()) : nil
         guard comm.rank == 0 else { return }
         let start = Date()
         try makeCheckpoint(rankStatistics: statistics).write(to: directory.checkpoint)
-        checkpointSeconds = max(checkpointSeconds, Date().timeIntervalSince(start))
+        let seconds = Date().timeIntervalSince(start)
+        checkpointSeconds = max(checkpointSeconds, seconds)
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: directory.checkpoint.path)[.size] as? Int) ?? 0
+        lastCheckpoint = (bytes, seconds)
         try directory.writeCost(seconds: totalSeconds, ranks: comm.size, threads: threads, epochs: epoch)
     }
 

@@ -148,6 +148,8 @@ public final class CandidateSearch: TaskSource {
     public var stopRequested: () -> Int32? = { Interrupt.received }
     public var log: (String) -> Void = { _ in }
     private let started = Date()
+    /// What the resume found and repaired, for the log.
+    public private(set) var notes: [String] = []
     /// `state.wallSeconds` when this process took over.
     private var previousWall = 0.0
 
@@ -165,9 +167,10 @@ public final class CandidateSearch: TaskSource {
             do { state = try JSONDecoder().decode(CandidateSearchState.self, from: data) } catch let e as DecodingError {
                 throw RunError("\(directory.file("strategy.json").path) is not a strategy state: it \(e.message)")
             }
-            requeue = state.inFlight.sorted { $0.id < $1.id }
             previousWall = state.wallSeconds
-            try Self.truncateLines(candidatesFile, to: state.recorded)
+            requeue = []
+            try replayUnsavedResults()
+            requeue = state.inFlight.sorted { $0.id < $1.id }
         } else {
             state = CandidateSearchState(strategy: try Self.makeStrategy(config))
             requeue = []
@@ -212,15 +215,11 @@ public final class CandidateSearch: TaskSource {
             if stoppedBy == nil { stoppedBy = outcome.stoppedBy ?? 0 }
             return
         }
-        state.inFlight.removeAll { $0.id == task.id }
         let fitness = result.status == .ok ? result.validationAccuracy : nil
-        try state.strategy.observe(task.genotype, fitness: fitness)
-        if fitness == nil { state.failed += 1 }
-        if let f = fitness, f > (state.best?.validationAccuracy ?? -1) {
-            state.best = .init(id: task.id, genotype: task.genotype, validationAccuracy: f)
-        }
+        // The line first: a process killed before the state is saved leaves a whole line that the
+        // resume replays into the strategy (`replayUnsavedResults`), so the candidate counts as done.
         try appendRecord(task, result, group: group)
-        state.recorded += 1
+        try apply(task, fitness: fitness)
         try save()
         log(Self.describe(task, result, done: state.recorded, of: config.candidates, best: state.best?.validationAccuracy))
     }
@@ -295,8 +294,8 @@ public final class CandidateSearch: TaskSource {
         try Self.append(line, to: candidatesFile)
     }
 
-    /// Appends a line and flushes it to disk (a line is either whole or, after a crash, cut off and
-    /// then dropped by `truncateLines` on resume, which keeps only the lines strategy.json counts).
+    /// Appends a line and flushes it to disk (after a crash a line is either whole, and replayed on
+    /// resume, or cut off, and dropped: `replayUnsavedResults`).
     static func append(_ line: String, to url: URL) throws {
         let fd = open(url.path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
         guard fd >= 0 else { throw RunError("cannot open \(url.path): \(String(cString: strerror(errno)))") }
@@ -306,15 +305,40 @@ public final class CandidateSearch: TaskSource {
         guard n == bytes.count, fsync(fd) == 0 else { throw RunError("cannot append to \(url.path): \(String(cString: strerror(errno)))") }
     }
 
-    /// Keeps the first `count` lines of a JSON-lines file (rewritten atomically when longer).
-    static func truncateLines(_ url: URL, to count: Int) throws {
-        let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
-        if lines.count == count && (text.isEmpty || text.hasSuffix("\n")) { return }
-        guard lines.count >= count else {
-            throw RunError("\(url.path) holds \(lines.count) candidates but strategy.json counts \(count); the run directory was changed by hand")
+    /// The state change of a finished candidate (fitness nil: it failed).
+    private func apply(_ task: CandidateTask, fitness: Double?) throws {
+        state.inFlight.removeAll { $0.id == task.id }
+        try state.strategy.observe(task.genotype, fitness: fitness)
+        if fitness == nil { state.failed += 1 }
+        if let f = fitness, f > (state.best?.validationAccuracy ?? -1) {
+            state.best = .init(id: task.id, genotype: task.genotype, validationAccuracy: f)
         }
-        try AtomicFile.write(lines.prefix(count).map { $0 + "\n" }.joined(), to: url)
+        state.recorded += 1
+    }
+
+    /// On resume: candidates.jsonl may hold whole lines beyond what strategy.json counts (the
+    /// process died between the two writes); each belongs to a candidate still in flight in the
+    /// state and is replayed into it, so a finished candidate is never trained again. A cut-off
+    /// last line (the process died inside the append) is dropped: that candidate is retrained.
+    private func replayUnsavedResults() throws {
+        let text = (try? String(contentsOf: candidatesFile, encoding: .utf8)) ?? ""
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        if !text.isEmpty && !text.hasSuffix("\n") { lines.removeLast() }
+        guard lines.count >= state.recorded else {
+            throw RunError("\(candidatesFile.path) holds \(lines.count) candidates but strategy.json counts \(state.recorded); the run directory was changed by hand")
+        }
+        var kept = Array(lines.prefix(state.recorded))
+        for line in lines.dropFirst(state.recorded) {
+            guard let fields = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
+                  let id = fields["id"]?.int, let task = state.inFlight.first(where: { $0.id == id }) else { break }
+            try apply(task, fitness: fields["status"]?.string == "ok" ? fields["valid_acc"]?.double : nil)
+            kept.append(line)
+            notes.append("candidate \(id): its result was written before the stop but the state was not; taken from candidates.jsonl")
+        }
+        if text != kept.map({ $0 + "\n" }).joined() {
+            try AtomicFile.write(kept.map { $0 + "\n" }.joined(), to: candidatesFile)
+        }
+        try save()
     }
 
     /// The log line of one finished candidate.

@@ -131,6 +131,7 @@ enum CandidateSearchRun {
                 search.stopRequested = { Interrupt.received ?? (deadline.map { Date() >= $0 } == true ? 0 : nil) }
                 source = search
                 if resume {
+                    search.notes.forEach(log)
                     log("resuming \(dir.url.path): \(search.state.recorded) of \(config.candidates) candidates done, \(search.requeued) in flight when it stopped are trained again")
                 } else {
                     let t = config.training
