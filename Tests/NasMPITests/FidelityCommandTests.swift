@@ -77,6 +77,19 @@ final class FidelityCommandTests: XCTestCase {
         XCTAssertEqual(manifest.budget["seeds"], 2)
         XCTAssertEqual(manifest.dataset.splits["validation"], 32)
         XCTAssertNil(manifest.dataset.splits["test"], "the test set is never loaded")
+        // The report draws the study: supernet against standalone accuracy with tau and rho, and
+        // gives it no row of the method table (it searched nothing).
+        let report = base.appendingPathComponent("report")
+        let rep = try runNasMPI(["report", run.path, out.path, "--out", report.path])
+        XCTAssertEqual(rep.status, 0, rep.stderr)
+        let html = try String(contentsOf: report.appendingPathComponent("index.html"), encoding: .utf8)
+        XCTAssertTrue(html.contains("id=\"fig-fidelity-1\""), "the fidelity figure")
+        XCTAssertTrue(html.contains(String(format: "Kendall tau %.3f, Spearman rho %.3f", summary.kendallTau!, summary.spearmanRho!)), "tau and rho in the caption")
+        let csv = try String(contentsOf: report.appendingPathComponent("data/fidelity.csv"), encoding: .utf8)
+        XCTAssertEqual(csv.split(whereSeparator: \.isNewline).count, 5, "a header and one row per architecture")
+        XCTAssertFalse(try String(contentsOf: report.appendingPathComponent("data/table.csv"), encoding: .utf8).contains("fidelity"))
+        XCTAssertTrue(try String(contentsOf: report.appendingPathComponent("report.md"), encoding: .utf8).contains("figures/fidelity-1.svg"))
+
         for g in 0..<4 {
             for s in 0..<2 {
                 XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(String(format: "candidates/g%03d-s%d/best.bin", g, s)).path))
