@@ -13,7 +13,7 @@ struct NasMPI: ParsableCommand {
             Run a command under `mpirun -np N nas-mpi ...` to use N ranks; started directly it runs as one rank.
             """,
         version: version,
-        subcommands: [SearchCommand.self, TrainCommand.self, EvaluateCommand.self, EvolveCommand.self, RLCommand.self, RandomCommand.self, ReportCommand.self, ExportCommand.self, Summary.self, Bench.self]
+        subcommands: [SearchCommand.self, TrainCommand.self, EvaluateCommand.self, EvolveCommand.self, RLCommand.self, RandomCommand.self, FidelityCommand.self, ReportCommand.self, ExportCommand.self, Summary.self, Bench.self]
     )
 
     /// Parses the command line with negative values attached to their options (see `NegativeValues`).

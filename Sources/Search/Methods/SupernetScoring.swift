@@ -98,11 +98,7 @@ public final class SupernetScoring {
         }
         let best = scores.indices.sorted { (scores[$0].batchAccuracy, -$0) > (scores[$1].batchAccuracy, -$1) }.prefix(settings.top)
         for i in best {
-            try use(scores[i].genotype)
-            let (_, accuracy) = try evaluate(end.validationSet, batchSize: end.batchSize / end.comm.size, comm: end.comm) { batch in
-                try network.forward(Variable(batch.images), ForwardContext(tape: Tape(recording: false), training: false))
-            }
-            scores[i].validationAccuracy = accuracy
+            scores[i].validationAccuracy = try accuracy(of: scores[i].genotype, wholeValidationHalf: true)
         }
         let chosen = best.max { a, b in
             (scores[a].validationAccuracy!, scores[a].batchAccuracy, -a) < (scores[b].validationAccuracy!, scores[b].batchAccuracy, -b)
@@ -110,6 +106,23 @@ public final class SupernetScoring {
         end.log(String(format: "weight-sharing scores: the best %d re-scored on %d validation images; chosen: candidate %d, validation accuracy %.1f%%",
                        best.count, end.validationSet.count, chosen, 100 * scores[chosen].validationAccuracy!))
         return (scores, chosen)
+    }
+
+    /// The accuracy of one candidate on the shared weights: its path put on the supernet, its
+    /// BatchNorm statistics recomputed, then eval-mode accuracy on the fixed validation batches
+    /// or, with `wholeValidationHalf`, on every validation image (counts summed over ranks). The
+    /// supernet keeps the candidate's path.
+    public func accuracy(of g: Genotype, wholeValidationHalf: Bool) throws -> Double {
+        try use(g)
+        guard wholeValidationHalf else { return try batchAccuracy() }
+        return try evaluate(end.validationSet, batchSize: end.batchSize / end.comm.size, comm: end.comm) { batch in
+            try network.forward(Variable(batch.images), ForwardContext(tape: Tape(recording: false), training: false))
+        }.accuracy
+    }
+
+    /// Validation images one `accuracy(of:wholeValidationHalf:)` scores.
+    public func images(wholeValidationHalf: Bool) -> Int {
+        wholeValidationHalf ? end.validationSet.count : settings.batches * end.batchSize
     }
 
     /// Puts candidate `g` on the supernet and recomputes its BatchNorm statistics.

@@ -70,10 +70,11 @@ public struct MethodRow {
 }
 
 extension MethodRow {
-    /// Groups runs by method, matches training runs to the searches whose final genotype they
+    /// Groups runs by method (fidelity studies are no method: they have their own figure),
+    /// matches training runs to the searches whose final genotype they
     /// trained, and computes the speed-ups. Order: weight sharing, full training, training runs.
     public static func rows(_ runs: [ReportRun]) -> [MethodRow] {
-        let searches = runs.filter { !$0.isTraining }
+        let searches = runs.filter { !$0.isTraining && !$0.isFidelity }
         let trains = runs.filter(\.isTraining)
         var matched = Set<String>()
         var rowsByRun: [RunRow] = []

@@ -15,6 +15,8 @@ public struct ReportFigures {
     public private(set) var anytime: ReportFigure!
     public private(set) var costAccuracy: ReportFigure!
     public private(set) var skipCount: ReportFigure?
+    /// Per fidelity study: supernet against standalone accuracy, with its statistics.
+    public private(set) var fidelity: [(run: ReportRun, summary: FidelitySummary?, figure: ReportFigure)] = []
     /// Per weight-sharing run: its heatmaps, by selected epoch (normal and reduce).
     public private(set) var alphas: [(run: ReportRun, figures: [ReportFigure])] = []
     /// Per final genotype: normal and reduce cell.
@@ -23,7 +25,11 @@ public struct ReportFigures {
     public private(set) var tables: [(String, CSVTable)] = []
 
     public var all: [ReportFigure] {
-        [anytime, costAccuracy] + (skipCount.map { [$0] } ?? []) + alphas.flatMap(\.figures) + cells.flatMap(\.figures)
+        var figures: [ReportFigure] = [anytime, costAccuracy]
+        if let skipCount { figures.append(skipCount) }
+        figures += fidelity.map(\.figure)
+        figures += alphas.flatMap(\.figures)
+        return figures + cells.flatMap(\.figures)
     }
 
     public init(_ report: ComparisonReport) {
@@ -37,7 +43,7 @@ public struct ReportFigures {
         // Anytime curves.
         var anytimeCSV = CSVTable(header: ["run", "method", "seed", "source", "core_hours_held", "best_validation_accuracy"])
         var anytimeSeries: [Chart.Series] = []
-        for r in report.runs where !r.isTraining {
+        for r in report.runs where !r.isTraining && !r.isFidelity {
             let curve = r.anytime
             let source = r.candidates.isEmpty ? "metrics.jsonl" : "candidates.jsonl"
             for p in curve {
@@ -141,6 +147,34 @@ public struct ReportFigures {
                            series: skipSeries).svg,
                 data: "skip_count")
         }
+
+        // Fidelity: supernet against standalone accuracy.
+        let studies = report.runs.filter(\.isFidelity)
+        var fidelityCSV = CSVTable(header: ["run", "index", "source", "supernet_accuracy", "standalone_accuracy_mean", "standalone_accuracy_std",
+                                            "standalone_accuracies", "complete", "genotype"])
+        for (n, r) in studies.enumerated() {
+            var points: [(x: Double, y: Double)] = [], tips: [String] = []
+            for rec in r.fidelity {
+                let accs = rec["standalone_accs"]?.array?.map { $0.double.map { CSVTable.number($0) } ?? "" } ?? []
+                fidelityCSV.append([r.path, CSVTable.number(rec["index"]?.double), rec["source"]?.string ?? "", CSVTable.number(rec["supernet_acc"]?.double),
+                                    CSVTable.number(rec["mean"]?.double), CSVTable.number(rec["std"]?.double), accs.joined(separator: " "),
+                                    rec["complete"] == .bool(true) ? "yes" : "no", rec["genotype"]?.string ?? ""])
+                guard rec["complete"] == .bool(true), let x = rec["supernet_acc"]?.double, let y = rec["mean"]?.double else { continue }
+                points.append((x: x, y: y))
+                tips.append("#\(rec["index"]?.int ?? 0) (\(rec["source"]?.string ?? "")): " + String(format: "supernet %.2f %%, standalone %.2f %%", 100 * x, 100 * y))
+            }
+            let summary = r.manifest.fidelity
+            fidelity.append((r, summary, ReportFigure(
+                id: "fidelity-\(n + 1)", title: "Fidelity of the \(r.manifest.method) supernet (\(r.name))",
+                caption: "x: the supernet's validation accuracy of each architecture (its single path, BatchNorm recomputed for it). "
+                    + "y: its standalone validation accuracy, mean over \(summary?.seeds ?? 0) seeds (the same validation half). "
+                    + (summary.map(ReportText.fidelityStatistics) ?? "No statistics (the study has not finished)") + ". From \(r.path)/fidelity.jsonl and run.json.",
+                svg: Chart(title: "Supernet against standalone accuracy", x: .init("supernet validation accuracy", log: false, percent: true),
+                           y: .init("standalone validation accuracy (mean over seeds)", log: false, percent: true),
+                           series: [Chart.Series("architectures", points, style: .points, color: Palette.color(0), tooltips: tips)]).svg,
+                data: "fidelity")))
+        }
+        if !studies.isEmpty { tables.append(("fidelity", fidelityCSV)) }
 
         // Cell diagrams of every final genotype (runs sharing one are drawn once).
         var genotypeCSV = CSVTable(header: ["genotype", "runs", "cell", "node", "input", "op", "python"])

@@ -36,6 +36,11 @@ struct ReportMarkdown {
         md.append(figure(figures.anytime))
         md.append("## Cost against accuracy\n")
         md.append(figure(figures.costAccuracy))
+        if !figures.fidelity.isEmpty {
+            md.append("## Fidelity: does the supernet rank architectures as standalone training does?\n")
+            md.append(ReportText.fidelityNote + "\n")
+            for f in figures.fidelity { md.append(figure(f.figure)) }
+        }
         if let skip = figures.skipCount {
             md.append("## Weight sharing: architecture weights and skip connections\n")
             md.append(figure(skip))

@@ -1,7 +1,7 @@
 import Foundation
 
 /// One run directory as the report reads it: run.json plus whichever of metrics.jsonl,
-/// alphas.jsonl, candidates.jsonl, cost.json and config.json it holds.
+/// alphas.jsonl, candidates.jsonl, fidelity.jsonl, cost.json and config.json it holds.
 public struct ReportRun {
     public let directory: RunDirectory
     public let manifest: RunManifest
@@ -11,6 +11,8 @@ public struct ReportRun {
     public let alphas: [[String: JSONValue]]
     /// candidates.jsonl, one object per trained candidate (evolve, rl, random).
     public let candidates: [[String: JSONValue]]
+    /// fidelity.jsonl, one object per architecture of a fidelity study.
+    public let fidelity: [[String: JSONValue]]
     public let cost: [String: JSONValue]?
     public let config: [String: JSONValue]?
     /// The files read, by name (for the sources section).
@@ -27,7 +29,7 @@ public struct ReportRun {
         guard isDirectory.boolValue else { throw RunError("\(path) is not a run directory (a file, not a directory)") }
         guard FileManager.default.fileExists(atPath: dir.manifest.path) else {
             throw RunError("\(path) holds no run.json, so it is not a finished or stopped run of nas-mpi "
-                           + "(search, train, evolve, rl or random write one); give run directories only")
+                           + "(search, train, evolve, rl, random and fidelity write one); give run directories only")
         }
         manifest = try RunManifest.read(from: dir)
         var read = ["run.json"]
@@ -54,6 +56,7 @@ public struct ReportRun {
         metrics = try lines("metrics.jsonl")
         alphas = try lines("alphas.jsonl")
         candidates = try lines("candidates.jsonl")
+        fidelity = try lines("fidelity.jsonl")
         cost = try object("cost.json")
         config = try object("config.json")
         filesRead = read
@@ -69,6 +72,8 @@ public struct ReportRun {
     public var isFullTraining: Bool { !candidates.isEmpty || ["evolve", "rl", "random"].contains(manifest.kind) }
     /// A standalone training of one genotype (train).
     public var isTraining: Bool { manifest.kind == "train" }
+    /// A fidelity study of a supernet (fidelity): no search of its own, so no row of the table.
+    public var isFidelity: Bool { manifest.kind == "fidelity" }
 
     /// Cores held per second of wall time: ranks x threads per rank.
     public var coresHeld: Int { max(manifest.ranks, 1) * max(manifest.threadsPerRank, 1) }
@@ -82,6 +87,7 @@ public struct ReportRun {
         case "rl": return "REINFORCE controller (full training)"
         case "random": return "random search (full training)"
         case "train": return "train \(genotypeName)"
+        case "fidelity": return "fidelity of a \(manifest.method) supernet"
         default: return "\(manifest.kind) \(manifest.method)"
         }
     }

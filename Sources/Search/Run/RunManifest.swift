@@ -1,8 +1,8 @@
 import Foundation
 import Kernels
 
-/// `run.json`: one summary per run directory, the same for every command (search, train, and the
-/// full-training searches evolve, rl, random), so that a comparison report reads every run alike:
+/// `run.json`: one summary per run directory, the same for every command (search, train, the
+/// full-training searches evolve, rl, random, and fidelity), so that a comparison report reads every run alike:
 /// what ran (kind, method, seed, ranks, budget, data), what it found (the best genotype, its
 /// validation and test accuracy), what it cost (core-hours, wall time) and how it ended.
 ///
@@ -77,6 +77,9 @@ public struct RunManifest: Codable, Equatable, Sendable {
     public var supernetValidationAccuracy: Double?
     /// Its test accuracy (train: of best.bin); nil when not measured.
     public var testAccuracy: Double?
+    /// A fidelity study (`nas-mpi fidelity`): how well the supernet ranked its architectures
+    /// against standalone training (the same as its fidelity.json); nil for other kinds.
+    public var fidelity: FidelitySummary?
     /// CPU time used by all ranks, in core-hours (cost.json's all-ranks estimate).
     public var coreHours: Double
     /// Cores held (wall x ranks x threads), in core-hours.
@@ -95,7 +98,7 @@ public struct RunManifest: Codable, Equatable, Sendable {
     public var finished: String
 
     enum CodingKeys: String, CodingKey {
-        case version, kind, method, seed, ranks, budget, dataset, status, host, cores, started, finished
+        case version, kind, method, seed, ranks, budget, dataset, status, host, cores, started, finished, fidelity
         case threadsPerRank = "threads_per_rank"
         case bestGenotype = "best_genotype"
         case bestGenotypePython = "best_genotype_python"

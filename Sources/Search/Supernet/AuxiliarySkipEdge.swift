@@ -57,6 +57,13 @@ public final class AuxiliarySkipEdge: MixedEdge {
         return try ctx.tape.add(mixed, ctx.tape.scale(skip, beta))
     }
 
+    /// The wrapped edge's op `op` alone, without the auxiliary skip: the edge as the genotype
+    /// has it (the skip is no architecture choice and is gone, beta 0, when the search ends), so
+    /// a genotype can be scored on a DARTS- supernet single-path (`nas-mpi fidelity`).
+    public func forward(_ x: Variable, op: Int, _ ctx: ForwardContext) throws -> Variable {
+        try edge.forward(x, op: op, ctx)
+    }
+
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
         throw KernelError.invalidArgument(op: "AuxiliarySkipEdge", "a mixed edge needs its architecture weights")
     }

@@ -1,0 +1,242 @@
+import Distributed
+import Foundation
+import Kernels
+
+/// One architecture of a fidelity study: where it came from, its supernet score and its
+/// standalone accuracy per seed.
+public struct FidelityEntry: Codable, Equatable, Sendable {
+    public var genotype: Genotype
+    /// "random" (a uniform sample) or the run directory whose final genotype it is.
+    public var source: String
+    /// Accuracy of the supernet on this single path, BatchNorm recomputed for it, on the
+    /// search's validation half (nil until scored).
+    public var supernetAccuracy: Double?
+    /// Best validation accuracy of each standalone training, by seed index (nil: not trained yet,
+    /// or failed: see `failures`).
+    public var accuracies: [Double?]
+    public var failures: [String?]
+
+    public init(genotype: Genotype, source: String, seeds: Int) {
+        self.genotype = genotype
+        self.source = source
+        accuracies = Array(repeating: nil, count: seeds)
+        failures = Array(repeating: nil, count: seeds)
+    }
+
+    /// Every seed trained successfully.
+    public var complete: Bool { accuracies.allSatisfy { $0 != nil } }
+    /// The mean over the seeds trained so far.
+    public var mean: Double? { MeanStd(accuracies.compactMap { $0 })?.mean }
+}
+
+/// The study's state on disk (state.json, replaced atomically after every training handed out
+/// and every result): the genotypes with their scores, the trainings in flight (trained again,
+/// from their checkpoints, on resume) and the cost so far.
+public struct FidelityState: Codable {
+    public var entries: [FidelityEntry]
+    /// Whether the supernet scores are in (they are computed once, before any training).
+    public var scored = false
+    public var supernetEpoch: Int?
+    public var scoreImages = 0
+    /// Trainings are numbered seed-major: task id = seed index x genotypes + genotype index.
+    public var nextTask = 0
+    public var inFlight: [CandidateTask] = []
+    public var done = 0
+    public var failed = 0
+    public var wallSeconds = 0.0
+    public var cpuSeconds = 0.0
+    /// CPU seconds of the standalone trainings (their groups' ranks).
+    public var candidateCPUSeconds = 0.0
+
+    public init(entries: [FidelityEntry]) { self.entries = entries }
+}
+
+/// Rank 0's side of `nas-mpi fidelity`: hands out the standalone trainings (every genotype x
+/// every seed) to the task farm, records the accuracies, and checkpoints its state after every
+/// change, so `--resume` retrains only the trainings that were in flight (from their own
+/// checkpoints) and never a finished one.
+public final class FidelityStudy: TaskSource {
+    public let config: FidelityConfig
+    public let directory: RunDirectory
+    public private(set) var state: FidelityState
+    private var requeue: [CandidateTask]
+    /// Set once a group reports a stop, or `stopRequested` says so: no more trainings go out.
+    public private(set) var stoppedBy: Int32?
+    public var stopRequested: () -> Int32? = { Interrupt.received }
+    public var log: (String) -> Void = { _ in }
+    private let started = Date()
+    private var previousWall = 0.0
+
+    public var wallSeconds: Double { previousWall + Date().timeIntervalSince(started) }
+    public var stateFile: URL { directory.file("state.json") }
+    public var resultsFile: URL { directory.file("fidelity.jsonl") }
+    public var summaryFile: URL { directory.file("fidelity.json") }
+    public var totalTasks: Int { state.entries.count * config.seeds }
+
+    /// The saved study (`resume`), or a new one of `entries`.
+    public init(config: FidelityConfig, directory: RunDirectory, resume: Bool, entries: () throws -> [FidelityEntry]) throws {
+        self.config = config
+        self.directory = directory
+        if resume, let data = FileManager.default.contents(atPath: directory.file("state.json").path) {
+            do { state = try JSONDecoder().decode(FidelityState.self, from: data) } catch let e as DecodingError {
+                throw RunError("\(directory.file("state.json").path) is not a fidelity state: it \(e.message)")
+            }
+            requeue = state.inFlight.sorted { $0.id < $1.id }
+            previousWall = state.wallSeconds
+        } else {
+            state = FidelityState(entries: try entries())
+            requeue = []
+            try save()
+        }
+    }
+
+    /// Trainings handed out again because they were in flight when the run stopped.
+    public var requeued: Int { requeue.count }
+
+    /// Sets the supernet scores (in the entries' order).
+    public func setScores(_ scores: [Double], epoch: Int?, images: Int) throws {
+        for (i, s) in scores.enumerated() { state.entries[i].supernetAccuracy = s }
+        state.scored = true
+        state.supernetEpoch = epoch
+        state.scoreImages = images
+        try save()
+        try writeResults()
+    }
+
+    // MARK: Choosing the genotypes
+
+    /// A key under which two genotypes are one architecture (a node's two edges are an
+    /// unordered pair).
+    public static func architectureKey(_ g: Genotype) -> String {
+        func cell(_ edges: [Genotype.Edge]) -> String {
+            stride(from: 0, to: edges.count, by: 2).map { k in
+                edges[k..<min(k + 2, edges.count)].map { "\($0.input):\($0.op.name)" }.sorted().joined(separator: "+")
+            }.joined(separator: ",")
+        }
+        return cell(g.normal) + "|" + cell(g.reduce)
+    }
+
+    /// The study's genotypes: `finals` (deduplicated, in order), then distinct uniform samples of
+    /// `space` from `seed` until there are `total` (or the space has no more).
+    public static func entries(finals: [(Genotype, String)], total: Int, space: GenotypeSpace, seed: UInt64, seeds: Int) -> [FidelityEntry] {
+        var seen = Set<String>()
+        var out: [FidelityEntry] = []
+        for (g, source) in finals where seen.insert(architectureKey(g)).inserted {
+            out.append(FidelityEntry(genotype: g, source: source, seeds: seeds))
+        }
+        var generator = RandomGenerator(seed: seed, streamID: RandomStream.architectureSample.rawValue << 56 | 0xF1DE)
+        var attempts = 0
+        while out.count < total && attempts < 100 * total {
+            attempts += 1
+            let g = space.sample(using: &generator)
+            if seen.insert(architectureKey(g)).inserted { out.append(FidelityEntry(genotype: g, source: "random", seeds: seeds)) }
+        }
+        return out
+    }
+
+    // MARK: TaskSource
+
+    public func nextTask(for group: Int) throws -> CandidateTask? {
+        if stoppedBy == nil, let sig = stopRequested() { stoppedBy = sig }
+        guard stoppedBy == nil else { return nil }
+        if !requeue.isEmpty { return requeue.removeFirst() }
+        guard state.nextTask < totalTasks else { return nil }
+        let id = state.nextTask
+        let (i, s) = position(of: id)
+        let task = CandidateTask(id: id, genotype: state.entries[i].genotype, seed: config.training.seed &+ UInt64(s))
+        state.nextTask += 1
+        state.inFlight.append(task)
+        try save()
+        return task
+    }
+
+    public func record(_ outcome: CandidateOutcome, of task: CandidateTask, group: Int) throws {
+        guard let result = outcome.result else {
+            if stoppedBy == nil { stoppedBy = outcome.stoppedBy ?? 0 }
+            return
+        }
+        state.inFlight.removeAll { $0.id == task.id }
+        let (i, s) = position(of: task.id)
+        if result.status == .ok, let acc = result.validationAccuracy {
+            state.entries[i].accuracies[s] = acc
+            state.entries[i].failures[s] = nil
+        } else {
+            state.entries[i].failures[s] = result.reason ?? "failed"
+            state.failed += 1
+        }
+        state.done += 1
+        state.candidateCPUSeconds += result.coreSeconds
+        try save()
+        try writeResults()
+        let e = state.entries[i]
+        log(String(format: "genotype %d seed %d [%d/%d]: ", i, s, state.done, totalTasks)
+            + (result.status == .ok ? String(format: "valid acc %.2f%% (supernet %.2f%%), %.1f s on rank(s) %@", 100 * (result.validationAccuracy ?? 0),
+                                             100 * (e.supernetAccuracy ?? 0), result.wallSeconds, result.ranks.map(String.init).joined(separator: ","))
+                                   : "failed: \(result.reason ?? "unknown reason")"))
+    }
+
+    /// Genotype index and seed index of a task id.
+    public func position(of id: Int) -> (genotype: Int, seed: Int) { (id % state.entries.count, id / state.entries.count) }
+
+    /// The directory of a training.
+    public static func candidateDirectory(_ dir: RunDirectory, genotype: Int, seed: Int) -> RunDirectory {
+        RunDirectory(dir.file("candidates").appendingPathComponent(String(format: "g%03d-s%d", genotype, seed)).path)
+    }
+
+    // MARK: Results
+
+    /// The statistics over the complete genotypes (every seed trained).
+    public func summary(searchMethod: String, validationImages: Int) -> FidelitySummary {
+        let complete = state.entries.filter { $0.complete && $0.supernetAccuracy != nil }
+        let x = complete.map { $0.supernetAccuracy! }, y = complete.map { $0.mean! }
+        let s = FidelitySummary.statistics(supernet: x, standalone: y)
+        return FidelitySummary(genotypes: state.entries.count, complete: complete.count, seeds: config.seeds, kendallTau: s.tau,
+                               spearmanRho: s.rho, sparseKendallTau: s.sparse, sparseThreshold: RankCorrelation.sparseThreshold,
+                               topK: s.overlaps, supernetEpochTau: nil, supernetEpochTauNote: FidelitySummary.noEpochWeights,
+                               searchRun: config.searchRun, searchMethod: searchMethod, supernetEpoch: state.supernetEpoch,
+                               scoreImages: state.scoreImages, bnBatches: config.bnBatches, candidateEpochs: config.training.epochs,
+                               validationImages: validationImages)
+    }
+
+    /// fidelity.jsonl: one line per genotype, in study order.
+    public func lines() -> [JSONValue] {
+        state.entries.enumerated().map { i, e in
+            var o: [String: JSONValue] = [
+                "index": .number(Double(i)), "genotype": .string(e.genotype.pythonDescription), "source": .string(e.source),
+                "seeds": .array((0..<config.seeds).map { .number(Double(config.training.seed &+ UInt64($0))) }),
+                "standalone_accs": .array(e.accuracies.map { $0.map(JSONValue.number) ?? .null }),
+                "complete": .bool(e.complete),
+            ]
+            if let s = e.supernetAccuracy { o["supernet_acc"] = .number(s) }
+            if let m = MeanStd(e.accuracies.compactMap { $0 }) {
+                o["mean"] = .number(m.mean)
+                if let sd = m.std { o["std"] = .number(sd) }
+            }
+            if e.failures.contains(where: { $0 != nil }) { o["failures"] = .array(e.failures.map { $0.map(JSONValue.string) ?? .null }) }
+            return .object(o)
+        }
+    }
+
+    public func writeResults() throws { try directory.writeLines(lines(), to: resultsFile) }
+
+    /// Writes state.json atomically.
+    public func save() throws {
+        state.wallSeconds = wallSeconds
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        try AtomicFile.write(try enc.encode(state), to: stateFile)
+    }
+
+    /// Adds this process's CPU time and writes cost.json (the form `RunManifest.readCost` reads).
+    public func addCost(cpuSeconds: Double, ranks: Int, threads: Int) throws {
+        state.cpuSeconds += cpuSeconds
+        try save()
+        let wall = wallSeconds, cores = Double(ranks * threads)
+        try directory.writeJSON([
+            "wall_seconds": .number(wall), "ranks": .number(Double(ranks)), "threads_per_rank": .number(Double(threads)),
+            "core_seconds": .number(wall * cores), "core_hours": .number(wall * cores / 3600),
+            "cpu_seconds_all_ranks": .number(state.cpuSeconds), "cpu_seconds_all_ranks_estimate": .number(state.cpuSeconds),
+            "candidate_cpu_seconds": .number(state.candidateCPUSeconds), "trainings_done": .number(Double(state.done)),
+        ] as [String: JSONValue], to: directory.cost)
+    }
+}

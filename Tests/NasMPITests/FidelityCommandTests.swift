@@ -1,0 +1,163 @@
+import Foundation
+import Search
+import XCTest
+import _TestSupport
+
+/// `nas-mpi fidelity`: a tiny random-ws supernet, its genotypes scored on it and trained standalone.
+final class FidelityCommandTests: XCTestCase {
+    private func search(_ out: URL, method: String = "random-ws", images: String = "64", batch: String = "8") throws {
+        var args = ["search", "--method", method, "--channels", "4", "--layers", "3", "--input", "1x8x8", "--synthetic-count", images,
+                    "--batch-size", batch, "--threads", "1", "--epochs", "1", "--seed", "1", "--out", out.path]
+        if method == "random-ws" { args += ["--ws-samples", "4", "--ws-top", "2", "--ws-batches", "2", "--ws-bn-batches", "2"] }
+        let r = try runNasMPI(args)
+        XCTAssertEqual(r.status, 0, r.stderr)
+    }
+
+    private let tiny = ["--samples", "4", "--seeds", "2", "--candidate-epochs", "1", "--channels", "4", "--layers", "3",
+                        "--batch-size", "8", "--threads", "1", "--bn-batches", "2"]
+
+    private func lines(_ dir: URL) throws -> [[String: JSONValue]] {
+        try String(contentsOf: dir.appendingPathComponent("fidelity.jsonl"), encoding: .utf8).split(separator: "\n").map {
+            try JSONDecoder().decode([String: JSONValue].self, from: Data($0.utf8))
+        }
+    }
+
+    private func object(_ url: URL) throws -> [String: JSONValue] {
+        try JSONDecoder().decode([String: JSONValue].self, from: Data(contentsOf: url))
+    }
+
+    func testFidelityScoresTrainsAndReportsConsistentStatistics() throws {
+        let base = try temporaryDirectory(self)
+        let run = base.appendingPathComponent("search"), out = base.appendingPathComponent("fidelity")
+        try search(run)
+        // The search's own run given again: deduplicated.
+        let r = try runNasMPI(["fidelity", "--run", run.path, "--genotypes-from", run.path, "--out", out.path] + tiny)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("4 genotypes (1 final genotype(s) of runs, 3 uniform samples)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("tau against supernet epoch: not measured"), r.stdout)
+
+        let records = try lines(out)
+        XCTAssertEqual(records.count, 4)
+        XCTAssertEqual(records[0]["source"]?.string, run.standardizedFileURL.path)
+        XCTAssertEqual(records[0]["genotype"]?.string, try Genotype.load(run.appendingPathComponent("genotype.json").path).pythonDescription)
+        XCTAssertEqual(records.dropFirst().map { $0["source"]?.string }, ["random", "random", "random"])
+        XCTAssertEqual(Set(records.compactMap { $0["genotype"]?.string }).count, 4)
+        var x: [Double] = [], y: [Double] = []
+        for rec in records {
+            let s = try XCTUnwrap(rec["supernet_acc"]?.double)
+            let accs = try XCTUnwrap(rec["standalone_accs"]?.array).compactMap(\.double)
+            XCTAssertEqual(accs.count, 2, "two seeds")
+            XCTAssertTrue(([s] + accs).allSatisfy { (0...1).contains($0) })
+            let mean = try XCTUnwrap(rec["mean"]?.double)
+            XCTAssertEqual(mean, accs.reduce(0, +) / 2, accuracy: 1e-12)
+            XCTAssertEqual(rec["seeds"], .array([.number(0), .number(1)]))
+            x.append(s)
+            y.append(mean)
+        }
+        // fidelity.json holds the statistics of fidelity.jsonl's numbers, and run.json the same.
+        let summary = try JSONDecoder().decode(FidelitySummary.self, from: Data(contentsOf: out.appendingPathComponent("fidelity.json")))
+        XCTAssertEqual(summary.genotypes, 4)
+        XCTAssertEqual(summary.complete, 4)
+        XCTAssertEqual(summary.seeds, 2)
+        XCTAssertEqual(summary.kendallTau, RankCorrelation.kendallTau(x, y))
+        XCTAssertEqual(summary.spearmanRho, RankCorrelation.spearmanRho(x, y))
+        XCTAssertEqual(summary.sparseKendallTau, RankCorrelation.sparseKendallTau(x, y))
+        XCTAssertEqual(summary.topK.map(\.k), [2])
+        XCTAssertEqual(summary.topK[0].common, RankCorrelation.topKOverlap(x, y, k: 2))
+        for v in [summary.kendallTau, summary.spearmanRho, summary.sparseKendallTau].compactMap({ $0 }) { XCTAssertTrue((-1...1).contains(v)) }
+        XCTAssertNil(summary.supernetEpochTau)
+        XCTAssertEqual(summary.supernetEpoch, 1)
+        XCTAssertEqual(summary.searchMethod, "random-ws")
+        XCTAssertEqual(summary.scoreImages, 32, "the whole validation half of 64 images")
+        XCTAssertEqual(summary.validationImages, 32, "the standalone trainings are scored on the same half")
+        let manifest = try RunManifest.read(from: RunDirectory(out.path))
+        XCTAssertEqual(manifest.kind, "fidelity")
+        XCTAssertEqual(manifest.status, .finished)
+        XCTAssertEqual(manifest.fidelity, summary)
+        XCTAssertEqual(manifest.budget["seeds"], 2)
+        XCTAssertEqual(manifest.dataset.splits["validation"], 32)
+        XCTAssertNil(manifest.dataset.splits["test"], "the test set is never loaded")
+        // The report draws the study: supernet against standalone accuracy with tau and rho, and
+        // gives it no row of the method table (it searched nothing).
+        let report = base.appendingPathComponent("report")
+        let rep = try runNasMPI(["report", run.path, out.path, "--out", report.path])
+        XCTAssertEqual(rep.status, 0, rep.stderr)
+        let html = try String(contentsOf: report.appendingPathComponent("index.html"), encoding: .utf8)
+        XCTAssertTrue(html.contains("id=\"fig-fidelity-1\""), "the fidelity figure")
+        XCTAssertTrue(html.contains(String(format: "Kendall tau %.3f, Spearman rho %.3f", summary.kendallTau!, summary.spearmanRho!)), "tau and rho in the caption")
+        let csv = try String(contentsOf: report.appendingPathComponent("data/fidelity.csv"), encoding: .utf8)
+        XCTAssertEqual(csv.split(whereSeparator: \.isNewline).count, 5, "a header and one row per architecture")
+        XCTAssertFalse(try String(contentsOf: report.appendingPathComponent("data/table.csv"), encoding: .utf8).contains("fidelity"))
+        XCTAssertTrue(try String(contentsOf: report.appendingPathComponent("report.md"), encoding: .utf8).contains("figures/fidelity-1.svg"))
+
+        for g in 0..<4 {
+            for s in 0..<2 {
+                XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(String(format: "candidates/g%03d-s%d/best.bin", g, s)).path))
+            }
+        }
+    }
+
+    func testTheTimeBudgetStopsAndResumeTrainsOnlyWhatIsLeft() throws {
+        let base = try temporaryDirectory(self)
+        let run = base.appendingPathComponent("search"), out = base.appendingPathComponent("fidelity")
+        try search(run, images: "1024", batch: "16")
+        let r = try runNasMPI(["fidelity", "--run", run.path, "--out", out.path, "--time-budget", "2"] + tiny)
+        XCTAssertEqual(r.status, 75, r.stdout + r.stderr)
+        let state = try object(out.appendingPathComponent("state.json"))
+        let done = try XCTUnwrap(state["done"]?.int)
+        XCTAssertLessThan(done, 8)
+        let before = try lines(out)
+        XCTAssertEqual(try RunManifest.read(from: RunDirectory(out.path)).status, .outOfTime)
+        let resumed = try runNasMPI(["fidelity", "--resume", "--out", out.path, "--threads", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("\(done) of 8 trainings done"), resumed.stdout)
+        XCTAssertFalse(resumed.stdout.contains("supernet scores:"), "the supernet is not scored again")
+        let after = try lines(out)
+        XCTAssertTrue(after.allSatisfy { $0["complete"] == .bool(true) })
+        for (a, b) in zip(before, after) {
+            XCTAssertEqual(a["supernet_acc"], b["supernet_acc"])
+            // A training finished before the stop keeps its accuracy (it is not retrained).
+            for (u, v) in zip(a["standalone_accs"]!.array!, b["standalone_accs"]!.array!) where u != .null { XCTAssertEqual(u, v) }
+        }
+        XCTAssertEqual(try object(out.appendingPathComponent("state.json"))["done"]?.int, 8)
+        XCTAssertEqual(try RunManifest.read(from: RunDirectory(out.path)).status, .finished)
+    }
+
+    func testBadInputFailsBeforeAnyWork() throws {
+        let base = try temporaryDirectory(self)
+        let run = base.appendingPathComponent("search"), out = base.appendingPathComponent("bad")
+        try search(run)
+        let empty = base.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        let pc = base.appendingPathComponent("pc")
+        try search(pc, method: "pc-darts")
+        for (args, message) in [(["--run", empty.path], "is not a search run: it holds no config.json"),
+                                (["--run", run.path, "--seeds", "0"], "--seeds must be at least 2"),
+                                (["--run", run.path, "--samples", "1"], "--samples must be at least 2"),
+                                (["--run", run.path, "--genotypes-from", base.appendingPathComponent("nowhere").path], "does not exist"),
+                                (["--run", pc.path], "no single-path forward")] {
+            let r = try runNasMPI(["fidelity", "--out", out.path, "--threads", "1"] + args)
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertTrue(r.stderr.contains(message), "\(args): \(r.stderr)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing written")
+        }
+        // A fidelity study is not a search run either.
+        let study = base.appendingPathComponent("study")
+        XCTAssertEqual(try runNasMPI(["fidelity", "--run", run.path, "--out", study.path] + tiny).status, 0)
+        let r = try runNasMPI(["fidelity", "--run", study.path, "--out", out.path, "--threads", "1"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("is not a search run"), r.stderr)
+    }
+
+    func testTwoRanksScoreTogetherAndTrainInTwoGroups() throws {
+        let base = try temporaryDirectory(self)
+        let run = base.appendingPathComponent("search"), out = base.appendingPathComponent("fidelity")
+        try search(run)
+        let r = try runNasMPIUnderMPI(ranks: 2, ["fidelity", "--run", run.path, "--out", out.path] + tiny, timeout: 300)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("2 group(s) of 1 rank(s)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("on rank(s) 1"), "the second group trained: \(r.stdout)")
+        XCTAssertEqual(try lines(out).filter { $0["complete"] == .bool(true) }.count, 4)
+        XCTAssertEqual(try RunManifest.read(from: RunDirectory(out.path)).ranks, 2)
+    }
+}
