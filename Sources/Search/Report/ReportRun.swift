@@ -82,7 +82,10 @@ public struct ReportRun {
     /// full-training searches.
     public var methodLabel: String {
         switch manifest.kind {
-        case "search": return "\(manifest.method) (weight sharing)"
+        case "search":
+            // DARTS's first and second order are different methods (cost and quality).
+            let order = manifest.method == "darts" && config?["order"]?.int == 2 ? ", second order" : ""
+            return "\(manifest.method)\(order) (weight sharing)"
         case "evolve": return "regularized evolution (full training)"
         case "rl": return "REINFORCE controller (full training)"
         case "random": return "random search (full training)"
