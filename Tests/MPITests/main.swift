@@ -247,33 +247,56 @@ do {
     if rank == 0 { print(String(format: "sync-bn: worst relative gradient difference %.2e over %d tensors", worst, all2.count)) }
 }
 
-// A resumed run matches an uninterrupted one (DARTS, PC-DARTS, random search with weight sharing, ENAS).
-for method in [SearchMethodKind.darts, .pcDarts, .randomWS, .enas] {
-    let whole = try sharedDirectory("whole-\(method.rawValue)")
-    let a = try Searcher(config: tinyConfig(order: 1, epochs: 2, method: method), directory: whole, resume: false, communicator: comm, threads: 1)
+// A resumed run matches an uninterrupted one (DARTS, PC-DARTS, random search with weight sharing,
+// ENAS, and DARTS widened by --channel-schedule at the start of the second epoch, stopped before
+// the widening and between the two halves of the step that widened).
+func resumeConfig(_ method: SearchMethodKind, widened: Bool) -> SearchConfig {
+    var c = tinyConfig(order: 1, epochs: 2, method: method)
+    if widened {
+        c.channelSchedule = try! ChannelSchedule(parsing: "2@0,4@1")
+        c.channels = 4
+    }
+    return c
+}
+for (method, widened, stopWide) in [(SearchMethodKind.darts, false, false), (.pcDarts, false, false), (.randomWS, false, false),
+                                    (.enas, false, false), (.darts, true, false), (.darts, true, true)] {
+    let tag = widened ? (stopWide ? "-stopped-wide" : "-stopped-narrow") : ""
+    let label = method.rawValue + (widened ? " --channel-schedule 2@0,4@1 (\(stopWide ? "stopped in the widening step" : "stopped before the widening"))" : "")
+    let whole = try sharedDirectory("whole-\(method.rawValue)\(tag)")
+    let a = try Searcher(config: resumeConfig(method, widened: widened), directory: whole, resume: false, communicator: comm, threads: 1)
     a.log = { _ in }
     _ = try a.run()
 
-    let cut = try sharedDirectory("cut-\(method.rawValue)")
-    let b = try Searcher(config: tinyConfig(order: 1, epochs: 2, method: method), directory: cut, resume: false, communicator: comm, threads: 1)
+    let cut = try sharedDirectory("cut-\(method.rawValue)\(tag)")
+    let b = try Searcher(config: resumeConfig(method, widened: widened), directory: cut, resume: false, communicator: comm, threads: 1)
     b.log = { _ in }
     var steps = 0
-    b.stopRequested = { steps += 1; return steps == 3 * 2 - 1 && rank == size - 1 ? SIGTERM : nil }  // the last rank asks, in the second epoch
+    // The last rank asks: at the fifth question (with a widening: before it, as the checkpoint
+    // check below confirms), or at the first question after the widening.
+    b.stopRequested = { [unowned b] in
+        steps += 1
+        let now = stopWide ? b.network.config.channels == 4 : steps == 3 * 2 - 1
+        return now && rank == size - 1 ? SIGTERM : nil
+    }
     let first = try b.run()
-    check("\(method.rawValue): run interrupted by one rank stops all", first == .interrupted(signal: SIGTERM))
-    let c = try Searcher(config: tinyConfig(order: 1, epochs: 2, method: method), directory: cut, resume: true, communicator: comm, threads: 1)
+    check("\(label): run interrupted by one rank stops all", first == .interrupted(signal: SIGTERM))
+    if widened && rank == 0 {
+        let channels = try CheckpointFile.read(from: cut.checkpoint).metadata["channels"]?.int
+        check("\(label): the interrupted run's checkpoint holds C=\(stopWide ? 4 : 2) (C=\(channels ?? -1))", channels == (stopWide ? 4 : 2))
+    }
+    let c = try Searcher(config: resumeConfig(method, widened: widened), directory: cut, resume: true, communicator: comm, threads: 1)
     c.log = { _ in }
     _ = try c.run()
-    check("\(method.rawValue): resumed \(size)-rank run matches the uninterrupted one", c.stateHash() == a.stateHash())
+    check("\(label): resumed \(size)-rank run matches the uninterrupted one", c.stateHash() == a.stateHash())
     if rank == 0 {
         let ga = try String(contentsOf: whole.genotypeText, encoding: .utf8)
         let gc = try String(contentsOf: cut.genotypeText, encoding: .utf8)
-        check("\(method.rawValue): resumed run writes the same genotype", ga == gc)
+        check("\(label): resumed run writes the same genotype", ga == gc)
         // Every tensor of the final checkpoint, BatchNorm running statistics included (each rank's
         // own statistics go into a mid-epoch checkpoint), and the validation metrics.
         let x = try CheckpointFile.read(from: whole.checkpoint), y = try CheckpointFile.read(from: cut.checkpoint)
         let differing = zip(x.tensors, y.tensors).filter { $0.0.tensor != $0.1.tensor }.map(\.0.name)
-        check("\(method.rawValue): resumed \(size)-rank run: identical checkpoint tensors incl. BatchNorm buffers (differing: \(differing.prefix(3)))",
+        check("\(label): resumed \(size)-rank run: identical checkpoint tensors incl. BatchNorm buffers (differing: \(differing.prefix(3)))",
               x.tensors.map(\.name) == y.tensors.map(\.name) && differing.isEmpty)
         func validation(_ d: RunDirectory) throws -> [String] {
             try String(contentsOf: d.metrics, encoding: .utf8).split(separator: "\n").map { line in
@@ -281,7 +304,7 @@ for method in [SearchMethodKind.darts, .pcDarts, .randomWS, .enas] {
                 return "\(o["val_loss"]?.double ?? -1) \(o["val_acc"]?.double ?? -1) \(o["train_loss"]?.double ?? -1)"
             }
         }
-        check("\(method.rawValue): resumed \(size)-rank run: identical validation loss and accuracy", try validation(whole) == validation(cut))
+        check("\(label): resumed \(size)-rank run: identical validation loss and accuracy", try validation(whole) == validation(cut))
     }
     try cleanup(whole)
     try cleanup(cut)

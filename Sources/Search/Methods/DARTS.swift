@@ -8,7 +8,8 @@ import Kernels
 ///
 /// Liu, Simonyan, Yang. DARTS: Differentiable Architecture Search. ICLR 2019, section 2.
 public final class DARTS: SearchMethod {
-    public let network: SearchNetwork
+    /// The training's supernet (replaced when `--channel-schedule` widens it).
+    public var network: SearchNetwork { training.network }
     public let training: SupernetTraining
     public let secondOrder: Bool
     public let warmupEpochs: Int
@@ -16,7 +17,7 @@ public final class DARTS: SearchMethod {
 
     public init(_ config: SearchConfig, inputShape: [Int], classes: Int, averager: GradientAverager) throws {
         let dropout = config.opDropout.map { _ in OpDropout(seed: config.seed) }
-        network = try SearchNetwork(config.supernetConfig(inputShape: inputShape, classes: classes), seed: config.seed,
+        let network = try SearchNetwork(config.supernetConfig(inputShape: inputShape, classes: classes), seed: config.seed,
                                     makeEdge: OpDropoutEdge.factory(dropout))
         training = SupernetTraining(network: network, config: config, averager: averager, opDropout: dropout)
         secondOrder = config.order == 2

@@ -14,7 +14,8 @@ import Kernels
 /// Chu, Wang, Zhang, Zhang, Wei, Yan. DARTS-: Robustly Stepping out of Performance Collapse
 /// Without Indicators. ICLR 2021.
 public final class DARTSMinus: SearchMethod {
-    public let network: SearchNetwork
+    /// The training's supernet (replaced when `--channel-schedule` widens it).
+    public var network: SearchNetwork { training.network }
     public let training: SupernetTraining
     public let secondOrder: Bool
     public let warmupEpochs: Int
@@ -26,7 +27,7 @@ public final class DARTSMinus: SearchMethod {
     public init(_ config: SearchConfig, inputShape: [Int], classes: Int, averager: GradientAverager) throws {
         coefficient = AuxiliarySkipCoefficient(beta: 1)
         let dropout = config.opDropout.map { _ in OpDropout(seed: config.seed) }
-        network = try SearchNetwork(config.supernetConfig(inputShape: inputShape, classes: classes), seed: config.seed,
+        let network = try SearchNetwork(config.supernetConfig(inputShape: inputShape, classes: classes), seed: config.seed,
                                     makeEdge: AuxiliarySkipEdge.factory(wrapping: OpDropoutEdge.factory(dropout), coefficient: coefficient))
         training = SupernetTraining(network: network, config: config, averager: averager, opDropout: dropout)
         secondOrder = config.order == 2
@@ -63,6 +64,7 @@ public final class DARTSMinus: SearchMethod {
 
     /// Weights, buffers, alphas and beta (from a checkpoint; a file without it keeps beta 1).
     public func restoreForEvaluation(from file: CheckpointFile) throws {
+        try training.restoreWidth(from: file)
         try network.state.restore(from: file)
         for v in network.architecture { v.value = try file.tensor(v.name, shape: v.shape) }
         restoreBeta(from: file)

@@ -16,7 +16,8 @@ import Kernels
 /// Chen, Hsieh. Stabilizing Differentiable Architecture Search via Perturbation-based
 /// Regularization. ICML 2020, section 4 (random smoothing).
 public final class SDARTS: SearchMethod {
-    public let network: SearchNetwork
+    /// The training's supernet (replaced when `--channel-schedule` widens it).
+    public var network: SearchNetwork { training.network }
     public let training: SupernetTraining
     public let secondOrder: Bool
     public let warmupEpochs: Int
@@ -27,7 +28,7 @@ public final class SDARTS: SearchMethod {
 
     public init(_ config: SearchConfig, inputShape: [Int], classes: Int, averager: GradientAverager) throws {
         let dropout = config.opDropout.map { _ in OpDropout(seed: config.seed) }
-        network = try SearchNetwork(config.supernetConfig(inputShape: inputShape, classes: classes), seed: config.seed,
+        let network = try SearchNetwork(config.supernetConfig(inputShape: inputShape, classes: classes), seed: config.seed,
                                     makeEdge: OpDropoutEdge.factory(dropout))
         training = SupernetTraining(network: network, config: config, averager: averager, opDropout: dropout)
         secondOrder = config.order == 2

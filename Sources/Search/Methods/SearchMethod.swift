@@ -51,8 +51,10 @@ extension SearchMethod {
     /// The DARTS step with the weight step run through `aroundWeightStep` (given the plain weight
     /// step; default: run it), for methods that change only what the weight step sees. The weight
     /// step has `--op-dropout` on (`SupernetTraining.withOpDropout`); the architecture step never.
+    /// First, `--channel-schedule` widens the supernet if the epoch starts a wider stage.
     public func dartsStep(train: Batch, validation: Batch, epoch: Int, learningRate: Float, control: StepControl,
                           aroundWeightStep: (() throws -> StepResult) throws -> StepResult = { try $0() }) throws -> StepResult {
+        try training.followChannelSchedule(epoch: epoch)
         var archLoss: Double?
         if !isWarmUp(epoch: epoch) && !control.skipArchitecture {
             archLoss = Double(try training.architectureStep(train: train, validation: validation, learningRate: learningRate,
@@ -78,6 +80,7 @@ extension SearchMethod {
     public func addState(to file: inout CheckpointFile) { training.addState(to: &file) }
     public func restoreState(from file: CheckpointFile) throws { try training.restoreState(from: file) }
     public func restoreForEvaluation(from file: CheckpointFile) throws {
+        try training.restoreWidth(from: file)
         try network.state.restore(from: file)
         for v in network.architecture { v.value = try file.tensor(v.name, shape: v.shape) }
     }

@@ -7,9 +7,10 @@ import Kernels
 /// fused gradient allreduce and synchronised BatchNorm. Methods compose their step from
 /// `architectureStep` and `weightStep`.
 public final class SupernetTraining {
-    public let network: SearchNetwork
-    public let optimizer: SGD
-    public let architect: Architect
+    /// The supernet, and its optimisers; all three are replaced when `--channel-schedule` widens it.
+    public private(set) var network: SearchNetwork
+    public private(set) var optimizer: SGD
+    public private(set) var architect: Architect
     public let averager: GradientAverager
     /// Synchronised BatchNorm statistics (nil: per-rank statistics).
     public let statisticsReducer: StatisticsReducer?
@@ -26,6 +27,8 @@ public final class SupernetTraining {
     /// `withOpDropout` turns on around the weight step.
     public let opDropout: OpDropout?
     public var opDropoutRates: [Primitive: Float]
+    /// `--channel-schedule`: the supernet's width per epoch (nil: the width it was built with).
+    public let channelSchedule: ChannelSchedule?
 
     /// - Parameter opDropout: the dropout object the network's edges were built with
     ///   (`OpDropoutEdge.factory`), for `--op-dropout`; its rates come from `config`.
@@ -36,19 +39,73 @@ public final class SupernetTraining {
         optimizer = SGD(parameters: network.weights, learningRate: config.learningRate, momentum: config.momentum,
                         weightDecay: config.weightDecay)
         architect = Architect(model: network, learningRate: config.archLearningRate, weightDecay: config.archWeightDecay)
-        architect.reduceGradients = { [averager] vs in try averager.average(vs) }
         statisticsReducer = config.syncBatchNorm && averager.comm.size > 1 ? averager.statisticsReducer : nil
-        architect.statisticsReducer = statisticsReducer
         architectureGradClip = config.archGradClip
         architectureEdgeGradClip = config.archGradClipPerEdge
         regularizer = ArchitectureRegularizer(config)
         epochs = config.epochs
         self.opDropout = opDropout
         opDropoutRates = opDropout == nil ? [:] : config.opDropout?.resolved(over: network.config.primitives) ?? [:]
+        channelSchedule = config.channelSchedule
         network.batchNormMode = config.bnMode ?? .running
+        configureArchitect()
+    }
+
+    /// The architect's gradient allreduce, synchronised BatchNorm and regularisation terms.
+    private func configureArchitect() {
+        architect.reduceGradients = { [averager] vs in try averager.average(vs) }
+        architect.statisticsReducer = statisticsReducer
         architect.regularization = { [unowned self] tape in
             try regularizer.term(network.architecture, epoch: epoch, epochs: epochs, on: tape)
         }
+    }
+
+    // MARK: Channel schedule
+
+    /// Widens the supernet to the width `--channel-schedule` gives epoch `epoch` (nothing when it
+    /// has that width already). Methods call it at the start of each step (`dartsStep`).
+    public func followChannelSchedule(epoch: Int) throws {
+        guard let channelSchedule else { return }
+        try widen(to: channelSchedule.channels(at: epoch))
+    }
+
+    /// Replaces the supernet by its function-preserving widening to initial width `channels`
+    /// (`SearchNetwork.widened(to:)`) and carries the optimisers over: the SGD momentum of every
+    /// old weight at its new positions (zero for new entries), the architect's Adam state as it
+    /// is (the alphas are the same variables). Nothing when the width is already `channels`.
+    public func widen(to channels: Int) throws {
+        guard channels != network.config.channels else { return }
+        let (wide, widenings) = try network.widened(to: channels)
+        wide.batchNormMode = network.batchNormMode
+        let sgd = SGD(parameters: wide.weights, learningRate: optimizer.learningRate, momentum: optimizer.momentum,
+                      weightDecay: optimizer.weightDecay)
+        let position = Dictionary(uniqueKeysWithValues: sgd.parameters.enumerated().map { (ObjectIdentifier($0.element), $0.offset) })
+        for w in widenings {
+            guard let buffer = try optimizer.momentumBuffer(of: w.old), let i = position[ObjectIdentifier(w.new)] else { continue }
+            sgd.momentumBuffers[i] = w.apply(buffer, onto: Tensor.zeros(like: w.new.value))
+        }
+        let adam = architect.optimizer
+        let wideArchitect = Architect(model: wide, learningRate: adam.learningRate, beta1: adam.beta1, beta2: adam.beta2,
+                                      weightDecay: adam.weightDecay)
+        wideArchitect.optimizer.firstMoments = adam.firstMoments
+        wideArchitect.optimizer.secondMoments = adam.secondMoments
+        wideArchitect.optimizer.stepCount = adam.stepCount
+        (network, optimizer, architect) = (wide, sgd, wideArchitect)
+        configureArchitect()
+    }
+
+    /// Widens the supernet to the width of a checkpoint or exported file before its tensors are
+    /// loaded: the `channels` metadata, or (a safetensors export) the stem's output channels.
+    public func restoreWidth(from file: CheckpointFile) throws {
+        guard channelSchedule != nil else { return }
+        let multiplier = network.config.stemMultiplier
+        let saved = file.metadata["channels"]?.int
+            ?? file.tensors.first { $0.name == "stem.0.weight" }.map { $0.tensor.shape[0] / multiplier }
+        guard let saved else { return }
+        guard saved >= network.config.channels, channelSchedule?.widths.contains(saved) == true else {
+            throw SearchConfigError("the file's supernet has C=\(saved), which --channel-schedule \(channelSchedule!) never reaches from C=\(network.config.channels)")
+        }
+        try widen(to: saved)
     }
 
     /// An architecture update (first or second order); returns the validation loss.
@@ -112,10 +169,13 @@ public final class SupernetTraining {
             file.add("architect.exp_avg_sq." + v.name, adam.secondMoments[k])
         }
         file.metadata["adam_step"] = .number(Double(adam.stepCount))
+        file.metadata["channels"] = .number(Double(network.config.channels))
         optimizer.addMomentum(to: &file, names: state.parameters.map(\.name))
     }
 
+    /// A checkpoint of a narrower supernet (`--channel-schedule`) first widens this one to its width.
     public func restoreState(from file: CheckpointFile) throws {
+        try restoreWidth(from: file)
         let state = network.state
         try state.restore(from: file)
         let adam = architect.optimizer

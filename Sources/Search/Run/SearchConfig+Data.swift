@@ -14,9 +14,10 @@ extension SearchConfig {
         return (weights, architecture, split.test)
     }
 
-    /// The supernet this configuration searches, for the given data shape.
+    /// The supernet this configuration searches, for the given data shape, at its first width
+    /// (`channelSchedule`'s, else `channels`).
     public func supernetConfig(inputShape: [Int], classes: Int) -> SupernetConfig {
-        var net = SupernetConfig(channels: channels, layers: layers, inputShape: inputShape, classes: classes, primitives: primitives)
+        var net = SupernetConfig(channels: channelSchedule?.initialChannels ?? channels, layers: layers, inputShape: inputShape, classes: classes, primitives: primitives)
         net.recompute = recompute
         return net
     }

@@ -77,6 +77,9 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     /// After the search, reset the supernet's BatchNorm statistics and recompute them as the
     /// cumulative average over this many training batches before the final validation (nil: no).
     public var bnReset: Int?
+    /// Progressive channel growth: the supernet's width per epoch, ending at `channels` (nil: C
+    /// throughout).
+    public var channelSchedule: ChannelSchedule?
 
     /// The preset's values with the embedded synthetic dataset.
     public static func preset(_ p: Preset) -> SearchConfig {
@@ -192,6 +195,15 @@ public struct SearchConfig: Codable, Equatable, Sendable {
             guard bnMode != .batch else {
                 throw fail("--bn-reset recomputes running statistics, which --bn-mode batch does not keep; use one of them")
             }
+        }
+        if let schedule = channelSchedule {
+            guard [.darts, .sdarts, .dartsMinus].contains(method) else {
+                throw fail("--channel-schedule widens the supernet of darts, sdarts and darts-minus; --method \(method.rawValue) is not supported ("
+                           + (method == .pcDarts ? "PC-DARTS's partial channels and channel shuffle would move the old channels, so a widening could not keep the function"
+                              : method == .pdarts ? "P-DARTS rebuilds its supernet per stage"
+                              : "widening is not implemented for the single-path methods") + ")")
+            }
+            try schedule.validate(epochs: epochs, channels: channels)
         }
         if method == .pcDarts {
             guard partialChannels >= 1, channels % partialChannels == 0 else {

@@ -118,6 +118,11 @@ public final class SearchNetwork {
     public var path: SupernetPath?
     /// Each cell's weights (for recomputed cells: whether they need gradients).
     private let cellParameters: [[Variable]]
+    /// How the network was built (the seed, the edge factory, edge weights or not), so that
+    /// `widened(to:)` builds the same network at another width.
+    public let seed: UInt64
+    public let makeEdge: EdgeFactory
+    public let edgeNormalisation: Bool
 
     /// Architecture weights of normal cells [edges, K], initialised 1e-3 * N(0, 1).
     public var alphasNormal: Variable { architectureParameters.alphasNormal }
@@ -130,10 +135,15 @@ public final class SearchNetwork {
     /// - Parameters:
     ///   - makeEdge: the mixed edge (DARTS: `MixedOp.factory`).
     ///   - edgeNormalisation: add per-edge betas (PC-DARTS).
-    public init(_ config: SupernetConfig, seed: UInt64, makeEdge: EdgeFactory = MixedOp.factory,
-                edgeNormalisation: Bool = false) throws {
+    ///   - architecture: architecture parameters to share (a widened copy of a network keeps its
+    ///     alphas, the same variables); nil: new ones from the seed.
+    public init(_ config: SupernetConfig, seed: UInt64, makeEdge: @escaping EdgeFactory = MixedOp.factory,
+                edgeNormalisation: Bool = false, architecture: ArchitectureParameters? = nil) throws {
         try config.validate()
         self.config = config
+        self.seed = seed
+        self.makeEdge = makeEdge
+        self.edgeNormalisation = edgeNormalisation
         recompute = config.recompute
         var g = RandomGenerator(seed: seed, stream: .initialisation)
         let c = config.channels
@@ -162,8 +172,8 @@ public final class SearchNetwork {
             return s.parameters.map(\.variable)
         }
         classifier = LinearLayer(cPrev, config.classes, generator: &g)
-        architectureParameters = ArchitectureParameters(steps: config.steps, opsPerEdge: space.opsPerEdge,
-                                                        edgeNormalisation: edgeNormalisation, seed: seed)
+        architectureParameters = architecture ?? ArchitectureParameters(steps: config.steps, opsPerEdge: space.opsPerEdge,
+                                                                        edgeNormalisation: edgeNormalisation, seed: seed)
         // Weights carry their state-dict names (for messages).
         for (name, v) in state.parameters { v.name = name }
     }

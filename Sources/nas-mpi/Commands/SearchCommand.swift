@@ -100,6 +100,8 @@ struct SearchCommand: ParsableCommand {
     var bnMode: BatchNormMode?
     @Option(help: "After the search, reset the supernet's BatchNorm statistics, recompute them as the average over N training batches, and validate again (metrics.jsonl, log).")
     var bnReset: Int?
+    @Option(help: "Progressive channel growth: C@EPOCH pairs, e.g. 4@0,8@10,16@20 (C=4 from epoch 0, 8 from epoch 10, 16 from epoch 20). The supernet starts narrow and is widened at the start of each listed epoch, keeping its function (new channels start at zero); the alphas and the optimisers' state carry over. The last width is the run's --channels. Methods darts, sdarts, darts-minus.")
+    var channelSchedule: String?
     @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
     var checkConsistency = 0
     @Option(help: "Progress: auto (a live line on a terminal), live, or lines.") var progress: ProgressStyle = .auto
@@ -163,6 +165,14 @@ struct SearchCommand: ParsableCommand {
         do {
             if let v = opDropout { c.opDropout = try OpDropoutRates(parsing: v) }
             if !earlyStop.isEmpty { c.earlyStop = try earlyStop.flatMap { try EarlyStopRule.list(parsing: $0) } }
+            if let v = channelSchedule {
+                let schedule = try ChannelSchedule(parsing: v)
+                if let given = network.channels, given != schedule.finalChannels {
+                    throw SearchConfigError("--channels \(given) contradicts --channel-schedule \(v), whose last width \(schedule.finalChannels) is the run's --channels; give one of them")
+                }
+                c.channels = schedule.finalChannels
+                c.channelSchedule = schedule
+            }
             try c.validate()
         } catch { throw ValidationError("\(error)") }
         return c
@@ -263,6 +273,7 @@ struct SearchCommand: ParsableCommand {
     static func regularisationDetail(_ c: SearchConfig) -> String {
         (c.opDropout.map { ", op dropout \($0.description)" } ?? "") + (c.bnMode == .batch ? ", BatchNorm without running statistics" : "")
             + (c.bnReset.map { ", BatchNorm reset over \($0) batches at the end" } ?? "")
+            + (c.channelSchedule.map { ", channel schedule \($0) (C widened at the start of epochs \($0.wideningEpochs.map { String($0 + 1) }.joined(separator: ", ")))" } ?? "")
     }
 
     /// The method's own settings for the log's first line.
