@@ -435,6 +435,13 @@ public final class EpochLoop {
 
     // MARK: Helpers
 
+    /// Rewrites cost.json with the time so far, for work after the last epoch (a BatchNorm reset,
+    /// a method's final scoring of candidates), which the search's cost includes.
+    public func updateCost() throws {
+        guard comm.rank == 0 else { return }
+        try directory.writeCost(seconds: totalSeconds, ranks: comm.size, threads: threads, epochs: epoch)
+    }
+
     private var totalSeconds: Double { previousSeconds + Date().timeIntervalSince(startTime) }
 
     /// Adds a line to metrics.jsonl after the epochs (rank 0 writes the file).

@@ -114,7 +114,10 @@ public final class Searcher: EpochTask {
         switch try loop.run() {
         case .finished:
             if let n = config.bnReset { try resetBatchNorm(batches: n) }
-            if let decision = earlyStopping?.decision { return .finished(try Genotype(python: decision.genotype)) }
+            if let decision = earlyStopping?.decision {
+                try loop.updateCost()
+                return .finished(try Genotype(python: decision.genotype))
+            }
             let genotype = try method.finalGenotype(SearchEnd(trainSet: trainSet, validationSet: validationSet,
                                                               batchSize: config.batchSize, comm: comm, directory: directory,
                                                               log: { [unowned self] in loop.record($0) }))
@@ -124,6 +127,7 @@ public final class Searcher: EpochTask {
                 try directory.writeJSON(genotype, to: directory.genotypeJSON)
                 try AtomicFile.write(genotype.pythonDescription + "\n", to: directory.genotypeText)
             }
+            try loop.updateCost()
             return .finished(genotype)
         case .interrupted(let sig): return .interrupted(signal: sig)
         case .outOfTime: return .outOfTime
