@@ -223,6 +223,26 @@ final class EvolutionTests: XCTestCase {
         XCTAssertThrowsError(try JSONDecoder().decode(RegularizedEvolution.self, from: try JSONSerialization.data(withJSONObject: json))) {
             XCTAssertTrue("\($0)".contains("inconsistent"), "\($0)")
         }
+        // A ledger whose counts do not add up is refused by either strategy (its own decoding checks them).
+        var randomJSON = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        var ledger = randomJSON["ledger"] as! [String: Any]
+        ledger["proposed"] = 6
+        randomJSON["ledger"] = ledger
+        XCTAssertThrowsError(try JSONDecoder().decode(RandomSampling.self, from: try JSONSerialization.data(withJSONObject: randomJSON))) {
+            XCTAssertTrue("\($0)".contains("inconsistent strategy state: budget 5, 6 proposed"), "\($0)")
+        }
+        json = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(evolution)) as! [String: Any]
+        ledger = json["ledger"] as! [String: Any]
+        ledger["budget"] = 0
+        json["ledger"] = ledger
+        XCTAssertThrowsError(try JSONDecoder().decode(RegularizedEvolution.self, from: try JSONSerialization.data(withJSONObject: json))) {
+            XCTAssertTrue("\($0)".contains("inconsistent strategy state: budget 0"), "\($0)")
+        }
+        // A sound ledger round-trips with its keys unchanged.
+        let sound = try JSONEncoder().encode(random.ledger)
+        XCTAssertEqual(try JSONDecoder().decode(CandidateLedger.self, from: sound), random.ledger)
+        let keys = (try JSONSerialization.jsonObject(with: sound) as! [String: Any]).keys.sorted()
+        XCTAssertEqual(keys, ["budget", "history", "inFlight", "proposed", "reissue"])
     }
 }
 

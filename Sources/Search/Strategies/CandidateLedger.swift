@@ -70,8 +70,22 @@ public struct CandidateLedger: Codable, Equatable, Sendable {
         inFlight = []
     }
 
-    /// Checks a decoded ledger's counts.
-    func check() throws {
+    // MARK: Codable, with the counts checked on decoding
+
+    private enum CodingKeys: String, CodingKey { case budget, proposed, inFlight, reissue, history }
+
+    /// Decodes a saved ledger and checks its counts, so every strategy that holds one refuses an
+    /// inconsistent state the same way.
+    ///
+    /// - Throws: `StrategyError` when the budget is below 1, more were proposed than it allows, or
+    ///   the observed, in-flight and re-issue candidates do not add up to those proposed.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        budget = try c.decode(Int.self, forKey: .budget)
+        proposed = try c.decode(Int.self, forKey: .proposed)
+        inFlight = try c.decode([Genotype].self, forKey: .inFlight)
+        reissue = try c.decode([Genotype].self, forKey: .reissue)
+        history = try c.decode([Observation].self, forKey: .history)
         guard budget >= 1, proposed >= 0, proposed <= budget,
               history.count + inFlight.count + reissue.count == proposed else {
             throw StrategyError("inconsistent strategy state: budget \(budget), \(proposed) proposed, \(history.count) observed, \(inFlight.count) in flight, \(reissue.count) to re-issue")

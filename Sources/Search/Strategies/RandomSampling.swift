@@ -57,13 +57,9 @@ public struct RandomSampling: SearchStrategy, Equatable, Sendable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let kind = try c.decode(String.self, forKey: .strategy)
-        guard kind == Self.kind else {
-            throw StrategyError("the saved strategy state is '\(kind)', not '\(Self.kind)': it belongs to a run of another strategy")
-        }
+        try c.checkStrategyTag(Self.kind, forKey: .strategy)
         space = try c.decode(GenotypeSpace.self, forKey: .space)
         ledger = try c.decode(CandidateLedger.self, forKey: .ledger)
-        try ledger.check()
         generator = try c.decode(RandomGenerator.self, forKey: .generator)
     }
 

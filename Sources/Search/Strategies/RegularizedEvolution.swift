@@ -131,15 +131,11 @@ public struct RegularizedEvolution: SearchStrategy, Equatable, Sendable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let kind = try c.decode(String.self, forKey: .strategy)
-        guard kind == Self.kind else {
-            throw StrategyError("the saved strategy state is '\(kind)', not '\(Self.kind)': it belongs to a run of another strategy")
-        }
+        try c.checkStrategyTag(Self.kind, forKey: .strategy)
         space = try c.decode(GenotypeSpace.self, forKey: .space)
         options = try c.decode(Options.self, forKey: .options)
         try options.validate()
         ledger = try c.decode(CandidateLedger.self, forKey: .ledger)
-        try ledger.check()
         population = try c.decode([Int].self, forKey: .population)
         generator = try c.decode(RandomGenerator.self, forKey: .generator)
         guard ledger.budget == options.candidates, population.count <= options.population,

@@ -29,3 +29,16 @@ public struct StrategyError: Error, CustomStringConvertible, Equatable {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
+
+extension KeyedDecodingContainer {
+    /// Decodes the tag a strategy writes at the head of its saved state and checks that it is
+    /// `kind`, so a strategy never continues another strategy's run.
+    ///
+    /// - Throws: `StrategyError` naming both tags when the state belongs to another strategy.
+    func checkStrategyTag(_ kind: String, forKey key: Key) throws {
+        let saved = try decode(String.self, forKey: key)
+        guard saved == kind else {
+            throw StrategyError("the saved strategy state is '\(saved)', not '\(kind)': it belongs to a run of another strategy")
+        }
+    }
+}
