@@ -113,6 +113,13 @@ enum RunSupport {
         ExitCode(signal.map { Interrupt.exitStatus($0) } ?? Interrupt.outOfTimeStatus)
     }
 
+    /// Ends a farm of candidate trainings that stopped with its exit status (`exitStatus`);
+    /// returns when it finished.
+    static func exitIfStopped(_ end: FarmStop) throws {
+        guard let stop = end.stoppedBy else { return }
+        throw exitStatus(interruptedBy: stop == 0 ? nil : stop)
+    }
+
     /// The saved configuration of a run, read by rank 0 and sent to all ranks.
     static func savedConfig<T: Codable>(_ comm: Communicator, _ read: () throws -> T) throws -> T {
         var bytes: [UInt8] = comm.rank == 0 ? Array(try JSONEncoder().encode(try read())) : []

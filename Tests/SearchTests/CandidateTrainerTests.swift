@@ -140,4 +140,45 @@ final class CandidateTrainerTests: XCTestCase {
             XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--validation-split"), "\($0)") }
         }
     }
+
+    // MARK: As a task farm's work
+
+    func testFarmWorkTrainsEachTaskWithItsSeedInItsDirectory() throws {
+        let root = try directory("farm")
+        var seen: [Int] = []
+        let work = CandidateTrainer.FarmWork(training: config(), worldRank: 0, threads: 1, deadline: nil) { task, training in
+            seen.append(task.id)
+            training.epochs = 1
+            return RunDirectory(root.file("c\(task.id)").path)
+        }
+        let task = CandidateTask(id: 7, genotype: .dartsV1, seed: 42)
+        let outcome = try work.run(task, group: LocalCommunicator(), poll: {})
+        XCTAssertEqual(outcome.result?.status, .ok, outcome.result?.reason ?? "no result")
+        XCTAssertNil(outcome.stoppedBy)
+        XCTAssertNil(work.stoppedHere)
+        XCTAssertEqual(seen, [7])
+        let saved = try Trainer.savedConfig(RunDirectory(root.file("c7").path))
+        XCTAssertEqual(saved.seed, 42)
+        XCTAssertEqual(saved.epochs, 1)
+        XCTAssertEqual(saved.genotype, .dartsV1)
+        let end = try work.agree(comm: LocalCommunicator(), sourceStop: nil)
+        XCTAssertNil(end.stoppedBy, "finished")
+        XCTAssertGreaterThan(end.cpuSeconds, 0)
+    }
+
+    func testFarmWorkTurnsAStopIntoAnOutcomeAndTheRanksAgreeOnIt() throws {
+        let root = try directory("farm-stop")
+        let work = CandidateTrainer.FarmWork(training: config(), worldRank: 0, threads: 1, deadline: Date(timeIntervalSinceNow: -1)) { task, _ in
+            RunDirectory(root.file("c\(task.id)").path)
+        }
+        let outcome = try work.run(CandidateTask(id: 0, genotype: .dartsV2, seed: 1), group: LocalCommunicator(), poll: {})
+        XCTAssertNil(outcome.result)
+        XCTAssertEqual(outcome.stoppedBy, 0, "the time budget")
+        XCTAssertEqual(work.stoppedHere, 0)
+        XCTAssertEqual(try work.agree(comm: LocalCommunicator(), sourceStop: nil).stoppedBy, 0)
+        // Rank 0's source speaks for the rank when it has stopped.
+        XCTAssertEqual(try work.agree(comm: LocalCommunicator(), sourceStop: SIGTERM).stoppedBy, SIGTERM)
+        XCTAssertEqual(try FarmStop.agree(SIGUSR1, comm: LocalCommunicator()).stoppedBy, SIGUSR1)
+        XCTAssertNil(try FarmStop.agree(nil, comm: LocalCommunicator()).stoppedBy)
+    }
 }

@@ -243,9 +243,6 @@ public final class CandidateSearch: TaskSource {
         }.accuracy
     }
 
-    /// User plus system CPU seconds of this process so far.
-    public static func processCPUSeconds() -> Double { RunCost.processCPUSeconds() }
-
     /// Adds this process's share to the run's CPU total and writes cost.json: wall time, ranks,
     /// threads, cores held (wall x ranks x threads) and CPU time of all ranks (measured, not
     /// estimated: every rank trains candidates), and the CPU time of the candidates themselves.

@@ -140,36 +140,17 @@ enum CandidateSearchRun {
                 }
             }
             let forcedNaN = ProcessInfo.processInfo.environment["NAS_MPI_FORCE_NAN_CANDIDATE"].flatMap(Int.init)
-            var stoppedHere: Int32?
-            try farm.run(source) { task, group, poll in
-                var training = config.training
-                training.seed = task.seed
+            let trainings = CandidateTrainer.FarmWork(training: config.training, worldRank: comm.rank, threads: threads,
+                                                      deadline: deadline) { task, training in
                 if task.id == forcedNaN { training.learningRate = 1e30 }
-                let candidateDir = RunDirectory(dir.file("candidates").appendingPathComponent(String(format: "%06d", task.id)).path)
-                do {
-                    let result = try CandidateTrainer.train(task.genotype, config: training, group: group, worldRank: comm.rank,
-                                                            directory: candidateDir, resume: true, threads: threads, deadline: deadline,
-                                                            poll: poll)
-                    return CandidateOutcome(result: result, stoppedBy: nil)
-                } catch let stop as CandidateStopped {
-                    stoppedHere = stop.signal ?? 0
-                    return CandidateOutcome(result: nil, stoppedBy: stop.signal ?? 0)
-                }
+                return RunDirectory(dir.file("candidates").appendingPathComponent(String(format: "%06d", task.id)).path)
             }
-            // -1: finished; 1: out of time; else the signal that stopped the run.
-            var status = [stoppedHere.map { $0 == 0 ? 1 : Double($0) } ?? -1]
-            if let search = source, let sig = search.stoppedBy { status[0] = sig == 0 ? 1 : Double(sig) }
-            try comm.allreduceMax(&status)
-            // CPU time of every rank (all of them trained candidates).
-            var cpu = [CandidateSearch.processCPUSeconds()]
-            try comm.allreduceSum(&cpu)
+            try farm.run(source, work: trainings.run)
+            let end = try trainings.agree(comm: comm, sourceStop: source?.stoppedBy)
             if comm.rank == 0, let search = source {
-                try finish(search, dir: dir, ranks: comm.size, threads: threads, cpuSeconds: cpu[0],
-                           stopped: status[0] < 0 ? nil : status[0] == 1 ? 0 : Int32(status[0]), log: log)
+                try finish(search, dir: dir, ranks: comm.size, threads: threads, cpuSeconds: end.cpuSeconds, stopped: end.stoppedBy, log: log)
             }
-            if status[0] >= 0 {
-                throw RunSupport.exitStatus(interruptedBy: status[0] == 1 ? nil : Int32(status[0]))
-            }
+            try RunSupport.exitIfStopped(end)
         }
     }
 

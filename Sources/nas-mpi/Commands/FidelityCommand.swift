@@ -191,34 +191,17 @@ struct FidelityCommand: ParsableCommand {
                 try study?.setScores(scores, epoch: epoch, images: images)
             }
 
-            var stoppedHere: Int32?
-            try farm.run(study) { task, group, poll in
-                var training = config.training
-                training.seed = task.seed
-                let candidateDir = FidelityStudy.candidateDirectory(dir, genotype: task.id % plan.count, seed: task.id / plan.count)
-                do {
-                    let result = try CandidateTrainer.train(task.genotype, config: training, group: group, worldRank: comm.rank,
-                                                            directory: candidateDir, resume: true, threads: threads, deadline: deadline,
-                                                            poll: poll)
-                    return CandidateOutcome(result: result, stoppedBy: nil)
-                } catch let stop as CandidateStopped {
-                    stoppedHere = stop.signal ?? 0
-                    return CandidateOutcome(result: nil, stoppedBy: stop.signal ?? 0)
-                }
+            let trainings = CandidateTrainer.FarmWork(training: config.training, worldRank: comm.rank, threads: threads,
+                                                      deadline: deadline) { task, _ in
+                FidelityStudy.candidateDirectory(dir, genotype: task.id % plan.count, seed: task.id / plan.count)
             }
-            // -1: finished; 1: out of time; else the signal that stopped the run.
-            var status = [stoppedHere.map { $0 == 0 ? 1 : Double($0) } ?? -1]
-            if let s = study, let sig = s.stoppedBy { status[0] = sig == 0 ? 1 : Double(sig) }
-            try comm.allreduceMax(&status)
-            var cpu = [CandidateSearch.processCPUSeconds()]
-            try comm.allreduceSum(&cpu)
+            try farm.run(study, work: trainings.run)
+            let end = try trainings.agree(comm: comm, sourceStop: study?.stoppedBy)
             if comm.rank == 0, let study {
-                try finish(study, search: search, dir: dir, ranks: comm.size, threads: threads, cpuSeconds: cpu[0],
-                           stopped: status[0] < 0 ? nil : status[0] == 1 ? 0 : Int32(status[0]), log: log)
+                try finish(study, search: search, dir: dir, ranks: comm.size, threads: threads, cpuSeconds: end.cpuSeconds,
+                           stopped: end.stoppedBy, log: log)
             }
-            if status[0] >= 0 {
-                throw RunSupport.exitStatus(interruptedBy: status[0] == 1 ? nil : Int32(status[0]))
-            }
+            try RunSupport.exitIfStopped(end)
         }
     }
 
