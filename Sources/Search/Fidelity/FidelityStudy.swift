@@ -32,7 +32,7 @@ public struct FidelityEntry: Codable, Equatable, Sendable {
 /// The study's state on disk (state.json, replaced atomically after every training handed out
 /// and every result): the genotypes with their scores, the trainings in flight (trained again,
 /// from their checkpoints, on resume) and the cost so far.
-public struct FidelityState: Codable {
+public struct FidelityState: FarmState {
     public var entries: [FidelityEntry]
     /// Whether the supernet scores are in (they are computed once, before any training).
     public var scored = false
@@ -55,20 +55,13 @@ public struct FidelityState: Codable {
 /// every seed) to the task farm, records the accuracies, and checkpoints its state after every
 /// change, so `--resume` retrains only the trainings that were in flight (from their own
 /// checkpoints) and never a finished one.
-public final class FidelityStudy: TaskSource {
+public final class FidelityStudy: TaskSource, FarmBookkeeping {
     public let config: FidelityConfig
     public let directory: RunDirectory
-    public private(set) var state: FidelityState
-    private var requeue: [CandidateTask]
-    /// Set once a group reports a stop, or `stopRequested` says so: no more trainings go out.
-    public private(set) var stoppedBy: Int32?
-    public var stopRequested: () -> Int32? = { Interrupt.received }
+    /// The state (state.json), the stop latch, the wall time and the trainings to retrain.
+    public let book: FarmBook<FidelityState>
     public var log: (String) -> Void = { _ in }
-    private let started = Date()
-    private var previousWall = 0.0
 
-    public var wallSeconds: Double { previousWall + Date().timeIntervalSince(started) }
-    public var stateFile: URL { directory.file("state.json") }
     public var resultsFile: URL { directory.file("fidelity.jsonl") }
     public var summaryFile: URL { directory.file("fidelity.json") }
     public var totalTasks: Int { state.entries.count * config.seeds }
@@ -77,28 +70,22 @@ public final class FidelityStudy: TaskSource {
     public init(config: FidelityConfig, directory: RunDirectory, resume: Bool, entries: () throws -> [FidelityEntry]) throws {
         self.config = config
         self.directory = directory
-        if resume, let data = FileManager.default.contents(atPath: directory.file("state.json").path) {
-            do { state = try JSONDecoder().decode(FidelityState.self, from: data) } catch let e as DecodingError {
-                throw RunError("\(directory.file("state.json").path) is not a fidelity state: it \(e.message)")
-            }
-            requeue = state.inFlight.sorted { $0.id < $1.id }
-            previousWall = state.wallSeconds
+        book = try FarmBook(stateFile: directory.file("state.json"), resume: resume, kind: "fidelity") {
+            FidelityState(entries: try entries())
+        }
+        if book.resumed {
+            book.requeueInFlight()
         } else {
-            state = FidelityState(entries: try entries())
-            requeue = []
             try save()
         }
     }
 
-    /// Trainings handed out again because they were in flight when the run stopped.
-    public var requeued: Int { requeue.count }
-
     /// Sets the supernet scores (in the entries' order).
     public func setScores(_ scores: [Double], epoch: Int?, images: Int) throws {
-        for (i, s) in scores.enumerated() { state.entries[i].supernetAccuracy = s }
-        state.scored = true
-        state.supernetEpoch = epoch
-        state.scoreImages = images
+        for (i, s) in scores.enumerated() { book.state.entries[i].supernetAccuracy = s }
+        book.state.scored = true
+        book.state.supernetEpoch = epoch
+        book.state.scoreImages = images
         try save()
         try writeResults()
     }
@@ -137,35 +124,31 @@ public final class FidelityStudy: TaskSource {
     // MARK: TaskSource
 
     public func nextTask(for group: Int) throws -> CandidateTask? {
-        if stoppedBy == nil, let sig = stopRequested() { stoppedBy = sig }
-        guard stoppedBy == nil else { return nil }
-        if !requeue.isEmpty { return requeue.removeFirst() }
+        guard book.mayHandOut() else { return nil }
+        if let task = book.nextRequeued() { return task }
         guard state.nextTask < totalTasks else { return nil }
         let id = state.nextTask
         let (i, s) = position(of: id)
         let task = CandidateTask(id: id, genotype: state.entries[i].genotype, seed: config.training.seed &+ UInt64(s))
-        state.nextTask += 1
-        state.inFlight.append(task)
-        try save()
+        book.state.nextTask += 1
+        try book.handOut(task)
         return task
     }
 
     public func record(_ outcome: CandidateOutcome, of task: CandidateTask, group: Int) throws {
-        guard let result = outcome.result else {
-            if stoppedBy == nil { stoppedBy = outcome.stoppedBy ?? 0 }
-            return
-        }
-        state.inFlight.removeAll { $0.id == task.id }
+        // Stopped before it finished: it stays in flight and is trained again on resume.
+        guard let result = book.result(of: outcome) else { return }
+        book.state.inFlight.removeAll { $0.id == task.id }
         let (i, s) = position(of: task.id)
         if result.status == .ok, let acc = result.validationAccuracy {
-            state.entries[i].accuracies[s] = acc
-            state.entries[i].failures[s] = nil
+            book.state.entries[i].accuracies[s] = acc
+            book.state.entries[i].failures[s] = nil
         } else {
-            state.entries[i].failures[s] = result.reason ?? "failed"
-            state.failed += 1
+            book.state.entries[i].failures[s] = result.reason ?? "failed"
+            book.state.failed += 1
         }
-        state.done += 1
-        state.candidateCPUSeconds += result.coreSeconds
+        book.state.done += 1
+        book.state.candidateCPUSeconds += result.coreSeconds
         try save()
         try writeResults()
         let e = state.entries[i]
@@ -219,24 +202,10 @@ public final class FidelityStudy: TaskSource {
 
     public func writeResults() throws { try directory.writeLines(lines(), to: resultsFile) }
 
-    /// Writes state.json atomically.
-    public func save() throws {
-        state.wallSeconds = wallSeconds
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        try AtomicFile.write(try enc.encode(state), to: stateFile)
-    }
-
     /// Adds this process's CPU time and writes cost.json (the form `RunManifest.readCost` reads).
     public func addCost(cpuSeconds: Double, ranks: Int, threads: Int) throws {
-        state.cpuSeconds += cpuSeconds
-        try save()
-        let wall = wallSeconds, cores = Double(ranks * threads)
-        try directory.writeJSON([
-            "wall_seconds": .number(wall), "ranks": .number(Double(ranks)), "threads_per_rank": .number(Double(threads)),
-            "core_seconds": .number(wall * cores), "core_hours": .number(wall * cores / 3600),
-            "cpu_seconds_all_ranks": .number(state.cpuSeconds), "cpu_seconds_all_ranks_estimate": .number(state.cpuSeconds),
-            "candidate_cpu_seconds": .number(state.candidateCPUSeconds), "trainings_done": .number(Double(state.done)),
-        ] as [String: JSONValue], to: directory.cost)
+        try book.addCost(cpuSeconds: cpuSeconds, ranks: ranks, threads: threads, directory: directory) {
+            ["candidate_cpu_seconds": .number(state.candidateCPUSeconds), "trainings_done": .number(Double(state.done))]
+        }
     }
 }

@@ -113,7 +113,7 @@ public enum StrategyState: Codable {
 /// The controller's state on disk (strategy.json, replaced atomically after every candidate handed
 /// out and every result): the strategy, the candidates in flight (trained again on resume), how
 /// many results candidates.jsonl holds, and the best so far.
-public struct CandidateSearchState: Codable {
+public struct CandidateSearchState: FarmState {
     public var strategy: StrategyState
     public var nextID: Int = 0
     public var inFlight: [CandidateTask] = []
@@ -136,44 +136,28 @@ public struct CandidateSearchState: Codable {
 /// Rank 0's side of a full-training search: proposes candidates from the strategy, records the
 /// results in candidates.jsonl, and checkpoints the state after every change, so `--resume`
 /// re-issues exactly the candidates that were in flight and never retrains a finished one.
-public final class CandidateSearch: TaskSource {
+public final class CandidateSearch: TaskSource, FarmBookkeeping {
     public let config: CandidateSearchConfig
     public let directory: RunDirectory
-    public private(set) var state: CandidateSearchState
-    /// Candidates in flight when the run was resumed: handed out first, with their ids.
-    private var requeue: [CandidateTask]
-    /// Set once a group reports a stop (signal or time budget), or when `stopRequested` says so:
-    /// no more candidates are handed out and the farm drains.
-    public private(set) var stoppedBy: Int32?
-    public var stopRequested: () -> Int32? = { Interrupt.received }
+    /// The state (strategy.json), the stop latch, the wall time and the candidates to retrain.
+    public let book: FarmBook<CandidateSearchState>
     public var log: (String) -> Void = { _ in }
-    private let started = Date()
     /// What the resume found and repaired, for the log.
     public private(set) var notes: [String] = []
-    /// `state.wallSeconds` when this process took over.
-    private var previousWall = 0.0
 
-    /// Seconds the search has run, over every process of a resumed run.
-    public var wallSeconds: Double { previousWall + Date().timeIntervalSince(started) }
-
-    public var stateFile: URL { directory.file("strategy.json") }
     public var candidatesFile: URL { directory.file("candidates.jsonl") }
 
     /// A new search (`resume` false) or the saved one.
     public init(config: CandidateSearchConfig, directory: RunDirectory, resume: Bool) throws {
         self.config = config
         self.directory = directory
-        if resume, let data = FileManager.default.contents(atPath: directory.file("strategy.json").path) {
-            do { state = try JSONDecoder().decode(CandidateSearchState.self, from: data) } catch let e as DecodingError {
-                throw RunError("\(directory.file("strategy.json").path) is not a strategy state: it \(e.message)")
-            }
-            previousWall = state.wallSeconds
-            requeue = []
+        book = try FarmBook(stateFile: directory.file("strategy.json"), resume: resume, kind: "strategy") {
+            CandidateSearchState(strategy: try Self.makeStrategy(config))
+        }
+        if book.resumed {
             try replayUnsavedResults()
-            requeue = state.inFlight.sorted { $0.id < $1.id }
+            book.requeueInFlight()
         } else {
-            state = CandidateSearchState(strategy: try Self.makeStrategy(config))
-            requeue = []
             try AtomicFile.write("", to: directory.file("candidates.jsonl"))
             try save()
         }
@@ -192,29 +176,21 @@ public final class CandidateSearch: TaskSource {
         }
     }
 
-    /// Candidates trained again because they were in flight when the run stopped.
-    public var requeued: Int { requeue.count }
-
     // MARK: TaskSource
 
     public func nextTask(for group: Int) throws -> CandidateTask? {
-        if stoppedBy == nil, let sig = stopRequested() { stoppedBy = sig }
-        guard stoppedBy == nil else { return nil }
-        if !requeue.isEmpty { return requeue.removeFirst() }
-        guard let genotype = try state.strategy.propose() else { return nil }
+        guard book.mayHandOut() else { return nil }
+        if let task = book.nextRequeued() { return task }
+        guard let genotype = try book.state.strategy.propose() else { return nil }
         let task = CandidateTask(id: state.nextID, genotype: genotype, seed: config.seed &+ UInt64(state.nextID))
-        state.nextID += 1
-        state.inFlight.append(task)
-        try save()
+        book.state.nextID += 1
+        try book.handOut(task)
         return task
     }
 
     public func record(_ outcome: CandidateOutcome, of task: CandidateTask, group: Int) throws {
-        guard let result = outcome.result else {
-            // Stopped before it finished: it stays in flight and is trained again on resume.
-            if stoppedBy == nil { stoppedBy = outcome.stoppedBy ?? 0 }
-            return
-        }
+        // Stopped before it finished: it stays in flight and is trained again on resume.
+        guard let result = book.result(of: outcome) else { return }
         let fitness = result.status == .ok ? result.validationAccuracy : nil
         // The line first: a process killed before the state is saved leaves a whole line that the
         // resume replays into the strategy (`replayUnsavedResults`), so the candidate counts as done.
@@ -247,30 +223,15 @@ public final class CandidateSearch: TaskSource {
     /// threads, cores held (wall x ranks x threads) and CPU time of all ranks (measured, not
     /// estimated: every rank trains candidates), and the CPU time of the candidates themselves.
     public func addCost(cpuSeconds: Double, ranks: Int, threads: Int) throws {
-        state.cpuSeconds += cpuSeconds
-        try save()
-        let wall = wallSeconds
-        let candidateSeconds = (try? String(contentsOf: candidatesFile, encoding: .utf8))?.split(separator: "\n").reduce(0.0) { sum, line in
-            sum + ((try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)))?["core_seconds"]?.double ?? 0)
-        } ?? 0
-        let cores = Double(ranks * threads)
-        try directory.writeJSON([
-            "wall_seconds": .number(wall), "ranks": .number(Double(ranks)), "threads_per_rank": .number(Double(threads)),
-            "core_seconds": .number(wall * cores), "core_hours": .number(wall * cores / 3600),
-            "cpu_seconds_all_ranks": .number(state.cpuSeconds), "cpu_seconds_all_ranks_estimate": .number(state.cpuSeconds),
-            "candidate_cpu_seconds": .number(candidateSeconds), "candidates_done": .number(Double(state.recorded)),
-        ] as [String: JSONValue], to: directory.cost)
+        try book.addCost(cpuSeconds: cpuSeconds, ranks: ranks, threads: threads, directory: directory) {
+            let candidateSeconds = (try? String(contentsOf: candidatesFile, encoding: .utf8))?.split(separator: "\n").reduce(0.0) { sum, line in
+                sum + ((try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)))?["core_seconds"]?.double ?? 0)
+            } ?? 0
+            return ["candidate_cpu_seconds": .number(candidateSeconds), "candidates_done": .number(Double(state.recorded))]
+        }
     }
 
     // MARK: Files
-
-    /// Writes strategy.json atomically.
-    public func save() throws {
-        state.wallSeconds = wallSeconds
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        try AtomicFile.write(try enc.encode(state), to: stateFile)
-    }
 
     private func appendRecord(_ task: CandidateTask, _ r: CandidateResult, group: Int) throws {
         var fields: [String: JSONValue] = [
@@ -304,13 +265,13 @@ public final class CandidateSearch: TaskSource {
 
     /// The state change of a finished candidate (fitness nil: it failed).
     private func apply(_ task: CandidateTask, fitness: Double?) throws {
-        state.inFlight.removeAll { $0.id == task.id }
-        try state.strategy.observe(task.genotype, fitness: fitness)
-        if fitness == nil { state.failed += 1 }
-        if let f = fitness, f > (state.best?.validationAccuracy ?? -1) {
-            state.best = .init(id: task.id, genotype: task.genotype, validationAccuracy: f)
+        book.state.inFlight.removeAll { $0.id == task.id }
+        try book.state.strategy.observe(task.genotype, fitness: fitness)
+        if fitness == nil { book.state.failed += 1 }
+        if let f = fitness, f > (book.state.best?.validationAccuracy ?? -1) {
+            book.state.best = .init(id: task.id, genotype: task.genotype, validationAccuracy: f)
         }
-        state.recorded += 1
+        book.state.recorded += 1
     }
 
     /// On resume: candidates.jsonl may hold whole lines beyond what strategy.json counts (the
