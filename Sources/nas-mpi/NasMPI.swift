@@ -1,4 +1,5 @@
 import ArgumentParser
+import Kernels
 import Search
 
 /// The nas-mpi command line.
@@ -18,6 +19,7 @@ struct NasMPI: ParsableCommand {
 
     /// Parses the command line with negative values attached to their options (see `NegativeValues`).
     static func main() {
+        BLASKernelChoice.restartIfNeeded()
         let arguments = Array(CommandLine.arguments.dropFirst())
         _ = RunSupport.startTime  // --time-budget counts from the process start
         RunLogHeader.set(version: version, arguments: arguments)

@@ -52,6 +52,34 @@ final class Conv2dTests: XCTestCase {
         }
     }
 
+    func testDepthwiseSamePaddingMatchesDenseInBothPasses() throws {
+        // The register-blocked stride-1 kernel (rows computed 8 wide on padded copies) against the
+        // dense im2col path one channel at a time, output and both gradients, for widths below,
+        // at and between multiples of 8 and every DARTS kernel (3x3 and 5x5, dilation 1 and 2).
+        for width in [5, 8, 13, 17] {
+            for (k, d) in [(3, 1), (5, 1), (3, 2), (5, 2)] {
+                let p = d * (k - 1) / 2
+                let x = randomTensor([2, 3, 6, width], seed: UInt64(30 + width))
+                let w = randomTensor([3, 1, k, k], seed: 31)
+                let tape = Tape()
+                let (xv, wv) = (leaf(x), leaf(w))
+                let y = try tape.conv2d(xv, wv, padding: p, dilation: d, groups: 3)
+                let dy = randomTensor(y.shape, seed: 32)
+                try tape.backward(y, gradient: dy)
+                for c in 0..<3 {
+                    let ref = Tape()
+                    let xc = leaf(try t.sliceChannels(Variable(x), c..<(c + 1)).value)
+                    let wc = leaf(try t.sliceChannels(Variable(try w.reshaped([1, 3, k, k])), c..<(c + 1)).value.reshaped([1, 1, k, k]))
+                    let yc = try ref.conv2d(xc, wc, padding: p, dilation: d)
+                    try ref.backward(yc, gradient: try t.sliceChannels(Variable(dy), c..<(c + 1)).value)
+                    assertClose(try t.sliceChannels(Variable(y.value), c..<(c + 1)).value.scalars, yc.value.scalars, tolerance: 1e-5)
+                    assertClose(try t.sliceChannels(Variable(xv.grad!), c..<(c + 1)).value.scalars, xc.grad!.scalars, tolerance: 1e-5)
+                    assertClose(Array(wv.grad!.scalars[(c * k * k)..<((c + 1) * k * k)]), wc.grad!.scalars, tolerance: 1e-4)
+                }
+            }
+        }
+    }
+
     func testGroupedMatchesSlicedConvolution() throws {
         let x = randomTensor([2, 4, 6, 6], seed: 3)
         let w = randomTensor([6, 2, 3, 3], seed: 4)

@@ -168,6 +168,15 @@ final class SearchCommandTests: XCTestCase {
         XCTAssertTrue(lines[0].hasPrefix("# nas-mpi 0."), String(lines[0]))
         XCTAssertTrue(lines.contains { $0.hasPrefix("# command: ") && $0.contains("search --channels 2") }, "\(lines)")
         XCTAssertTrue(lines.contains { $0.hasPrefix("# started: 20") }, "\(lines)")
+        // The OpenBLAS kernels: where OpenBLAS falls back to its SSE kernels on a CPU with AVX or
+        // wider (as it does in this test process), the command restarted itself with better ones.
+        let blas = lines.first { $0.hasPrefix("# blas: OpenBLAS ") }.map(String.init) ?? "none in \(lines)"
+        if let better = BLAS.betterCore(than: BLAS.coreName, simdLevel: BLAS.simdLevel) {
+            XCTAssertTrue(blas.lowercased().contains("openblas \(better.lowercased()) kernels"), blas)
+            XCTAssertTrue(blas.contains("OpenBLAS chose \(BLAS.coreName)"), blas)
+        } else {
+            XCTAssertTrue(blas.hasPrefix("# blas: OpenBLAS \(BLAS.coreName) kernels"), blas)
+        }
         let stamped = try NSRegularExpression(pattern: #"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}) "#)
         let body = lines.filter { !$0.hasPrefix("#") }
         XCTAssertFalse(body.isEmpty)

@@ -6,7 +6,8 @@ extension Tape {
     /// y = max(x, 0). Any shape.
     ///
     /// Both passes are branch-free (a select per element), so they vectorise and do not pay for
-    /// mispredicted branches on inputs of random sign.
+    /// mispredicted branches on inputs of random sign (the backward pass spells its select out in
+    /// SIMD, see `Elementwise.passWherePositive`).
     public func relu(_ x: Variable) -> Variable {
         let n = x.value.count
         let y = Tensor(uninitializedShape: x.shape) { out in
@@ -22,11 +23,8 @@ extension Tape {
                 out.value.scalars.withUnsafeBufferPointer { yp in
                     let (d, g, v) = (dx.baseAddress!, dy.baseAddress!, yp.baseAddress!)
                     Parallel.forRanges(n) { r in
-                        if accumulate {
-                            for i in r { d[i] += v[i] > 0 ? g[i] : 0 }
-                        } else {
-                            for i in r { d[i] = v[i] > 0 ? g[i] : 0 }
-                        }
+                        Elementwise.passWherePositive(g + r.lowerBound, gate: v + r.lowerBound, into: d + r.lowerBound,
+                                                      r.count, accumulate: accumulate)
                     }
                 }
             }

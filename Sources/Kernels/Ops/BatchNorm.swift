@@ -178,7 +178,10 @@ extension Tape {
                 masked = [Float](unsafeUninitializedCapacity: dy.count) { buf, count in
                     out.value.scalars.withUnsafeBufferPointer { yp in
                         let (m, g, yo) = (buf.baseAddress!, dy.baseAddress!, yp.baseAddress!)
-                        Parallel.forRanges(dy.count) { r in for j in r { m[j] = yo[j] > 0 ? g[j] : 0 } }
+                        Parallel.forRanges(dy.count) { r in
+                            Elementwise.passWherePositive(g + r.lowerBound, gate: yo + r.lowerBound, into: m + r.lowerBound,
+                                                          r.count, accumulate: false)
+                        }
                     }
                     count = dy.count
                 }

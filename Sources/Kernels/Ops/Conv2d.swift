@@ -171,6 +171,21 @@ public enum Conv2dKernels {
                            b: x + n * inPlane, ldb: outHW, c: y + n * outPlane, ldc: outHW)
             }
         } else if g.isDepthwise {
+            if let padded = DepthwisePadded(g) {
+                let kk = g.kernelH * g.kernelW
+                let planes = g.batch * g.inChannels
+                ScratchPool.shared.withBuffers(Parallel.chunks(planes, work: g.macs), size: padded.scratchSize) { scratch in
+                    Parallel.forChunks(planes, work: g.macs) { worker, range in
+                        let s = scratch[worker]
+                        padded.clear(s)
+                        for nc in range {
+                            padded.pad(x + nc * outHW, into: s)
+                            padded.convolve(s, w: w + (nc % g.inChannels) * kk, flipped: false, into: y + nc * outHW, accumulate: false)
+                        }
+                    }
+                }
+                return
+            }
             y.update(repeating: 0, count: g.batch * outPlane)
             if let plan = DepthwisePlan(g) {
                 let kk = g.kernelH * g.kernelW
@@ -229,6 +244,21 @@ public enum Conv2dKernels {
                            b: dy + n * outPlane, ldb: outHW, beta: accumulate ? 1 : 0, c: dx + n * inPlane, ldc: outHW)
             }
         } else if g.isDepthwise {
+            if let padded = DepthwisePadded(g) {
+                let kk = g.kernelH * g.kernelW
+                let planes = g.batch * g.inChannels
+                ScratchPool.shared.withBuffers(Parallel.chunks(planes, work: g.macs), size: padded.scratchSize) { scratch in
+                    Parallel.forChunks(planes, work: g.macs) { worker, range in
+                        let s = scratch[worker]
+                        padded.clear(s)
+                        for nc in range {
+                            padded.pad(dy + nc * outHW, into: s)
+                            padded.convolve(s, w: w + (nc % g.inChannels) * kk, flipped: true, into: dx + nc * outHW, accumulate: true)
+                        }
+                    }
+                }
+                return
+            }
             if let plan = DepthwisePlan(g) {
                 let kk = g.kernelH * g.kernelW
                 plan.withMasks { masks in
@@ -271,6 +301,22 @@ public enum Conv2dKernels {
         if g.isDepthwise {
             // One channel per task: no two tasks write the same weights.
             let kk = g.kernelH * g.kernelW
+            if let padded = DepthwisePadded(g) {
+                ScratchPool.shared.withBuffers(Parallel.chunks(g.inChannels, work: g.macs), size: padded.scratchSize) { scratch in
+                    Parallel.forChunks(g.inChannels, work: g.macs) { worker, range in
+                        let s = scratch[worker]
+                        padded.clear(s)
+                        for c in range {
+                            for n in 0..<g.batch {
+                                let nc = n * g.inChannels + c
+                                padded.pad(x + nc * outHW, into: s)
+                                padded.weightGrad(s, dy: dy + nc * outHW, dw: dw + c * kk)
+                            }
+                        }
+                    }
+                }
+                return
+            }
             if let plan = DepthwisePlan(g) {
                 plan.withMasks { masks in
                     Parallel.forEach(g.inChannels, work: g.macs) { c in

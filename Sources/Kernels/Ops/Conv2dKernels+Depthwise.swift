@@ -151,3 +151,110 @@ extension Conv2dKernels {
         }
     }
 }
+
+extension Conv2dKernels {
+    // MARK: Depthwise, register-blocked on padded planes
+
+    /// Depthwise convolution at stride 1 with "same" padding (odd square kernel, padding =
+    /// dilation x (kernel - 1) / 2: every DARTS sep_conv and dil_conv at stride 1), on a
+    /// zero-padded copy of each plane.
+    ///
+    /// Each block of 8 outputs sums all its taps in registers and is stored once, where the tap-
+    /// by-tap plan (`DepthwisePlan`) loads and stores the output plane once per tap and reads a
+    /// column mask. The padded copy removes every bounds check: its rows are the plane's width
+    /// rounded up to 8 plus the kernel's reach, and its border (written zero once per worker)
+    /// supplies the padding. The transposed convolution (input gradient) is the same loop on the
+    /// padded output gradient with the kernel flipped; the weight gradient reads the padded input
+    /// against the output gradient copied to rows of the rounded-up width with zero tails.
+    struct DepthwisePadded {
+        typealias V = SIMD8<Float>
+        let height: Int, width: Int, kernel: Int, dilation: Int, padding: Int
+        /// The width rounded up to a multiple of 8: the columns each output row computes.
+        let rowWidth: Int
+        /// Row pitch and rows of a padded plane.
+        let pitch: Int, rows: Int
+
+        init?(_ g: ConvGeometry) {
+            guard g.stride == 1, g.kernelH == g.kernelW, g.kernelH % 2 == 1,
+                  2 * g.padding == (g.kernelH - 1) * g.dilation,
+                  g.outHeight == g.height, g.outWidth == g.width, g.height > 0, g.width > 0 else { return nil }
+            height = g.height
+            width = g.width
+            kernel = g.kernelH
+            dilation = g.dilation
+            padding = g.padding
+            rowWidth = (g.width + 7) & ~7
+            pitch = rowWidth + (kernel - 1) * dilation
+            rows = height + (kernel - 1) * dilation
+        }
+
+        /// Floats of one worker's scratch: a padded plane, then a plane of rows `rowWidth` wide.
+        var scratchSize: Int { rows * pitch + height * rowWidth }
+
+        /// Zeroes a worker's scratch (once: later planes only overwrite the interior).
+        func clear(_ scratch: UnsafeMutablePointer<Float>) { scratch.update(repeating: 0, count: scratchSize) }
+
+        /// Copies a plane into the interior of the padded plane at the start of `scratch`.
+        @inline(__always)
+        func pad(_ plane: UnsafePointer<Float>, into scratch: UnsafeMutablePointer<Float>) {
+            for r in 0..<height {
+                (scratch + (r + padding) * pitch + padding).update(from: plane + r * width, count: width)
+            }
+        }
+
+        /// y (+)= the convolution of the padded plane with w (w flipped: the transposed convolution).
+        @inline(__always)
+        func convolve(_ padded: UnsafePointer<Float>, w: UnsafePointer<Float>, flipped: Bool,
+                      into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+            let (K, d) = (kernel, dilation)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: K * K) { taps in
+                for k in 0..<(K * K) { taps[k] = flipped ? w[K * K - 1 - k] : w[k] }
+                let t = taps.baseAddress!
+                for oy in 0..<height {
+                    let yr = y + oy * width
+                    var ox = 0
+                    while ox < width {
+                        var acc = V(repeating: 0)
+                        for ky in 0..<K {
+                            let row = padded + (oy + ky * d) * pitch + ox
+                            for kx in 0..<K {
+                                acc += t[ky * K + kx] * UnsafeRawPointer(row + kx * d).loadUnaligned(as: V.self)
+                            }
+                        }
+                        if ox + 8 <= width {
+                            if accumulate { acc += UnsafeRawPointer(yr + ox).loadUnaligned(as: V.self) }
+                            UnsafeMutableRawPointer(yr + ox).storeBytes(of: acc, as: V.self)
+                        } else {
+                            for i in 0..<(width - ox) { yr[ox + i] = accumulate ? yr[ox + i] + acc[i] : acc[i] }
+                        }
+                        ox += 8
+                    }
+                }
+            }
+        }
+
+        /// dw[k] += sum over positions of dy * x shifted by tap k, from the padded x at the start
+        /// of `scratch` and dy (a plane `width` wide).
+        @inline(__always)
+        func weightGrad(_ scratch: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>) {
+            let (K, d) = (kernel, dilation)
+            let padded = UnsafePointer(scratch)
+            let g = scratch + rows * pitch
+            for r in 0..<height { (g + r * rowWidth).update(from: dy + r * width, count: width) }
+            for ky in 0..<K {
+                for kx in 0..<K {
+                    var acc = V(repeating: 0)
+                    for oy in 0..<height {
+                        let (xr, gr) = (padded + (oy + ky * d) * pitch + kx * d, g + oy * rowWidth)
+                        var ox = 0
+                        while ox < rowWidth {
+                            acc += UnsafeRawPointer(gr + ox).loadUnaligned(as: V.self) * UnsafeRawPointer(xr + ox).loadUnaligned(as: V.self)
+                            ox += 8
+                        }
+                    }
+                    dw[ky * K + kx] += acc.sum()
+                }
+            }
+        }
+    }
+}

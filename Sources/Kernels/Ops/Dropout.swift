@@ -31,17 +31,46 @@ extension Tape {
 
     /// y = x * mask, with mask elementwise (same shape) or one value per sample.
     func multiplyByMask(_ x: Variable, mask: Tensor, perSample: Bool) -> Variable {
-        let inner = perSample ? x.value.count / max(mask.count, 1) : 1
-        var y = x.value
-        y.scalars.withUnsafeMutableBufferPointer { yp in
-            mask.scalars.withUnsafeBufferPointer { m in
-                for i in 0..<yp.count { yp[i] *= m[i / inner] }
+        // Per sample: one scale over each contiguous run of `inner` elements (no index division in
+        // the loop, so it vectorises); elementwise: inner = 1 and the mask is read per element.
+        let count = x.value.count
+        let inner = perSample ? count / max(mask.count, 1) : 1
+        let y = Tensor(uninitializedShape: x.shape) { out in
+            x.value.scalars.withUnsafeBufferPointer { xp in
+                mask.scalars.withUnsafeBufferPointer { m in
+                    Self.scale(xp.baseAddress!, by: m.baseAddress!, inner: inner, count: count, into: out.baseAddress!, accumulate: false)
+                }
             }
         }
         return output(y, inputs: [x]) { _, dy in
-            x.accumulateGrad { dx in
+            x.writeOrAccumulateGrad { dx, accumulate in
                 mask.scalars.withUnsafeBufferPointer { m in
-                    for i in 0..<dx.count { dx[i] += dy[i] * m[i / inner] }
+                    Self.scale(dy.baseAddress!, by: m.baseAddress!, inner: inner, count: count, into: dx.baseAddress!, accumulate: accumulate)
+                }
+            }
+        }
+    }
+
+    /// d = a * m (or d += a * m), m holding one value per run of `inner` elements (inner = 1: per element).
+    private static func scale(_ a: UnsafePointer<Float>, by m: UnsafePointer<Float>, inner: Int, count: Int,
+                              into d: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        if inner == 1 {
+            Parallel.forRanges(count) { r in
+                if accumulate {
+                    for i in r { d[i] += a[i] * m[i] }
+                } else {
+                    for i in r { d[i] = a[i] * m[i] }
+                }
+            }
+            return
+        }
+        Parallel.forChunks(count / inner, work: count) { _, samples in
+            for s in samples {
+                let (f, base) = (m[s], s * inner)
+                if accumulate {
+                    for i in base..<(base + inner) { d[i] += a[i] * f }
+                } else {
+                    for i in base..<(base + inner) { d[i] = a[i] * f }
                 }
             }
         }

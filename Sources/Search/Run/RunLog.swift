@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 
 /// What heads each process's part of a run's log.txt: the program version, the command line as
 /// typed and the start time. Set once by the command line (`RunLogHeader.set`); library users that
@@ -31,6 +32,7 @@ public enum RunLogHeader {
             "# nas-mpi" + (state.version.map { " " + $0 } ?? ""),
             "# command: " + (["nas-mpi"] + state.arguments).map(shellQuoted).joined(separator: " "),
             "# started: \(RunLogHeader.timestamp(state.started)) on \(host), pid \(getpid())",
+            "# blas: " + BLAS.kernelDescription,
         ]
     }
 

@@ -93,12 +93,14 @@ public struct RunManifest: Codable, Equatable, Sendable {
     /// Rank 0's host and its cores.
     public var host: String
     public var cores: Int
+    /// The OpenBLAS kernel set rank 0 ran (`BLAS.kernelDescription`); absent in older files.
+    public var blas: String?
     /// ISO 8601: when the run first started, and when this file was written.
     public var started: String
     public var finished: String
 
     enum CodingKeys: String, CodingKey {
-        case version, kind, method, seed, ranks, budget, dataset, status, host, cores, started, finished, fidelity
+        case version, kind, method, seed, ranks, budget, dataset, status, host, cores, blas, started, finished, fidelity
         case threadsPerRank = "threads_per_rank"
         case bestGenotype = "best_genotype"
         case bestGenotypePython = "best_genotype_python"
@@ -132,6 +134,7 @@ public struct RunManifest: Codable, Equatable, Sendable {
         commandLine = CommandLine.arguments
         host = ProcessInfo.processInfo.hostName
         cores = ProcessInfo.processInfo.activeProcessorCount
+        blas = BLAS.kernelDescription
         let now = Self.timestamp(Date())
         started = now
         finished = now

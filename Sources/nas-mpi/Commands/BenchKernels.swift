@@ -39,7 +39,7 @@ struct BenchKernels: ParsableCommand {
         let channelList = try parsePositiveList(channels, flag: "--channels")
         let sizeList = try parsePositiveList(sizes, flag: "--sizes")
         print("nas-mpi \(NasMPI.version) bench kernels: batch \(batch), \(threads) thread(s), median of \(repeats) after 1 warm-up")
-        print("OpenBLAS: \(BLAS.configuration)")
+        print("OpenBLAS: \(BLAS.configuration); \(BLAS.kernelDescription)")
         print("")
         benchSGEMM(threads: threads)
         benchTriad(threads: threads)

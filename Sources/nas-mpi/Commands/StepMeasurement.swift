@@ -58,6 +58,7 @@ struct StepMeasurement {
         Swift.print(String(format: "communication: %.4f s per step (%.1f%% of the median step)", communicationSeconds, 100 * communicationSeconds / t.median))
         Swift.print(String(format: "peak resident memory: %.0f MB (largest rank)", peakResidentBytes / 1e6))
         Swift.print(String(format: "OpenBLAS sgemm 1024^3: %.1f GFLOP/s on 1 thread, %.1f on %d", sgemm.one, sgemm.all, threads))
+        Swift.print(BLAS.kernelDescription)
         guard let profile else { return }
         let total = profile.reduce(0) { $0 + $1.entry.total }
         Swift.print("")
