@@ -45,7 +45,7 @@ public struct ReportFigures {
         var anytimeSeries: [Chart.Series] = []
         for r in report.runs where !r.isTraining && !r.isFidelity {
             let curve = r.anytime
-            let source = r.candidates.isEmpty ? "metrics.jsonl" : "candidates.jsonl"
+            let source = r.isSinglePath ? "ws_scores.jsonl" : r.candidates.isEmpty ? "metrics.jsonl" : "candidates.jsonl"
             for p in curve {
                 anytimeCSV.append([r.path, r.methodLabel, "\(r.manifest.seed)", source, CSVTable.number(p.coreHours), CSVTable.number(p.best)])
             }
@@ -57,7 +57,9 @@ public struct ReportFigures {
             id: "anytime", title: "Best validation accuracy so far against core-hours",
             caption: "x: core-hours held since the run started (wall seconds x ranks x threads per rank / 3600). y: the best validation accuracy found so far. "
                 + "Full-training searches (solid): one step per finished candidate, its standalone validation accuracy (candidates.jsonl finished_seconds, valid_acc). "
-                + "Weight-sharing searches (dashed): one step per epoch, the supernet's validation accuracy (metrics.jsonl seconds summed, val_acc), which is not the accuracy of any standalone architecture.",
+                + "Weight-sharing searches (dashed): one step per epoch, the supernet's validation accuracy (metrics.jsonl seconds summed, val_acc), which is not the accuracy of any standalone architecture; "
+                + "single-path ones (random-ws, enas), whose per-epoch validation pass uses BatchNorm statistics shared by every path and measures no architecture: one point at the end of the search (run.json core_hours_held), "
+                + "the best candidate's validation accuracy after BatchNorm recalibration (ws_scores.jsonl val_acc).",
             svg: Chart(title: "Anytime performance", x: .init("core-hours held"), y: .init("best validation accuracy so far", percent: true),
                        series: anytimeSeries).svg,
             data: "anytime")
@@ -221,28 +223,31 @@ public struct ReportFigures {
                                   "cpu_core_hours_mean", "wall_seconds_mean", "wall_seconds_std", "cores_used",
                                   "validation_accuracy_mean", "validation_accuracy_std", "validation_measurements",
                                   "test_accuracy_mean", "test_accuracy_std", "test_measurements",
-                                  "supernet_validation_accuracy_mean", "parameters", "macs", "speed_up"])
+                                  "supernet_validation_accuracy_mean", "best_candidate_recalibrated_validation_accuracy_mean",
+                                  "parameters", "macs", "speed_up"])
         for r in rows {
             t.append([r.method, r.family, "\(r.runs.count)", r.seeds.map(String.init).joined(separator: " "),
                       CSVTable.number(r.coreHoursHeld?.mean), CSVTable.number(r.coreHoursHeld?.std),
                       CSVTable.number(r.cpuCoreHours?.mean), CSVTable.number(r.wallSeconds?.mean), CSVTable.number(r.wallSeconds?.std), r.coresUsed,
                       CSVTable.number(r.validationAccuracy?.mean), CSVTable.number(r.validationAccuracy?.std), "\(r.validationAccuracy?.count ?? 0)",
                       CSVTable.number(r.testAccuracy?.mean), CSVTable.number(r.testAccuracy?.std), "\(r.testAccuracy?.count ?? 0)",
-                      CSVTable.number(r.supernetValidationAccuracy?.mean), r.parameters ?? "", r.macs ?? "", CSVTable.number(r.speedUp)])
+                      CSVTable.number(r.supernetValidationAccuracy?.mean), CSVTable.number(r.bestCandidateValidationAccuracy?.mean),
+                      r.parameters ?? "", r.macs ?? "", CSVTable.number(r.speedUp)])
         }
         return t
     }
 
     static func runTable(_ rows: [MethodRow]) -> CSVTable {
         var t = CSVTable(header: ["run", "kind", "method", "seed", "status", "ranks", "threads_per_rank", "core_hours_held", "cpu_core_hours",
-                                  "wall_seconds", "supernet_validation_accuracy", "validation_accuracy", "test_accuracy", "accuracy_source",
+                                  "wall_seconds", "supernet_validation_accuracy", "best_candidate_recalibrated_validation_accuracy",
+                                  "validation_accuracy", "test_accuracy", "accuracy_source",
                                   "parameters", "macs", "genotype"])
         for row in rows {
             for r in row.runs {
                 let m = r.run.manifest
                 t.append([r.run.path, m.kind, m.method, "\(m.seed)", m.status.rawValue, "\(m.ranks)", "\(m.threadsPerRank)",
                           CSVTable.number(m.coreHoursHeld), CSVTable.number(m.coreHours), CSVTable.number(m.wallSeconds),
-                          CSVTable.number(m.supernetValidationAccuracy),
+                          CSVTable.number(r.run.supernetValidationAccuracy), CSVTable.number(r.run.bestCandidateValidationAccuracy),
                           r.validationAccuracies.map { CSVTable.number($0) }.joined(separator: " "),
                           r.testAccuracies.map { CSVTable.number($0) }.joined(separator: " "), r.accuracySource,
                           r.size.parameters.map(String.init) ?? "", r.size.macs.map(String.init) ?? "", m.bestGenotypePython ?? ""])

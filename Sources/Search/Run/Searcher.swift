@@ -242,8 +242,12 @@ public final class Searcher: EpochTask {
             try AtomicFile.write(kept.pythonDescription + "\n", to: directory.genotypeText)
             if let decision { try directory.writeJSON(decision.json, to: directory.file("early_stop.json")) }
         }
-        let line = String(format: "train loss %.4f acc %.1f%%, val loss %.4f acc %.1f%%, lr %.5f, %@%@%@",
-                          summary.trainLoss, 100 * summary.trainAccuracy,
+        // A single-path supernet's validation pass runs the last trained path with the shared
+        // running BatchNorm statistics, which fit no one path: the log says so (metrics.jsonl
+        // keeps the field name val_acc).
+        let validationLabel = config.method.isSinglePath ? "val (last trained path, shared BatchNorm)" : "val"
+        let line = String(format: "train loss %.4f acc %.1f%%, %@ loss %.4f acc %.1f%%, lr %.5f, %@%@%@",
+                          summary.trainLoss, 100 * summary.trainAccuracy, validationLabel,
                           valLoss, 100 * valAcc, summary.learningRate, diagnostics.summary,
                           eigenvalue.map { String(format: ", hessian eigenvalue %.4g", $0) } ?? "",
                           warm ? " (warm-up: architecture frozen)" : "")

@@ -244,7 +244,13 @@ struct SearchCommand: ParsableCommand {
             manifest.status = status
             manifest.statusDetail = detail
             manifest.setBest(genotype ?? (try? Genotype.load(dir.genotypeJSON.path)), validationAccuracy: nil, testAccuracy: nil)
-            manifest.supernetValidationAccuracy = searcher.loop.metrics.last?.object?["val_acc"]?.double
+            // A single-path supernet's per-epoch val_acc is one path under shared BatchNorm
+            // statistics: not the supernet's accuracy. Its candidates' recalibrated scores are.
+            if config.method.isSinglePath {
+                manifest.bestCandidateValidationAccuracy = SupernetScoring.bestValidationAccuracy(file: dir.file("ws_scores.jsonl"))
+            } else {
+                manifest.supernetValidationAccuracy = searcher.loop.metrics.last?.object?["val_acc"]?.double
+            }
             try manifest.write(to: dir)
         }
         let outcome: Searcher.Outcome
@@ -256,6 +262,10 @@ struct SearchCommand: ParsableCommand {
         case .finished(let genotype):
             try writeManifest(.finished, genotype: genotype)
             if comm.rank == 0 {
+                if config.method.isSinglePath {
+                    searcher.log("note: the per-epoch \"val (last trained path, shared BatchNorm)\" accuracy above (metrics.jsonl val_acc) runs the last trained path with the supernet's running BatchNorm statistics, which every path trained shares and none fits, so it measures neither the supernet nor any architecture (on real data it sits near chance); each candidate's accuracy after recomputing BatchNorm for its path is in ws_scores.jsonl"
+                                 + (manifest.bestCandidateValidationAccuracy.map { String(format: " (best %.2f%%)", 100 * $0) } ?? ""))
+                }
                 searcher.log("genotype: \(genotype.pythonDescription)")
                 searcher.log("written: \(dir.genotypeJSON.path), \(dir.genotypeText.path), \(dir.manifest.path)"
                              + (searcher.earlyStop.map { ", \(dir.file("early_stop.json").path) (genotype of epoch \($0.chosenEpoch))" } ?? ""))
