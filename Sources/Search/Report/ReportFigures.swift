@@ -15,8 +15,9 @@ public struct ReportFigures {
     public private(set) var anytime: ReportFigure!
     public private(set) var costAccuracy: ReportFigure!
     public private(set) var skipCount: ReportFigure?
-    /// Per fidelity study: supernet against standalone accuracy, with its statistics.
-    public private(set) var fidelity: [(run: ReportRun, summary: FidelitySummary?, figure: ReportFigure)] = []
+    /// Per fidelity study: supernet against standalone accuracy, with its statistics, and Kendall
+    /// tau against the supernet's epoch when the search kept its epochs' weights.
+    public private(set) var fidelity: [(run: ReportRun, summary: FidelitySummary?, figure: ReportFigure, epochs: ReportFigure?)] = []
     /// Per weight-sharing run: its heatmaps, by selected epoch (normal and reduce).
     public private(set) var alphas: [(run: ReportRun, figures: [ReportFigure])] = []
     /// Per final genotype: normal and reduce cell.
@@ -27,7 +28,7 @@ public struct ReportFigures {
     public var all: [ReportFigure] {
         var figures: [ReportFigure] = [anytime, costAccuracy]
         if let skipCount { figures.append(skipCount) }
-        figures += fidelity.map(\.figure)
+        figures += fidelity.flatMap { [$0.figure] + ($0.epochs.map { [$0] } ?? []) }
         figures += alphas.flatMap(\.figures)
         return figures + cells.flatMap(\.figures)
     }
@@ -154,6 +155,7 @@ public struct ReportFigures {
         let studies = report.runs.filter(\.isFidelity)
         var fidelityCSV = CSVTable(header: ["run", "index", "source", "supernet_accuracy", "standalone_accuracy_mean", "standalone_accuracy_std",
                                             "standalone_accuracies", "complete", "genotype"])
+        var epochCSV = CSVTable(header: ["run", "epoch", "complete", "kendall_tau", "spearman_rho", "sparse_kendall_tau"])
         for (n, r) in studies.enumerated() {
             var points: [(x: Double, y: Double)] = [], tips: [String] = []
             for rec in r.fidelity {
@@ -166,6 +168,13 @@ public struct ReportFigures {
                 tips.append("#\(rec["index"]?.int ?? 0) (\(rec["source"]?.string ?? "")): " + String(format: "supernet %.2f %%, standalone %.2f %%", 100 * x, 100 * y))
             }
             let summary = r.manifest.fidelity
+            let epochs = summary?.perEpoch.flatMap { $0.isEmpty ? nil : $0 }.map { perEpoch in
+                for e in perEpoch {
+                    epochCSV.append([r.path, "\(e.epoch)", "\(e.complete)", CSVTable.number(e.kendallTau), CSVTable.number(e.spearmanRho),
+                                     CSVTable.number(e.sparseKendallTau)])
+                }
+                return Self.epochFigure(perEpoch, run: r, index: n + 1)
+            }
             fidelity.append((r, summary, ReportFigure(
                 id: "fidelity-\(n + 1)", title: "Fidelity of the \(r.manifest.method) supernet (\(r.name))",
                 caption: "x: the supernet's validation accuracy of each architecture (its single path, BatchNorm recomputed for it). "
@@ -174,9 +183,10 @@ public struct ReportFigures {
                 svg: Chart(title: "Supernet against standalone accuracy", x: .init("supernet validation accuracy", log: false, percent: true),
                            y: .init("standalone validation accuracy (mean over seeds)", log: false, percent: true),
                            series: [Chart.Series("architectures", points, style: .points, color: Palette.color(0), tooltips: tips)]).svg,
-                data: "fidelity")))
+                data: "fidelity"), epochs))
         }
         if !studies.isEmpty { tables.append(("fidelity", fidelityCSV)) }
+        if fidelity.contains(where: { $0.epochs != nil }) { tables.append(("fidelity_epochs", epochCSV)) }
 
         // Cell diagrams of every final genotype (runs sharing one are drawn once).
         var genotypeCSV = CSVTable(header: ["genotype", "runs", "cell", "node", "input", "op", "python"])
@@ -203,6 +213,26 @@ public struct ReportFigures {
         }
         tables.append(("genotypes", genotypeCSV))
         tables.append(("sources", Self.sourcesTable(report.runs)))
+    }
+
+    /// Kendall tau (and Spearman rho) of each kept epoch's supernet against standalone training.
+    static func epochFigure(_ perEpoch: [EpochFidelity], run r: ReportRun, index: Int) -> ReportFigure {
+        func series(_ name: String, _ value: (EpochFidelity) -> Double?, color: String, dash: String?) -> Chart.Series {
+            let kept = perEpoch.compactMap { e in value(e).map { (e, $0) } }
+            return Chart.Series(name, kept.map { (x: Double($0.0.epoch), y: $0.1) }, style: .linePoints, color: color, dash: dash,
+                                tooltips: kept.map { String(format: "epoch %d: %@ %.3f over %d architectures", $0.0.epoch, name, $0.1, $0.0.complete) })
+        }
+        return ReportFigure(
+            id: "fidelity-epochs-\(index)", title: "Kendall tau against supernet epoch (\(r.name))",
+            caption: "x: epochs the \(r.manifest.method) supernet had trained (the search's kept weights, epochs/epoch-NNN.bin). "
+                + "y: rank correlation between that supernet's validation accuracy of each architecture (single path, BatchNorm recomputed for it) "
+                + "and its standalone validation accuracy (mean over seeds, trained once): Kendall tau-b (solid) and Spearman rho (dashed). "
+                + "From \(r.path)/fidelity.json (per_epoch).",
+            svg: Chart(title: "Kendall tau against supernet epoch", x: .init("supernet epoch", log: false),
+                       y: .init("rank correlation with standalone accuracy", log: false, includes: [-1, 1]),
+                       series: [series("Kendall tau", \.kendallTau, color: Palette.color(0), dash: nil),
+                                series("Spearman rho", \.spearmanRho, color: Palette.color(1), dash: "5 3")]).svg,
+            data: "fidelity_epochs")
     }
 
     /// `count` entries spread evenly, always the first and the last.

@@ -67,7 +67,10 @@ struct ReportHTML {
         if !figures.fidelity.isEmpty {
             h.append("<h2 id=\"fidelity\">Fidelity: does the supernet rank architectures as standalone training does?</h2>")
             h.append("<p class=\"note\">\(e(ReportText.fidelityNote))</p>")
-            for f in figures.fidelity { h.append(figure(f.figure)) }
+            for f in figures.fidelity {
+                h.append(figure(f.figure))
+                if let e = f.epochs { h.append(figure(e)) }
+            }
         }
 
         if let skip = figures.skipCount {
@@ -147,7 +150,8 @@ enum ReportText {
         func f(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "n/a" }
         return "N = \(s.complete) architectures (of \(s.genotypes)), \(s.seeds) seeds, \(s.candidateEpochs) epoch(s) each: Kendall tau \(f(s.kendallTau)), Spearman rho \(f(s.spearmanRho)), "
             + "sparse Kendall tau \(f(s.sparseKendallTau))" + s.topK.map { ", top-\($0.k) overlap \($0.common)/\($0.k)" }.joined()
-            + "; tau against supernet epoch " + (s.supernetEpochTau.map { f($0) } ?? "not measured (the search kept only its last weights)")
+            + "; tau against supernet epoch " + (s.perEpoch.map { ": " + $0.map { "epoch \($0.epoch) \(f($0.kendallTau))" }.joined(separator: ", ") }
+                                                    ?? "not measured (the search kept only its last weights)")
     }
 
     static let publishedNote = "As published by the papers cited (CIFAR-10, their hardware, search spaces and training protocols), for scale only; "

@@ -6,7 +6,7 @@ import Kernels
 /// over the training half of the data, with the validation half for architecture steps and the
 /// per-epoch validation pass. Per epoch it adds to the run directory the validation figures and
 /// genotype (metrics.jsonl), the normalised architecture parameters by name (alphas.jsonl), and
-/// genotype.json / genotype.txt.
+/// genotype.json / genotype.txt; with `keepEpochWeights`, each epoch's checkpoint in epochs/.
 public final class Searcher: EpochTask {
     public let config: SearchConfig
     public let directory: RunDirectory
@@ -62,6 +62,7 @@ public final class Searcher: EpochTask {
         loop = EpochLoop(task: self, comm: communicator, directory: directory, averager: averager, trainSet: trainSet,
                          validationSet: validationSet, epochs: config.epochs, batchSize: config.batchSize, seed: config.seed,
                          threads: threads)
+        loop.keepEpochCheckpoints = config.keepEpochWeights == true
         var loaded: String?
         try loop.start(resume: resume, config: config, prepare: {
             loaded = try config.initWeights.map { try loadInitialWeights($0) }

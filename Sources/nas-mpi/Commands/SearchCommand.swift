@@ -102,6 +102,8 @@ struct SearchCommand: ParsableCommand {
     var bnReset: Int?
     @Option(help: "Progressive channel growth: C@EPOCH pairs, e.g. 4@0,8@10,16@20 (C=4 from epoch 0, 8 from epoch 10, 16 from epoch 20). The supernet starts narrow and is widened at the start of each listed epoch, keeping its function (new channels start at zero); the alphas and the optimisers' state carry over. The last width is the run's --channels. Methods darts, sdarts, darts-minus.")
     var channelSchedule: String?
+    @Flag(help: "Keep the supernet of every epoch: each end-of-epoch checkpoint is also written to epochs/epoch-NNN.bin (the size of checkpoint.bin per epoch), so that `nas-mpi fidelity` reports Kendall tau against the supernet's epoch.")
+    var keepEpochWeights = false
     @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
     var checkConsistency = 0
     @Option(help: "Progress: auto (a live line on a terminal), live, or lines.") var progress: ProgressStyle = .auto
@@ -153,6 +155,7 @@ struct SearchCommand: ParsableCommand {
         if hessianEigenvalue { c.hessianEigenvalue = true }
         if let v = bnMode { c.bnMode = v }
         if let v = bnReset { c.bnReset = v }
+        if keepEpochWeights { c.keepEpochWeights = true }
         try applyPDARTS(to: &c)
         if wsSamples != nil || wsTop != nil || wsBatches != nil || wsBnBatches != nil {
             var w = c.weightSharing ?? .preset(c.preset)
@@ -283,6 +286,7 @@ struct SearchCommand: ParsableCommand {
     static func regularisationDetail(_ c: SearchConfig) -> String {
         (c.opDropout.map { ", op dropout \($0.description)" } ?? "") + (c.bnMode == .batch ? ", BatchNorm without running statistics" : "")
             + (c.bnReset.map { ", BatchNorm reset over \($0) batches at the end" } ?? "")
+            + (c.keepEpochWeights == true ? ", every epoch's weights kept in epochs/" : "")
             + (c.channelSchedule.map { ", channel schedule \($0) (C widened at the start of epochs \($0.wideningEpochs.map { String($0 + 1) }.joined(separator: ", ")))" } ?? "")
     }
 
