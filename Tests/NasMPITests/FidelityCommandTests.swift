@@ -5,12 +5,15 @@ import _TestSupport
 
 /// `nas-mpi fidelity`: a tiny random-ws supernet, its genotypes scored on it and trained standalone.
 final class FidelityCommandTests: XCTestCase {
-    private func search(_ out: URL, method: String = "random-ws", images: String = "64", batch: String = "8") throws {
+    @discardableResult
+    private func search(_ out: URL, method: String = "random-ws", images: String = "64", batch: String = "8",
+                        extra: [String] = []) throws -> CommandResult {
         var args = ["search", "--method", method, "--channels", "4", "--layers", "3", "--input", "1x8x8", "--synthetic-count", images,
-                    "--batch-size", batch, "--threads", "1", "--epochs", "1", "--seed", "1", "--out", out.path]
+                    "--batch-size", batch, "--threads", "1", "--epochs", "1", "--seed", "1", "--out", out.path] + extra
         if method == "random-ws" { args += ["--ws-samples", "4", "--ws-top", "2", "--ws-batches", "2", "--ws-bn-batches", "2"] }
         let r = try runNasMPI(args)
         XCTAssertEqual(r.status, 0, r.stderr)
+        return r
     }
 
     private let tiny = ["--samples", "4", "--seeds", "2", "--candidate-epochs", "1", "--channels", "4", "--layers", "3",
@@ -65,7 +68,7 @@ final class FidelityCommandTests: XCTestCase {
         XCTAssertEqual(summary.topK.map(\.k), [2])
         XCTAssertEqual(summary.topK[0].common, RankCorrelation.topKOverlap(x, y, k: 2))
         for v in [summary.kendallTau, summary.spearmanRho, summary.sparseKendallTau].compactMap({ $0 }) { XCTAssertTrue((-1...1).contains(v)) }
-        XCTAssertNil(summary.supernetEpochTau)
+        XCTAssertNil(summary.perEpoch, "the search kept no per-epoch weights")
         XCTAssertEqual(summary.supernetEpoch, 1)
         XCTAssertEqual(summary.searchMethod, "random-ws")
         XCTAssertEqual(summary.scoreImages, 32, "the whole validation half of 64 images")
@@ -95,6 +98,64 @@ final class FidelityCommandTests: XCTestCase {
                 XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(String(format: "candidates/g%03d-s%d/best.bin", g, s)).path))
             }
         }
+    }
+
+    /// A search that keeps every epoch's weights: the study scores the genotypes on each kept
+    /// supernet and ranks each epoch against the same standalone trainings (done once), and the
+    /// report draws tau against the epoch.
+    func testKeptEpochWeightsGiveOneTauPerEpoch() throws {
+        let base = try temporaryDirectory(self)
+        let run = base.appendingPathComponent("search"), out = base.appendingPathComponent("fidelity")
+        // --epochs 3 after the helper's --epochs 1: the last one given wins.
+        let s = try search(run, extra: ["--keep-epoch-weights", "--epochs", "3"])
+        XCTAssertTrue(s.stdout.contains("every epoch's weights kept in epochs/"), s.stdout)
+        let kept = RunDirectory(run.path).epochCheckpoints()
+        XCTAssertEqual(kept.map(\.epoch), [1, 2, 3])
+        XCTAssertEqual(kept.map(\.url.lastPathComponent), ["epoch-001.bin", "epoch-002.bin", "epoch-003.bin"])
+        for (e, url) in kept {
+            XCTAssertEqual(try CheckpointFile.read(from: url).metadata["epoch"]?.int, e, "the checkpoint at the end of epoch \(e)")
+        }
+        XCTAssertEqual(try Data(contentsOf: kept[2].url), try Data(contentsOf: run.appendingPathComponent("checkpoint.bin")),
+                       "the last epoch's file is the last checkpoint")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: run.appendingPathComponent("epochs").path).filter { $0.hasPrefix(".") }, [],
+                       "atomic writes leave no temporaries")
+
+        let r = try runNasMPI(["fidelity", "--run", run.path, "--out", out.path] + tiny)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("supernets of the 3 epoch(s) the search kept"), r.stdout)
+        XCTAssertEqual(r.stdout.components(separatedBy: "on the kept weights of epoch").count - 1, 3, "each kept epoch scored once")
+        let summary = try JSONDecoder().decode(FidelitySummary.self, from: Data(contentsOf: out.appendingPathComponent("fidelity.json")))
+        let perEpoch = try XCTUnwrap(summary.perEpoch)
+        XCTAssertEqual(perEpoch.map(\.epoch), [1, 2, 3], "one tau per kept epoch")
+        XCTAssertEqual(perEpoch.map(\.complete), [4, 4, 4])
+        // Each epoch's statistics are those of its scores in fidelity.jsonl against the standalone means.
+        let records = try lines(out)
+        let means = records.map { $0["mean"]!.double! }
+        for (k, e) in perEpoch.enumerated() {
+            let scores = try records.map { rec in
+                try XCTUnwrap(rec["supernet_acc_by_epoch"]?.array?[k].object?["supernet_acc"]?.double)
+            }
+            XCTAssertEqual(e.kendallTau, RankCorrelation.kendallTau(scores, means), "epoch \(e.epoch)")
+            XCTAssertEqual(e.spearmanRho, RankCorrelation.spearmanRho(scores, means), "epoch \(e.epoch)")
+        }
+        // The last kept epoch holds the weights the main scores used.
+        XCTAssertEqual(perEpoch[2].kendallTau, summary.kendallTau)
+        XCTAssertTrue(r.stdout.contains("tau against supernet epoch (fidelity_epochs.csv): epoch 1 tau"), r.stdout)
+        let csv = try String(contentsOf: out.appendingPathComponent("fidelity_epochs.csv"), encoding: .utf8)
+        XCTAssertEqual(csv.split(whereSeparator: \.isNewline).count, 4, "a header and one row per epoch")
+        // Standalone training is done once, not per epoch.
+        XCTAssertEqual(try object(out.appendingPathComponent("state.json"))["done"]?.int, 8)
+
+        // The report draws tau against the epoch, with its data.
+        let report = base.appendingPathComponent("report")
+        let rep = try runNasMPI(["report", run.path, out.path, "--out", report.path])
+        XCTAssertEqual(rep.status, 0, rep.stderr)
+        let html = try String(contentsOf: report.appendingPathComponent("index.html"), encoding: .utf8)
+        XCTAssertTrue(html.contains("id=\"fig-fidelity-epochs-1\"") && html.contains("Kendall tau against supernet epoch"), "the epoch figure")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: report.appendingPathComponent("figures/fidelity-epochs-1.svg").path))
+        let rows = CSVTable.parse(try String(contentsOf: report.appendingPathComponent("data/fidelity_epochs.csv"), encoding: .utf8))
+        XCTAssertEqual(rows.dropFirst().map { $0[1] }, ["1", "2", "3"])
+        XCTAssertTrue(try String(contentsOf: report.appendingPathComponent("report.md"), encoding: .utf8).contains("figures/fidelity-epochs-1.svg"))
     }
 
     func testTheTimeBudgetStopsAndResumeTrainsOnlyWhatIsLeft() throws {
@@ -135,7 +196,8 @@ final class FidelityCommandTests: XCTestCase {
                                 (["--run", run.path, "--seeds", "0"], "--seeds must be at least 2"),
                                 (["--run", run.path, "--samples", "1"], "--samples must be at least 2"),
                                 (["--run", run.path, "--genotypes-from", base.appendingPathComponent("nowhere").path], "does not exist"),
-                                (["--run", pc.path], "no single-path forward")] {
+                                (["--run", pc.path], "no single-path forward"),
+                                (["--run", run.path, "--per-epoch"], "kept no per-epoch weights")] {
             let r = try runNasMPI(["fidelity", "--out", out.path, "--threads", "1"] + args)
             XCTAssertNotEqual(r.status, 0, "\(args)")
             XCTAssertTrue(r.stderr.contains(message), "\(args): \(r.stderr)")

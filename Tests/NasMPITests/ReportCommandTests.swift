@@ -108,6 +108,52 @@ final class ReportCommandTests: XCTestCase {
         XCTAssertTrue(md.contains("## Sources") && md.contains("Published figures (not measured here)"))
     }
 
+    /// random-ws and enas: the per-epoch validation pass (one path, BatchNorm statistics shared
+    /// by every path) is never shown as the supernet's accuracy; the best candidate's score after
+    /// BatchNorm recalibration (ws_scores.jsonl) is, labelled as such.
+    func testSinglePathSupernetShowsTheRecalibratedCandidateScore() throws {
+        let base = try temporaryDirectory(self)
+        let search = base.appendingPathComponent("random-ws")
+        let r = try runNasMPI(["search", "--method", "random-ws"] + tiny + ["--batch-size", "16", "--epochs", "2", "--ws-samples", "4",
+                                                                           "--ws-top", "2", "--ws-batches", "1", "--ws-bn-batches", "1",
+                                                                           "--out", search.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("val (last trained path, shared BatchNorm) loss"), "the log's per-epoch label: \(r.stdout)")
+        XCTAssertTrue(r.stdout.contains("note: the per-epoch") && r.stdout.contains("ws_scores.jsonl (best "), r.stdout)
+        let scores = try String(contentsOf: search.appendingPathComponent("ws_scores.jsonl"), encoding: .utf8).split(separator: "\n").map {
+            try JSONDecoder().decode([String: JSONValue].self, from: Data($0.utf8))
+        }
+        let best = try XCTUnwrap(scores.compactMap { $0["val_acc"]?.double }.max())
+        var m = try manifest(search)
+        XCTAssertNil(m["supernet_validation_accuracy"], "run.json gives no shared-BatchNorm number as the supernet's")
+        XCTAssertEqual(m["best_candidate_validation_accuracy"]?.double, best)
+        XCTAssertNotNil(try String(contentsOf: search.appendingPathComponent("metrics.jsonl"), encoding: .utf8).range(of: "\"val_acc\""),
+                        "metrics.jsonl keeps its field names")
+        // A run.json of an older version held the shared-BatchNorm number: still not shown.
+        m["supernet_validation_accuracy"] = .number(0.1)
+        try JSONEncoder().encode(m).write(to: search.appendingPathComponent("run.json"))
+
+        let out = base.appendingPathComponent("report")
+        let rep = try runNasMPI(["report", search.path, "--out", out.path, "--layout", "builtin"])
+        XCTAssertEqual(rep.status, 0, rep.stderr)
+        let row = try XCTUnwrap(try csv(out, "table").first)
+        XCTAssertEqual(row["supernet_validation_accuracy_mean"], "")
+        XCTAssertEqual(Double(row["best_candidate_recalibrated_validation_accuracy_mean"] ?? ""), best)
+        let run = try XCTUnwrap(try csv(out, "runs").first)
+        XCTAssertEqual(run["supernet_validation_accuracy"], "")
+        XCTAssertEqual(Double(run["best_candidate_recalibrated_validation_accuracy"] ?? ""), best)
+        let cell = String(format: "%.2f %% (best candidate val. acc. after BN recalibration)", 100 * best)
+        let html = try String(contentsOf: out.appendingPathComponent("index.html"), encoding: .utf8)
+        XCTAssertTrue(html.contains("<td class=\"num\">\(cell)</td>"), "the table's cell is labelled: \(cell)")
+        XCTAssertFalse(html.contains("<td class=\"num\">10.00 %</td>"), "the shared-BatchNorm number is not in the table")
+        XCTAssertTrue(try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8).contains(cell))
+        // The anytime curve: one point at the end of the search, the recalibrated score.
+        let anytime = try csv(out, "anytime")
+        XCTAssertEqual(anytime.count, 1)
+        XCTAssertEqual(anytime.first?["source"], "ws_scores.jsonl")
+        XCTAssertEqual(Double(anytime.first?["best_validation_accuracy"] ?? ""), best)
+    }
+
     func testRefusesADirectoryWithoutRunJSON() throws {
         let empty = try temporaryDirectory(self).appendingPathComponent("empty")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)

@@ -8,7 +8,9 @@ import Foundation
 /// `genotypeRuns`, then uniform random ones) are each scored on the supernet, single path, with
 /// BatchNorm recomputed for that path, on the search's validation half; and each is trained from
 /// scratch `seeds` times with `training`, scored on the same validation half (the test set is
-/// never loaded).
+/// never loaded). When the search kept its supernet of every epoch (`search --keep-epoch-weights`),
+/// the same genotypes are also scored on each kept epoch's supernet, the same way, and each
+/// epoch's scores are ranked against the same standalone accuracies (trained once).
 public struct FidelityConfig: Codable, Equatable, Sendable {
     /// The search run whose supernet (checkpoint.bin) is scored.
     public var searchRun: String
@@ -28,12 +30,15 @@ public struct FidelityConfig: Codable, Equatable, Sendable {
     public var scoreBatches: Int?
     /// Supernet scoring: training batches the BatchNorm statistics are recomputed on per genotype.
     public var bnBatches: Int
+    /// Score the genotypes on every epoch's supernet the search kept (epochs/epoch-NNN.bin):
+    /// true requires them, false skips them, nil scores them when the search kept them.
+    public var perEpoch: Bool?
     /// The standalone protocol (the genotype in it is a placeholder; data, train limit and
     /// validation split are the search's, so the validation images are the search's half).
     public var training: TrainConfig
 
     public init(searchRun: String, genotypeRuns: [String], samples: Int, seeds: Int, seed: UInt64, ranksPerCandidate: Int,
-                scoreBatches: Int?, bnBatches: Int, training: TrainConfig) {
+                scoreBatches: Int?, bnBatches: Int, perEpoch: Bool? = nil, training: TrainConfig) {
         self.searchRun = searchRun
         self.genotypeRuns = genotypeRuns
         self.samples = samples
@@ -42,6 +47,7 @@ public struct FidelityConfig: Codable, Equatable, Sendable {
         self.ranksPerCandidate = ranksPerCandidate
         self.scoreBatches = scoreBatches
         self.bnBatches = bnBatches
+        self.perEpoch = perEpoch
         self.training = training
     }
 
@@ -95,8 +101,10 @@ public struct FidelitySummary: Codable, Equatable, Sendable {
     /// The sparse tau's tie threshold (accuracy fraction: 0.001 = 0.1 point).
     public var sparseThreshold: Double
     public var topK: [Overlap]
-    /// Tau against the supernet's epoch: not measured (a search keeps only its last weights).
-    public var supernetEpochTau: Double?
+    /// The rank agreement of each kept epoch's supernet (`search --keep-epoch-weights`) with
+    /// the same standalone accuracies, by epoch; nil when not measured (see the note).
+    public var perEpoch: [EpochFidelity]?
+    /// How tau against the supernet's epoch was measured, or why it was not.
     public var supernetEpochTauNote: String
     /// The search run and the epoch of its weights.
     public var searchRun: String
@@ -115,7 +123,7 @@ public struct FidelitySummary: Codable, Equatable, Sendable {
         case sparseKendallTau = "sparse_kendall_tau"
         case sparseThreshold = "sparse_threshold"
         case topK = "top_k"
-        case supernetEpochTau = "supernet_epoch_tau"
+        case perEpoch = "per_epoch"
         case supernetEpochTauNote = "supernet_epoch_tau_note"
         case searchRun = "search_run"
         case searchMethod = "search_method"
@@ -127,7 +135,14 @@ public struct FidelitySummary: Codable, Equatable, Sendable {
     }
 
     /// Why tau against supernet epoch is missing.
-    public static let noEpochWeights = "not measured: a search run keeps only its last weights (checkpoint.bin), not one set per epoch, so the supernet cannot be scored at earlier epochs"
+    public static let noEpochWeights = "not measured: the search run kept only its last weights (checkpoint.bin); run the search with --keep-epoch-weights to keep every epoch's supernet (epochs/epoch-NNN.bin)"
+    /// Why it is missing with --no-per-epoch.
+    public static let perEpochOff = "not measured: --no-per-epoch"
+
+    /// The note when it was measured on `epochs` kept epochs.
+    public static func perEpochNote(epochs: Int) -> String {
+        "measured: the same genotypes scored on the supernet of each of the \(epochs) epoch(s) the search kept (epochs/epoch-NNN.bin), the same way as on its last weights, against the same standalone accuracies"
+    }
 
     /// The statistics of supernet accuracies `supernet` against mean standalone accuracies
     /// `standalone` (the complete genotypes only, in the same order).
@@ -140,5 +155,49 @@ public struct FidelitySummary: Codable, Equatable, Sendable {
         }
         return (RankCorrelation.kendallTau(supernet, standalone), RankCorrelation.spearmanRho(supernet, standalone),
                 RankCorrelation.sparseKendallTau(supernet, standalone), overlaps)
+    }
+}
+
+/// The rank agreement of one epoch's supernet with standalone training (fidelity.json's
+/// `per_epoch`).
+public struct EpochFidelity: Codable, Equatable, Sendable {
+    /// Epochs the supernet had trained (1-based, as metrics.jsonl counts).
+    public var epoch: Int
+    /// Architectures ranked (scored at this epoch, every seed trained).
+    public var complete: Int
+    public var kendallTau: Double?
+    public var spearmanRho: Double?
+    public var sparseKendallTau: Double?
+
+    public init(epoch: Int, complete: Int, kendallTau: Double?, spearmanRho: Double?, sparseKendallTau: Double?) {
+        self.epoch = epoch
+        self.complete = complete
+        self.kendallTau = kendallTau
+        self.spearmanRho = spearmanRho
+        self.sparseKendallTau = sparseKendallTau
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, complete
+        case kendallTau = "kendall_tau"
+        case spearmanRho = "spearman_rho"
+        case sparseKendallTau = "sparse_kendall_tau"
+    }
+
+    /// Tau, rho and sparse tau of each epoch's supernet scores against the standalone
+    /// accuracies, over the architectures with both (nil: not scored at that epoch, or not every
+    /// seed trained).
+    /// - Parameters:
+    ///   - epochs: per epoch, one score per architecture (in the study's order).
+    ///   - standalone: the mean standalone accuracy per architecture, in the same order.
+    /// - Returns: one entry per epoch, in the order given.
+    public static func statistics(epochs: [(epoch: Int, scores: [Double?])], standalone: [Double?]) -> [EpochFidelity] {
+        epochs.map { e in
+            precondition(e.scores.count == standalone.count, "one score per architecture")
+            let pairs = zip(e.scores, standalone).compactMap { s, a in s.flatMap { s in a.map { (s, $0) } } }
+            let x = pairs.map(\.0), y = pairs.map(\.1)
+            return EpochFidelity(epoch: e.epoch, complete: pairs.count, kendallTau: RankCorrelation.kendallTau(x, y),
+                                 spearmanRho: RankCorrelation.spearmanRho(x, y), sparseKendallTau: RankCorrelation.sparseKendallTau(x, y))
+        }
     }
 }

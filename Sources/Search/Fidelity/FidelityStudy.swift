@@ -11,6 +11,9 @@ public struct FidelityEntry: Codable, Equatable, Sendable {
     /// Accuracy of the supernet on this single path, BatchNorm recomputed for it, on the
     /// search's validation half (nil until scored).
     public var supernetAccuracy: Double?
+    /// Its supernet accuracy on each kept epoch's supernet, in the order of
+    /// `FidelityState.epochScores` (nil: not scored, or the search kept no epochs).
+    public var epochAccuracies: [Double?]?
     /// Best validation accuracy of each standalone training, by seed index (nil: not trained yet,
     /// or failed: see `failures`).
     public var accuracies: [Double?]
@@ -36,6 +39,10 @@ public struct FidelityState: FarmState {
     public var entries: [FidelityEntry]
     /// Whether the supernet scores are in (they are computed once, before any training).
     public var scored = false
+    /// The kept epochs whose supernets score the genotypes (chosen when the study starts), and
+    /// whether each has; nil: none (the search kept none, or --no-per-epoch). Every epoch is
+    /// scored once, before any training; a resumed study scores only those not done.
+    public var epochScores: [EpochScoring]?
     public var supernetEpoch: Int?
     public var scoreImages = 0
     /// Trainings are numbered seed-major: task id = seed index x genotypes + genotype index.
@@ -48,7 +55,20 @@ public struct FidelityState: FarmState {
     /// CPU seconds of the standalone trainings (their groups' ranks).
     public var candidateCPUSeconds = 0.0
 
-    public init(entries: [FidelityEntry]) { self.entries = entries }
+    public init(entries: [FidelityEntry], epochs: [Int] = []) {
+        self.entries = entries
+        epochScores = epochs.isEmpty ? nil : epochs.map { EpochScoring(epoch: $0, scored: false) }
+    }
+
+    /// The kept epochs not scored yet.
+    public var epochsToScore: [Int] { (epochScores ?? []).filter { !$0.scored }.map(\.epoch) }
+}
+
+/// One kept epoch of a fidelity study: its epoch and whether its supernet has scored the
+/// genotypes (the scores are in `FidelityEntry.epochAccuracies`).
+public struct EpochScoring: Codable, Equatable {
+    public var epoch: Int
+    public var scored: Bool
 }
 
 /// Rank 0's side of `nas-mpi fidelity`: hands out the standalone trainings (every genotype x
@@ -66,12 +86,14 @@ public final class FidelityStudy: TaskSource, FarmBookkeeping {
     public var summaryFile: URL { directory.file("fidelity.json") }
     public var totalTasks: Int { state.entries.count * config.seeds }
 
-    /// The saved study (`resume`), or a new one of `entries`.
-    public init(config: FidelityConfig, directory: RunDirectory, resume: Bool, entries: () throws -> [FidelityEntry]) throws {
+    /// The saved study (`resume`), or a new one of `entries`, scored also on the supernets of
+    /// the kept `epochs`.
+    public init(config: FidelityConfig, directory: RunDirectory, resume: Bool, epochs: [Int] = [],
+                entries: () throws -> [FidelityEntry]) throws {
         self.config = config
         self.directory = directory
         book = try FarmBook(stateFile: directory.file("state.json"), resume: resume, kind: "fidelity") {
-            FidelityState(entries: try entries())
+            FidelityState(entries: try entries(), epochs: epochs)
         }
         if book.resumed {
             book.requeueInFlight()
@@ -86,6 +108,22 @@ public final class FidelityStudy: TaskSource, FarmBookkeeping {
         book.state.scored = true
         book.state.supernetEpoch = epoch
         book.state.scoreImages = images
+        try save()
+        try writeResults()
+    }
+
+    /// Sets the scores of one kept epoch's supernet (in the entries' order).
+    public func setEpochScores(_ scores: [Double], epoch: Int) throws {
+        guard let k = book.state.epochScores?.firstIndex(where: { $0.epoch == epoch }) else {
+            throw RunError("epoch \(epoch) is not one of the study's kept epochs")
+        }
+        let count = book.state.epochScores!.count
+        for (i, s) in scores.enumerated() {
+            var row = book.state.entries[i].epochAccuracies ?? Array(repeating: nil, count: count)
+            row[k] = s
+            book.state.entries[i].epochAccuracies = row
+        }
+        book.state.epochScores![k].scored = true
         try save()
         try writeResults()
     }
@@ -173,13 +211,40 @@ public final class FidelityStudy: TaskSource, FarmBookkeeping {
         let complete = state.entries.filter { $0.complete && $0.supernetAccuracy != nil }
         let x = complete.map { $0.supernetAccuracy! }, y = complete.map { $0.mean! }
         let s = FidelitySummary.statistics(supernet: x, standalone: y)
+        let perEpoch = perEpochStatistics()
+        let note = perEpoch.map { FidelitySummary.perEpochNote(epochs: $0.count) }
+            ?? (config.perEpoch == false ? FidelitySummary.perEpochOff : FidelitySummary.noEpochWeights)
         return FidelitySummary(genotypes: state.entries.count, complete: complete.count, seeds: config.seeds, kendallTau: s.tau,
                                spearmanRho: s.rho, sparseKendallTau: s.sparse, sparseThreshold: RankCorrelation.sparseThreshold,
-                               topK: s.overlaps, supernetEpochTau: nil, supernetEpochTauNote: FidelitySummary.noEpochWeights,
+                               topK: s.overlaps, perEpoch: perEpoch, supernetEpochTauNote: note,
                                searchRun: config.searchRun, searchMethod: searchMethod, supernetEpoch: state.supernetEpoch,
                                scoreImages: state.scoreImages, bnBatches: config.bnBatches, candidateEpochs: config.training.epochs,
                                validationImages: validationImages)
     }
+
+    /// The statistics of each scored kept epoch, over the complete genotypes; nil when the study
+    /// scores no kept epochs.
+    public func perEpochStatistics() -> [EpochFidelity]? {
+        guard let epochs = state.epochScores, !epochs.isEmpty else { return nil }
+        let standalone = state.entries.map { $0.complete ? $0.mean : nil }
+        let scored = epochs.enumerated().filter { $0.element.scored }.map { k, e in
+            (epoch: e.epoch, scores: state.entries.map { $0.epochAccuracies?[safe: k] ?? nil })
+        }
+        return EpochFidelity.statistics(epochs: scored, standalone: standalone)
+    }
+
+    /// fidelity_epochs.csv: the rank agreement of each kept epoch's supernet (nil without any).
+    public func epochTable() -> CSVTable? {
+        guard let perEpoch = perEpochStatistics() else { return nil }
+        var t = CSVTable(header: ["epoch", "complete", "kendall_tau", "spearman_rho", "sparse_kendall_tau"])
+        for e in perEpoch {
+            t.append(["\(e.epoch)", "\(e.complete)", CSVTable.number(e.kendallTau), CSVTable.number(e.spearmanRho),
+                      CSVTable.number(e.sparseKendallTau)])
+        }
+        return t
+    }
+
+    public var epochTableFile: URL { directory.file("fidelity_epochs.csv") }
 
     /// fidelity.jsonl: one line per genotype, in study order.
     public func lines() -> [JSONValue] {
@@ -191,6 +256,11 @@ public final class FidelityStudy: TaskSource, FarmBookkeeping {
                 "complete": .bool(e.complete),
             ]
             if let s = e.supernetAccuracy { o["supernet_acc"] = .number(s) }
+            if let epochs = state.epochScores, let accs = e.epochAccuracies {
+                o["supernet_acc_by_epoch"] = .array(zip(epochs, accs).compactMap { k, a in
+                    a.map { .object(["epoch": .number(Double(k.epoch)), "supernet_acc": .number($0)]) }
+                })
+            }
             if let m = MeanStd(e.accuracies.compactMap { $0 }) {
                 o["mean"] = .number(m.mean)
                 if let sd = m.std { o["std"] = .number(sd) }

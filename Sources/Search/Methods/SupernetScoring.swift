@@ -150,6 +150,21 @@ public final class SupernetScoring {
         return counts[0] / max(counts[1], 1)
     }
 
+    /// The best re-scored validation accuracy (`val_acc`) among ws_scores.jsonl's lines: the
+    /// best candidate's accuracy after BatchNorm recalibration; nil when none was re-scored.
+    public static func bestValidationAccuracy(_ lines: [[String: JSONValue]]) -> Double? {
+        lines.compactMap { $0["val_acc"]?.double }.max()
+    }
+
+    /// The same, read from a ws_scores.jsonl file (nil when it is missing or unreadable).
+    public static func bestValidationAccuracy(file url: URL) -> Double? {
+        guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
+            try? JSONDecoder().decode([String: JSONValue].self, from: Data($0.utf8))
+        }
+        return bestValidationAccuracy(lines)
+    }
+
     /// ws_scores.jsonl: one line per candidate in draw order: its index, genotype, batch
     /// accuracy, validation accuracy (the re-scored only) and whether it was chosen.
     public static func lines(_ scores: [WeightSharingScore], chosen: Int) -> [JSONValue] {

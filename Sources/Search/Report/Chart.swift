@@ -9,14 +9,19 @@ public struct Chart {
         public var log: Bool?
         /// Tick labels as percentages of a fraction (0.5 -> "50 %").
         public var percent: Bool
-        public init(_ label: String, log: Bool? = nil, percent: Bool = false) {
+        /// Values the axis covers whatever the data (e.g. -1 and 1 for a correlation).
+        public var includes: [Double]
+        public init(_ label: String, log: Bool? = nil, percent: Bool = false, includes: [Double] = []) {
             self.label = label
             self.log = log
             self.percent = percent
+            self.includes = includes
         }
     }
 
-    public enum Style { case line, step, points, hollowPoints }
+    /// line: a polyline; linePoints: a polyline with a marker per point (for few points, as one
+    /// per epoch); step: a staircase with markers; points / hollowPoints: markers only.
+    public enum Style { case line, linePoints, step, points, hollowPoints }
 
     public struct Series {
         public var label: String
@@ -94,8 +99,8 @@ public struct Chart {
         let all = series.flatMap(\.points)
         let xLog = x.log ?? Self.prefersLog(all.map(\.x))
         let yLog = y.log ?? false
-        let (x0, x1) = Self.range(all.map(\.x), log: xLog)
-        let (y0, y1) = Self.range(all.map(\.y), log: yLog)
+        let (x0, x1) = Self.range(all.map(\.x) + x.includes, log: xLog)
+        let (y0, y1) = Self.range(all.map(\.y) + y.includes, log: yLog)
         let legendWidth = series.isEmpty ? 0.0 : min(220, Double(series.map(\.label.count).max() ?? 0) * 6.5 + 30)
         let left = 62.0, right = 16.0 + legendWidth, top = 34.0, bottom = 48.0
         let pw = width - left - right, ph = height - top - bottom
@@ -136,6 +141,9 @@ public struct Chart {
             switch series.style {
             case .line:
                 s.polyline(pts, stroke: series.color, dash: series.dash)
+            case .linePoints:
+                s.polyline(pts, stroke: series.color, dash: series.dash)
+                for (i, p) in pts.enumerated() { s.circle(cx: p.0, cy: p.1, r: 3.5, fill: series.color, tooltip: series.tooltips?[safe: i]) }
             case .step:
                 var stepped: [(Double, Double)] = []
                 for (i, p) in pts.enumerated() {
@@ -156,6 +164,9 @@ public struct Chart {
             let ly = top + 8 + Double(i) * 17, lx = left + pw + 14
             switch series.style {
             case .line, .step: s.line(x1: lx, y1: ly, x2: lx + 18, y2: ly, stroke: series.color, width: 2, dash: series.dash)
+            case .linePoints:
+                s.line(x1: lx, y1: ly, x2: lx + 18, y2: ly, stroke: series.color, width: 2, dash: series.dash)
+                s.circle(cx: lx + 9, cy: ly, r: 3.5, fill: series.color)
             case .points: s.circle(cx: lx + 9, cy: ly, r: 4.5, fill: series.color)
             case .hollowPoints: s.circle(cx: lx + 9, cy: ly, r: 4.5, fill: "#ffffff", stroke: series.color)
             }

@@ -52,7 +52,11 @@ public struct MethodRow {
     public var wallSeconds: MeanStd? { MeanStd(runs.map(\.run.manifest.wallSeconds)) }
     public var validationAccuracy: MeanStd? { MeanStd(runs.flatMap(\.validationAccuracies)) }
     public var testAccuracy: MeanStd? { MeanStd(runs.flatMap(\.testAccuracies)) }
-    public var supernetValidationAccuracy: MeanStd? { MeanStd(runs.compactMap(\.run.manifest.supernetValidationAccuracy)) }
+    /// The supernet's last-epoch validation accuracy (not for single-path supernets).
+    public var supernetValidationAccuracy: MeanStd? { MeanStd(runs.compactMap(\.run.supernetValidationAccuracy)) }
+    /// Single-path supernets: the best candidate's validation accuracy after BatchNorm
+    /// recalibration (ws_scores.jsonl).
+    public var bestCandidateValidationAccuracy: MeanStd? { MeanStd(runs.compactMap(\.run.bestCandidateValidationAccuracy)) }
     /// "1 rank x 2 threads" (several when the runs differ).
     public var coresUsed: String {
         let forms = runs.map { "\($0.run.manifest.ranks) rank\($0.run.manifest.ranks == 1 ? "" : "s") x \($0.run.manifest.threadsPerRank) thread\($0.run.manifest.threadsPerRank == 1 ? "" : "s")" }

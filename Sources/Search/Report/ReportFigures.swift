@@ -15,8 +15,9 @@ public struct ReportFigures {
     public private(set) var anytime: ReportFigure!
     public private(set) var costAccuracy: ReportFigure!
     public private(set) var skipCount: ReportFigure?
-    /// Per fidelity study: supernet against standalone accuracy, with its statistics.
-    public private(set) var fidelity: [(run: ReportRun, summary: FidelitySummary?, figure: ReportFigure)] = []
+    /// Per fidelity study: supernet against standalone accuracy, with its statistics, and Kendall
+    /// tau against the supernet's epoch when the search kept its epochs' weights.
+    public private(set) var fidelity: [(run: ReportRun, summary: FidelitySummary?, figure: ReportFigure, epochs: ReportFigure?)] = []
     /// Per weight-sharing run: its heatmaps, by selected epoch (normal and reduce).
     public private(set) var alphas: [(run: ReportRun, figures: [ReportFigure])] = []
     /// Per final genotype: normal and reduce cell.
@@ -27,7 +28,7 @@ public struct ReportFigures {
     public var all: [ReportFigure] {
         var figures: [ReportFigure] = [anytime, costAccuracy]
         if let skipCount { figures.append(skipCount) }
-        figures += fidelity.map(\.figure)
+        figures += fidelity.flatMap { [$0.figure] + ($0.epochs.map { [$0] } ?? []) }
         figures += alphas.flatMap(\.figures)
         return figures + cells.flatMap(\.figures)
     }
@@ -45,7 +46,7 @@ public struct ReportFigures {
         var anytimeSeries: [Chart.Series] = []
         for r in report.runs where !r.isTraining && !r.isFidelity {
             let curve = r.anytime
-            let source = r.candidates.isEmpty ? "metrics.jsonl" : "candidates.jsonl"
+            let source = r.isSinglePath ? "ws_scores.jsonl" : r.candidates.isEmpty ? "metrics.jsonl" : "candidates.jsonl"
             for p in curve {
                 anytimeCSV.append([r.path, r.methodLabel, "\(r.manifest.seed)", source, CSVTable.number(p.coreHours), CSVTable.number(p.best)])
             }
@@ -57,7 +58,9 @@ public struct ReportFigures {
             id: "anytime", title: "Best validation accuracy so far against core-hours",
             caption: "x: core-hours held since the run started (wall seconds x ranks x threads per rank / 3600). y: the best validation accuracy found so far. "
                 + "Full-training searches (solid): one step per finished candidate, its standalone validation accuracy (candidates.jsonl finished_seconds, valid_acc). "
-                + "Weight-sharing searches (dashed): one step per epoch, the supernet's validation accuracy (metrics.jsonl seconds summed, val_acc), which is not the accuracy of any standalone architecture.",
+                + "Weight-sharing searches (dashed): one step per epoch, the supernet's validation accuracy (metrics.jsonl seconds summed, val_acc), which is not the accuracy of any standalone architecture; "
+                + "single-path ones (random-ws, enas), whose per-epoch validation pass uses BatchNorm statistics shared by every path and measures no architecture: one point at the end of the search (run.json core_hours_held), "
+                + "the best candidate's validation accuracy after BatchNorm recalibration (ws_scores.jsonl val_acc).",
             svg: Chart(title: "Anytime performance", x: .init("core-hours held"), y: .init("best validation accuracy so far", percent: true),
                        series: anytimeSeries).svg,
             data: "anytime")
@@ -152,6 +155,7 @@ public struct ReportFigures {
         let studies = report.runs.filter(\.isFidelity)
         var fidelityCSV = CSVTable(header: ["run", "index", "source", "supernet_accuracy", "standalone_accuracy_mean", "standalone_accuracy_std",
                                             "standalone_accuracies", "complete", "genotype"])
+        var epochCSV = CSVTable(header: ["run", "epoch", "complete", "kendall_tau", "spearman_rho", "sparse_kendall_tau"])
         for (n, r) in studies.enumerated() {
             var points: [(x: Double, y: Double)] = [], tips: [String] = []
             for rec in r.fidelity {
@@ -164,6 +168,13 @@ public struct ReportFigures {
                 tips.append("#\(rec["index"]?.int ?? 0) (\(rec["source"]?.string ?? "")): " + String(format: "supernet %.2f %%, standalone %.2f %%", 100 * x, 100 * y))
             }
             let summary = r.manifest.fidelity
+            let epochs = summary?.perEpoch.flatMap { $0.isEmpty ? nil : $0 }.map { perEpoch in
+                for e in perEpoch {
+                    epochCSV.append([r.path, "\(e.epoch)", "\(e.complete)", CSVTable.number(e.kendallTau), CSVTable.number(e.spearmanRho),
+                                     CSVTable.number(e.sparseKendallTau)])
+                }
+                return Self.epochFigure(perEpoch, run: r, index: n + 1)
+            }
             fidelity.append((r, summary, ReportFigure(
                 id: "fidelity-\(n + 1)", title: "Fidelity of the \(r.manifest.method) supernet (\(r.name))",
                 caption: "x: the supernet's validation accuracy of each architecture (its single path, BatchNorm recomputed for it). "
@@ -172,9 +183,10 @@ public struct ReportFigures {
                 svg: Chart(title: "Supernet against standalone accuracy", x: .init("supernet validation accuracy", log: false, percent: true),
                            y: .init("standalone validation accuracy (mean over seeds)", log: false, percent: true),
                            series: [Chart.Series("architectures", points, style: .points, color: Palette.color(0), tooltips: tips)]).svg,
-                data: "fidelity")))
+                data: "fidelity"), epochs))
         }
         if !studies.isEmpty { tables.append(("fidelity", fidelityCSV)) }
+        if fidelity.contains(where: { $0.epochs != nil }) { tables.append(("fidelity_epochs", epochCSV)) }
 
         // Cell diagrams of every final genotype (runs sharing one are drawn once).
         var genotypeCSV = CSVTable(header: ["genotype", "runs", "cell", "node", "input", "op", "python"])
@@ -203,6 +215,26 @@ public struct ReportFigures {
         tables.append(("sources", Self.sourcesTable(report.runs)))
     }
 
+    /// Kendall tau (and Spearman rho) of each kept epoch's supernet against standalone training.
+    static func epochFigure(_ perEpoch: [EpochFidelity], run r: ReportRun, index: Int) -> ReportFigure {
+        func series(_ name: String, _ value: (EpochFidelity) -> Double?, color: String, dash: String?) -> Chart.Series {
+            let kept = perEpoch.compactMap { e in value(e).map { (e, $0) } }
+            return Chart.Series(name, kept.map { (x: Double($0.0.epoch), y: $0.1) }, style: .linePoints, color: color, dash: dash,
+                                tooltips: kept.map { String(format: "epoch %d: %@ %.3f over %d architectures", $0.0.epoch, name, $0.1, $0.0.complete) })
+        }
+        return ReportFigure(
+            id: "fidelity-epochs-\(index)", title: "Kendall tau against supernet epoch (\(r.name))",
+            caption: "x: epochs the \(r.manifest.method) supernet had trained (the search's kept weights, epochs/epoch-NNN.bin). "
+                + "y: rank correlation between that supernet's validation accuracy of each architecture (single path, BatchNorm recomputed for it) "
+                + "and its standalone validation accuracy (mean over seeds, trained once): Kendall tau-b (solid) and Spearman rho (dashed). "
+                + "From \(r.path)/fidelity.json (per_epoch).",
+            svg: Chart(title: "Kendall tau against supernet epoch", x: .init("supernet epoch", log: false),
+                       y: .init("rank correlation with standalone accuracy", log: false, includes: [-1, 1]),
+                       series: [series("Kendall tau", \.kendallTau, color: Palette.color(0), dash: nil),
+                                series("Spearman rho", \.spearmanRho, color: Palette.color(1), dash: "5 3")]).svg,
+            data: "fidelity_epochs")
+    }
+
     /// `count` entries spread evenly, always the first and the last.
     static func select<T>(_ items: [T], count: Int) -> [T] {
         guard items.count > count, count >= 2 else { return items }
@@ -221,28 +253,31 @@ public struct ReportFigures {
                                   "cpu_core_hours_mean", "wall_seconds_mean", "wall_seconds_std", "cores_used",
                                   "validation_accuracy_mean", "validation_accuracy_std", "validation_measurements",
                                   "test_accuracy_mean", "test_accuracy_std", "test_measurements",
-                                  "supernet_validation_accuracy_mean", "parameters", "macs", "speed_up"])
+                                  "supernet_validation_accuracy_mean", "best_candidate_recalibrated_validation_accuracy_mean",
+                                  "parameters", "macs", "speed_up"])
         for r in rows {
             t.append([r.method, r.family, "\(r.runs.count)", r.seeds.map(String.init).joined(separator: " "),
                       CSVTable.number(r.coreHoursHeld?.mean), CSVTable.number(r.coreHoursHeld?.std),
                       CSVTable.number(r.cpuCoreHours?.mean), CSVTable.number(r.wallSeconds?.mean), CSVTable.number(r.wallSeconds?.std), r.coresUsed,
                       CSVTable.number(r.validationAccuracy?.mean), CSVTable.number(r.validationAccuracy?.std), "\(r.validationAccuracy?.count ?? 0)",
                       CSVTable.number(r.testAccuracy?.mean), CSVTable.number(r.testAccuracy?.std), "\(r.testAccuracy?.count ?? 0)",
-                      CSVTable.number(r.supernetValidationAccuracy?.mean), r.parameters ?? "", r.macs ?? "", CSVTable.number(r.speedUp)])
+                      CSVTable.number(r.supernetValidationAccuracy?.mean), CSVTable.number(r.bestCandidateValidationAccuracy?.mean),
+                      r.parameters ?? "", r.macs ?? "", CSVTable.number(r.speedUp)])
         }
         return t
     }
 
     static func runTable(_ rows: [MethodRow]) -> CSVTable {
         var t = CSVTable(header: ["run", "kind", "method", "seed", "status", "ranks", "threads_per_rank", "core_hours_held", "cpu_core_hours",
-                                  "wall_seconds", "supernet_validation_accuracy", "validation_accuracy", "test_accuracy", "accuracy_source",
+                                  "wall_seconds", "supernet_validation_accuracy", "best_candidate_recalibrated_validation_accuracy",
+                                  "validation_accuracy", "test_accuracy", "accuracy_source",
                                   "parameters", "macs", "genotype"])
         for row in rows {
             for r in row.runs {
                 let m = r.run.manifest
                 t.append([r.run.path, m.kind, m.method, "\(m.seed)", m.status.rawValue, "\(m.ranks)", "\(m.threadsPerRank)",
                           CSVTable.number(m.coreHoursHeld), CSVTable.number(m.coreHours), CSVTable.number(m.wallSeconds),
-                          CSVTable.number(m.supernetValidationAccuracy),
+                          CSVTable.number(r.run.supernetValidationAccuracy), CSVTable.number(r.run.bestCandidateValidationAccuracy),
                           r.validationAccuracies.map { CSVTable.number($0) }.joined(separator: " "),
                           r.testAccuracies.map { CSVTable.number($0) }.joined(separator: " "), r.accuracySource,
                           r.size.parameters.map(String.init) ?? "", r.size.macs.map(String.init) ?? "", m.bestGenotypePython ?? ""])

@@ -67,7 +67,10 @@ struct ReportHTML {
         if !figures.fidelity.isEmpty {
             h.append("<h2 id=\"fidelity\">Fidelity: does the supernet rank architectures as standalone training does?</h2>")
             h.append("<p class=\"note\">\(e(ReportText.fidelityNote))</p>")
-            for f in figures.fidelity { h.append(figure(f.figure)) }
+            for f in figures.fidelity {
+                h.append(figure(f.figure))
+                if let e = f.epochs { h.append(figure(e)) }
+            }
         }
 
         if let skip = figures.skipCount {
@@ -113,15 +116,26 @@ enum ReportText {
                 row.wallSeconds.map { ComparisonReport.duration($0.mean) } ?? dash, row.coresUsed,
                 row.validationAccuracy.map { $0.formatted(percent: true) + " (n=\($0.count))" } ?? dash,
                 row.testAccuracy.map { $0.formatted(percent: true) + " (n=\($0.count))" } ?? dash,
-                row.supernetValidationAccuracy.map { $0.formatted(percent: true) } ?? dash,
+                supernetCell(row) ?? dash,
                 row.parameters ?? dash, row.macs ?? dash,
                 row.speedUp.map { String(format: "%.1f×", $0) } ?? dash]
+    }
+
+    /// The supernet column: the last epoch's supernet validation accuracy, or for single-path
+    /// supernets the best candidate's after BatchNorm recalibration, labelled as such.
+    static func supernetCell(_ row: MethodRow) -> String? {
+        let parts = [row.supernetValidationAccuracy.map { $0.formatted(percent: true) },
+                     row.bestCandidateValidationAccuracy.map { $0.formatted(percent: true) + " (best candidate val. acc. after BN recalibration)" }]
+        let given = parts.compactMap { $0 }
+        return given.isEmpty ? nil : given.joined(separator: "; ")
     }
 
     static let tableNotes = "Search cost: core-hours held by the search (wall time x ranks x threads per rank, run.json core_hours_held), mean ± sample standard deviation over the runs (seeds) of a method; "
         + "the wall time is at the cores listed. Accuracies are of the final architecture trained standalone: from the train runs given whose genotype is the search's final genotype "
         + "(one measurement each), else from the search itself (evolve, rl and random train every candidate and test the chosen one once); n counts the measurements. "
         + "A weight-sharing search's supernet validation accuracy is shown apart: it is not the accuracy of any standalone network. "
+        + "Single-path supernets (random-ws, enas) train one path per step, and their per-epoch validation pass runs one path with BatchNorm statistics shared by every path trained, which fit none (on real data it sits near chance): "
+        + "that number is not shown; their column gives instead the best validation accuracy among the candidates scored at the end, each after recomputing BatchNorm for its path (ws_scores.jsonl val_acc), labelled as such. "
         + "Parameters and MACs (multiply-accumulates for one image, without the auxiliary head) of the network the accuracy was measured with; a range when the runs' architectures differ. "
         + "Speed-up: the most expensive method's mean search cost over this method's. Rows of train runs matching no search show training, not search, cost. "
         + "Nothing here was selected by test accuracy."
@@ -136,7 +150,8 @@ enum ReportText {
         func f(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "n/a" }
         return "N = \(s.complete) architectures (of \(s.genotypes)), \(s.seeds) seeds, \(s.candidateEpochs) epoch(s) each: Kendall tau \(f(s.kendallTau)), Spearman rho \(f(s.spearmanRho)), "
             + "sparse Kendall tau \(f(s.sparseKendallTau))" + s.topK.map { ", top-\($0.k) overlap \($0.common)/\($0.k)" }.joined()
-            + "; tau against supernet epoch " + (s.supernetEpochTau.map { f($0) } ?? "not measured (the search kept only its last weights)")
+            + "; tau against supernet epoch " + (s.perEpoch.map { ": " + $0.map { "epoch \($0.epoch) \(f($0.kendallTau))" }.joined(separator: ", ") }
+                                                    ?? "not measured (the search kept only its last weights)")
     }
 
     static let publishedNote = "As published by the papers cited (CIFAR-10, their hardware, search spaces and training protocols), for scale only; "

@@ -39,7 +39,10 @@ struct ReportMarkdown {
         if !figures.fidelity.isEmpty {
             md.append("## Fidelity: does the supernet rank architectures as standalone training does?\n")
             md.append(ReportText.fidelityNote + "\n")
-            for f in figures.fidelity { md.append(figure(f.figure)) }
+            for f in figures.fidelity {
+                md.append(figure(f.figure))
+                if let e = f.epochs { md.append(figure(e)) }
+            }
         }
         if let skip = figures.skipCount {
             md.append("## Weight sharing: architecture weights and skip connections\n")

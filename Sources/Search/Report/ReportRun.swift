@@ -1,7 +1,8 @@
 import Foundation
 
 /// One run directory as the report reads it: run.json plus whichever of metrics.jsonl,
-/// alphas.jsonl, candidates.jsonl, fidelity.jsonl, cost.json and config.json it holds.
+/// alphas.jsonl, candidates.jsonl, ws_scores.jsonl, fidelity.jsonl, cost.json and config.json it
+/// holds.
 public struct ReportRun {
     public let directory: RunDirectory
     public let manifest: RunManifest
@@ -11,6 +12,9 @@ public struct ReportRun {
     public let alphas: [[String: JSONValue]]
     /// candidates.jsonl, one object per trained candidate (evolve, rl, random).
     public let candidates: [[String: JSONValue]]
+    /// ws_scores.jsonl, one object per candidate scored at the end of a single-path search
+    /// (random-ws, enas).
+    public let wsScores: [[String: JSONValue]]
     /// fidelity.jsonl, one object per architecture of a fidelity study.
     public let fidelity: [[String: JSONValue]]
     public let cost: [String: JSONValue]?
@@ -56,6 +60,7 @@ public struct ReportRun {
         metrics = try lines("metrics.jsonl")
         alphas = try lines("alphas.jsonl")
         candidates = try lines("candidates.jsonl")
+        wsScores = try lines("ws_scores.jsonl")
         fidelity = try lines("fidelity.jsonl")
         cost = try object("cost.json")
         config = try object("config.json")
@@ -68,6 +73,23 @@ public struct ReportRun {
 
     /// Weight sharing: the architecture was chosen from a supernet (search runs).
     public var isWeightSharing: Bool { manifest.kind == "search" }
+    /// A single-path weight-sharing search (random-ws, enas): its supernet trains one path per
+    /// step, so its per-epoch validation accuracy (one path, BatchNorm statistics shared by all)
+    /// measures no architecture; its candidates' scores after BatchNorm recalibration do.
+    public var isSinglePath: Bool { isWeightSharing && SearchMethodKind(rawValue: manifest.method)?.isSinglePath == true }
+
+    /// The supernet's validation accuracy at the last epoch (run.json), for supernets whose
+    /// validation pass measures it; nil for single-path ones (see `isSinglePath`), even where an
+    /// older run.json holds their shared-BatchNorm number.
+    public var supernetValidationAccuracy: Double? { isSinglePath ? nil : manifest.supernetValidationAccuracy }
+
+    /// Single-path searches: the best candidate's validation accuracy after BatchNorm
+    /// recalibration (ws_scores.jsonl, else run.json's best_candidate_validation_accuracy).
+    public var bestCandidateValidationAccuracy: Double? {
+        guard isSinglePath else { return nil }
+        return SupernetScoring.bestValidationAccuracy(wsScores) ?? manifest.bestCandidateValidationAccuracy
+    }
+
     /// A full-training search: every candidate trained from scratch (evolve, rl, random).
     public var isFullTraining: Bool { !candidates.isEmpty || ["evolve", "rl", "random"].contains(manifest.kind) }
     /// A standalone training of one genotype (train).
@@ -107,11 +129,16 @@ public struct ReportRun {
     /// Best validation accuracy found so far against core-hours held: full-training searches at
     /// each candidate's finish (finished_seconds x ranks x threads), weight-sharing searches and
     /// training runs at the end of each epoch (cumulative epoch seconds x ranks x threads; the
-    /// supernet's or the network's validation accuracy).
+    /// supernet's or the network's validation accuracy). Single-path searches: one point at the
+    /// end of the search (its core-hours held), the best candidate's accuracy after BatchNorm
+    /// recalibration, the first accuracy of theirs that measures an architecture.
     public var anytime: [(coreHours: Double, best: Double)] {
         var out: [(Double, Double)] = []
         var best = -Double.infinity
         let cores = Double(coresHeld)
+        if isSinglePath {
+            return bestCandidateValidationAccuracy.map { [(manifest.coreHoursHeld, $0)] } ?? []
+        }
         if !candidates.isEmpty {
             let done = candidates.compactMap { c -> (Double, Double)? in
                 guard let t = c["finished_seconds"]?.double else { return nil }

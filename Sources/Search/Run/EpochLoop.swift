@@ -45,6 +45,9 @@ public final class EpochLoop {
     /// the time left would not cover two of the longest steps so far, an evaluation and a
     /// checkpoint write.
     public var deadline: Date?
+    /// Also keep each end-of-epoch checkpoint as epochs/epoch-NNN.bin (`--keep-epoch-weights`):
+    /// the same bytes as checkpoint.bin at that moment, written atomically by rank 0.
+    public var keepEpochCheckpoints = false
     private var longestStep = 0.0, checkpointSeconds = 0.0
     /// Why the run ended early (a task's `EpochReport.stop`); kept in the checkpoint.
     public private(set) var stopReason: String?
@@ -288,7 +291,7 @@ public final class EpochLoop {
         stepInEpoch = 0
         epochLoss = 0; epochCorrect = 0; epochSeen = 0; epochArchLoss = 0; epochArchSeen = 0
         if comm.rank == 0 { try directory.writeLines(metrics, to: directory.metrics) }
-        try writeCheckpoint()
+        try writeCheckpoint(alsoTo: keepEpochCheckpoints ? directory.epochCheckpoint(epoch) : nil)
     }
 
     // MARK: Consistency
@@ -335,16 +338,21 @@ public final class EpochLoop {
     /// The size and write time (serialising, writing, fsync, rename) of the last checkpoint.
     private var lastCheckpoint: (bytes: Int, seconds: Double)?
 
-    private func writeCheckpoint() throws {
+    /// `copy`: a second file the same checkpoint goes to (an epoch's kept weights).
+    private func writeCheckpoint(alsoTo copy: URL? = nil) throws {
         let midEpoch = (stepInEpoch > 0 || architectureDone) && comm.size > 1
         let statistics = midEpoch ? try (preAverageStatistics ?? gatherRankStatistics()) : nil
         guard comm.rank == 0 else { return }
         let start = Date()
-        try makeCheckpoint(rankStatistics: statistics).write(to: directory.checkpoint)
+        let bytes = try makeCheckpoint(rankStatistics: statistics).encoded()
+        try AtomicFile.write(bytes, to: directory.checkpoint)
+        if let copy {
+            try RunDirectory.makeDirectories(copy.deletingLastPathComponent(), purpose: "folder of the epochs' weights")
+            try AtomicFile.write(bytes, to: copy)
+        }
         let seconds = Date().timeIntervalSince(start)
         checkpointSeconds = max(checkpointSeconds, seconds)
-        let bytes = (try? FileManager.default.attributesOfItem(atPath: directory.checkpoint.path)[.size] as? Int) ?? 0
-        lastCheckpoint = (bytes, seconds)
+        lastCheckpoint = (bytes.count, seconds)
         try directory.writeCost(seconds: totalSeconds, ranks: comm.size, threads: threads, epochs: epoch)
     }
 

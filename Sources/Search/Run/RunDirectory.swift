@@ -8,6 +8,7 @@ import Kernels
 ///     alphas.jsonl      softmaxed alphas after each epoch
 ///     genotype.json     the current genotype (JSON), genotype.txt (the reference's Python form)
 ///     checkpoint.bin    weights, alphas, optimiser states, epoch and step
+///     epochs/           epoch-NNN.bin: the checkpoint at the end of epoch NNN (search --keep-epoch-weights)
 ///     cost.json         wall time, ranks, threads, core-seconds
 ///     run.json          the manifest every command writes (RunManifest.swift)
 ///     log.txt           the log, appended (a header per process, a timestamp per line: RunLog.swift)
@@ -25,6 +26,23 @@ public struct RunDirectory {
     public var checkpoint: URL { file("checkpoint.bin") }
     public var cost: URL { file("cost.json") }
     public var log: URL { file("log.txt") }
+    /// Where `--keep-epoch-weights` keeps the end-of-epoch checkpoints.
+    public var epochsFolder: URL { file("epochs") }
+
+    /// The checkpoint kept at the end of epoch `epoch` (1-based, as metrics.jsonl counts).
+    public func epochCheckpoint(_ epoch: Int) -> URL {
+        epochsFolder.appendingPathComponent(String(format: "epoch-%03d.bin", epoch))
+    }
+
+    /// The kept end-of-epoch checkpoints, by epoch (empty when the run kept none).
+    public func epochCheckpoints() -> [(epoch: Int, url: URL)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: epochsFolder.path)) ?? []
+        return names.compactMap { name -> (Int, URL)? in
+            guard name.hasPrefix("epoch-"), name.hasSuffix(".bin"),
+                  let e = Int(name.dropFirst("epoch-".count).dropLast(".bin".count)), e >= 1 else { return nil }
+            return (e, epochsFolder.appendingPathComponent(name))
+        }.sorted { $0.0 < $1.0 }.map { (epoch: $0.0, url: $0.1) }
+    }
 
     /// Creates the directory for a new run; refuses one that already holds a run.
     public func create() throws {
@@ -39,12 +57,14 @@ public struct RunDirectory {
     /// to the rename); returns their names. Files of a live process are left alone.
     @discardableResult
     public func removeStaleTemporaries() -> [String] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
         var removed: [String] = []
-        for name in names where name.hasPrefix(".") {
-            guard let r = name.range(of: ".tmp-", options: .backwards), let pid = Int32(name[r.upperBound...]) else { continue }
-            if pid == getpid() || kill(pid, 0) == 0 { continue }
-            if unlink(file(name).path) == 0 { removed.append(name) }
+        for (folder, prefix) in [(url, ""), (epochsFolder, "epochs/")] {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+            for name in names where name.hasPrefix(".") {
+                guard let r = name.range(of: ".tmp-", options: .backwards), let pid = Int32(name[r.upperBound...]) else { continue }
+                if pid == getpid() || kill(pid, 0) == 0 { continue }
+                if unlink(folder.appendingPathComponent(name).path) == 0 { removed.append(prefix + name) }
+            }
         }
         return removed.sorted()
     }

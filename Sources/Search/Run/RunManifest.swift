@@ -73,8 +73,14 @@ public struct RunManifest: Codable, Equatable, Sendable {
     /// the genotype: see `supernetValidationAccuracy`).
     public var validationAccuracy: Double?
     /// Weight-sharing searches: the supernet's validation accuracy at the last epoch (not the
-    /// genotype's own).
+    /// genotype's own). Not set for single-path supernets (random-ws, enas): their per-epoch
+    /// validation pass runs one path with BatchNorm statistics shared by every path trained, so
+    /// it measures no architecture (see `bestCandidateValidationAccuracy`).
     public var supernetValidationAccuracy: Double?
+    /// Single-path supernets (random-ws, enas): the best validation accuracy among the
+    /// candidates scored at the end, each after recomputing BatchNorm for its path
+    /// (ws_scores.jsonl val_acc).
+    public var bestCandidateValidationAccuracy: Double?
     /// Its test accuracy (train: of best.bin); nil when not measured.
     public var testAccuracy: Double?
     /// A fidelity study (`nas-mpi fidelity`): how well the supernet ranked its architectures
@@ -107,6 +113,7 @@ public struct RunManifest: Codable, Equatable, Sendable {
         case validationAccuracy = "validation_accuracy"
         case testAccuracy = "test_accuracy"
         case supernetValidationAccuracy = "supernet_validation_accuracy"
+        case bestCandidateValidationAccuracy = "best_candidate_validation_accuracy"
         case coreHours = "core_hours"
         case coreHoursHeld = "core_hours_held"
         case wallSeconds = "wall_seconds"

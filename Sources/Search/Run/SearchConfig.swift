@@ -80,6 +80,10 @@ public struct SearchConfig: Codable, Equatable, Sendable {
     /// Progressive channel growth: the supernet's width per epoch, ending at `channels` (nil: C
     /// throughout).
     public var channelSchedule: ChannelSchedule?
+    /// Keep the supernet of every epoch: each end-of-epoch checkpoint also goes to
+    /// epochs/epoch-NNN.bin (`nas-mpi fidelity` then scores its genotypes on every kept epoch;
+    /// nil or false: only checkpoint.bin, the last).
+    public var keepEpochWeights: Bool?
 
     /// The preset's values with the embedded synthetic dataset.
     public static func preset(_ p: Preset) -> SearchConfig {

@@ -6,7 +6,7 @@ import Kernels
 /// over the training half of the data, with the validation half for architecture steps and the
 /// per-epoch validation pass. Per epoch it adds to the run directory the validation figures and
 /// genotype (metrics.jsonl), the normalised architecture parameters by name (alphas.jsonl), and
-/// genotype.json / genotype.txt.
+/// genotype.json / genotype.txt; with `keepEpochWeights`, each epoch's checkpoint in epochs/.
 public final class Searcher: EpochTask {
     public let config: SearchConfig
     public let directory: RunDirectory
@@ -62,6 +62,7 @@ public final class Searcher: EpochTask {
         loop = EpochLoop(task: self, comm: communicator, directory: directory, averager: averager, trainSet: trainSet,
                          validationSet: validationSet, epochs: config.epochs, batchSize: config.batchSize, seed: config.seed,
                          threads: threads)
+        loop.keepEpochCheckpoints = config.keepEpochWeights == true
         var loaded: String?
         try loop.start(resume: resume, config: config, prepare: {
             loaded = try config.initWeights.map { try loadInitialWeights($0) }
@@ -242,8 +243,12 @@ public final class Searcher: EpochTask {
             try AtomicFile.write(kept.pythonDescription + "\n", to: directory.genotypeText)
             if let decision { try directory.writeJSON(decision.json, to: directory.file("early_stop.json")) }
         }
-        let line = String(format: "train loss %.4f acc %.1f%%, val loss %.4f acc %.1f%%, lr %.5f, %@%@%@",
-                          summary.trainLoss, 100 * summary.trainAccuracy,
+        // A single-path supernet's validation pass runs the last trained path with the shared
+        // running BatchNorm statistics, which fit no one path: the log says so (metrics.jsonl
+        // keeps the field name val_acc).
+        let validationLabel = config.method.isSinglePath ? "val (last trained path, shared BatchNorm)" : "val"
+        let line = String(format: "train loss %.4f acc %.1f%%, %@ loss %.4f acc %.1f%%, lr %.5f, %@%@%@",
+                          summary.trainLoss, 100 * summary.trainAccuracy, validationLabel,
                           valLoss, 100 * valAcc, summary.learningRate, diagnostics.summary,
                           eigenvalue.map { String(format: ", hessian eigenvalue %.4g", $0) } ?? "",
                           warm ? " (warm-up: architecture frozen)" : "")

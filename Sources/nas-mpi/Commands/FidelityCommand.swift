@@ -19,10 +19,17 @@ struct FidelityCommand: ParsableCommand {
             its fitness the best validation accuracy on the search's validation half (the test set is never \
             loaded). The trainings run on the task farm, in groups of --ranks-per-candidate ranks. Reports \
             Kendall tau-b, Spearman rho, sparse Kendall tau (accuracies within 0.1 point tied) and top-k \
-            overlap between the supernet accuracy and the mean standalone accuracy. Supported supernets: darts, \
+            overlap between the supernet accuracy and the mean standalone accuracy. Tau against the supernet's \
+            epoch: when the search kept every epoch's supernet (`nas-mpi search --keep-epoch-weights`, files \
+            epochs/epoch-NNN.bin), the same genotypes are also scored on each kept epoch's supernet, the same way \
+            (single path, BatchNorm recomputed), and each epoch's scores are ranked against the same standalone \
+            accuracies (trained once, not per epoch): the per_epoch list of fidelity.json and fidelity_epochs.csv \
+            (--per-epoch requires the files, --no-per-epoch skips them; by default they are scored when present). \
+            Supported supernets: darts, \
             sdarts, darts-minus (without its auxiliary skip), random-ws, enas; pc-darts and p-darts are refused. \
-            Run files: fidelity.jsonl, fidelity.json, state.json (--resume retrains only the trainings in \
-            flight), candidates/gNNN-sS/, cost.json, run.json.
+            Run files: fidelity.jsonl, fidelity.json, fidelity_epochs.csv (with kept epochs), state.json (--resume \
+            scores only the epochs not scored yet and retrains only the trainings in flight), candidates/gNNN-sS/, \
+            cost.json, run.json.
             """
     )
 
@@ -43,6 +50,8 @@ struct FidelityCommand: ParsableCommand {
     var scoreBatches: Int?
     @Option(help: "Training batches the BatchNorm statistics are recomputed on per genotype (default 4; 0: the supernet's own).")
     var bnBatches: Int?
+    @Flag(inversion: .prefixedNo, help: "Also score the genotypes on every epoch's supernet the search kept (search --keep-epoch-weights: epochs/epoch-NNN.bin) and report Kendall tau against the supernet's epoch (default: when the search kept them; --per-epoch requires them).")
+    var perEpoch: Bool?
     @Option(help: "Run directory (default runs/fidelity-DATE-TIME).") var out: String?
     @Option(name: .customLong("resume"), help: "yes (a bare --resume): continue the study in --out, retraining only the trainings in flight; auto: continue it if --out holds this study, else start it.")
     var resumeMode: ResumeMode?
@@ -54,6 +63,9 @@ struct FidelityCommand: ParsableCommand {
         if resumeMode != nil, out == nil { throw ValidationError("--resume needs --out, the study to continue") }
         if resumeMode == .yes, let preset {
             throw ValidationError("--resume continues the saved configuration; --preset \(preset.rawValue) would replace it")
+        }
+        if resumeMode == .yes, perEpoch != nil {
+            throw ValidationError("--resume continues the saved study, whose kept epochs were chosen when it started; leave out --\(perEpoch! ? "" : "no-")per-epoch")
         }
         if resumeMode != .yes { _ = try resolved(nil) }
     }
@@ -96,6 +108,12 @@ struct FidelityCommand: ParsableCommand {
         if let v = ranksPerCandidate { c.ranksPerCandidate = v }
         if let v = scoreBatches { c.scoreBatches = v }
         if let v = bnBatches { c.bnBatches = v }
+        if let v = perEpoch {
+            c.perEpoch = v
+            if v, RunDirectory(c.searchRun).epochCheckpoints().isEmpty {
+                throw ValidationError("--per-epoch: \(c.searchRun) kept no per-epoch weights (epochs/epoch-NNN.bin); run the search with --keep-epoch-weights")
+            }
+        }
         var t = c.training
         if let v = seed { t.seed = v }
         if let v = candidateEpochs { t.epochs = v }
@@ -133,11 +151,13 @@ struct FidelityCommand: ParsableCommand {
         throw RunError("\(path) has no final genotype (neither run.json's best_genotype nor genotype.json)")
     }
 
-    /// What every rank needs from rank 0 before the work: the genotypes still to score (empty
-    /// once scored) and how many there are.
+    /// What every rank needs from rank 0 before the work: the genotypes, whether the last
+    /// weights still have to score them, and the kept epochs whose supernets still have to.
     struct Plan: Codable {
-        var toScore: [Genotype]
-        var count: Int
+        var genotypes: [Genotype]
+        var scored: Bool
+        var epochsToScore: [Int]
+        var count: Int { genotypes.count }
     }
 
     func run() throws {
@@ -165,7 +185,9 @@ struct FidelityCommand: ParsableCommand {
                     try dir.create()
                     try dir.writeJSON(config, to: dir.config)
                 }
-                let s = try FidelityStudy(config: config, directory: dir, resume: resume) {
+                // The kept epochs are chosen once, when the study starts (state.json keeps them).
+                let kept = config.perEpoch == false ? [] : searchDir.epochCheckpoints().map(\.epoch)
+                let s = try FidelityStudy(config: config, directory: dir, resume: resume, epochs: kept) {
                     let finals = try ([config.searchRun] + config.genotypeRuns).map { (try Self.finalGenotype($0), $0) }
                     let space = try GenotypeSpace(steps: search.supernetConfig(inputShape: [1, 1, 1], classes: 2).steps,
                                                   ops: search.primitives.filter { $0 != .none })
@@ -180,15 +202,29 @@ struct FidelityCommand: ParsableCommand {
                     let t = config.training
                     let finals = s.state.entries.filter { $0.source != "random" }.count
                     log("fidelity: \(s.state.entries.count) genotypes (\(finals) final genotype(s) of runs, \(s.state.entries.count - finals) uniform samples) of the \(search.method.rawValue) supernet \(config.searchRun), each trained \(config.seeds) times: C=\(t.channels), \(t.layers) layers, \(t.epochs) epoch(s), batch \(t.batchSize); \(farm.groupCount) group(s) of \(config.ranksPerCandidate) rank(s) x \(threads) thread(s)")
+                    if !kept.isEmpty {
+                        log("tau against supernet epoch: the genotypes are also scored on the supernets of the \(kept.count) epoch(s) the search kept (\(searchDir.epochsFolder.path): epochs \(kept.map(String.init).joined(separator: ", ")))")
+                    }
                     log("run directory: \(dir.url.path)")
                 }
             }
-            let plan = try comm.broadcast(value: study.map { Plan(toScore: $0.state.scored ? [] : $0.state.entries.map(\.genotype),
-                                                                    count: $0.state.entries.count) }, root: 0)
-            if !plan.toScore.isEmpty {
-                let (scores, epoch, images) = try score(plan.toScore, config: config, search: search, searchDir: searchDir, dir: dir,
-                                                        comm: comm, log: log)
-                try study?.setScores(scores, epoch: epoch, images: images)
+            let plan = try comm.broadcast(value: study.map { Plan(genotypes: $0.state.entries.map(\.genotype), scored: $0.state.scored,
+                                                                    epochsToScore: $0.state.epochsToScore) }, root: 0)
+            if !plan.scored || !plan.epochsToScore.isEmpty {
+                let scorer = try FidelityScorer(config: config, search: search, searchDirectory: searchDir, directory: dir, comm: comm, log: log)
+                if !plan.scored {
+                    let (scores, epoch) = try scorer.scores(plan.genotypes, checkpoint: searchDir.checkpoint) {
+                        "the weights of epoch \($0.map(String.init) ?? "?") (checkpoint.bin)"
+                    }
+                    try study?.setScores(scores, epoch: epoch, images: scorer.images)
+                }
+                // Each kept epoch is saved as soon as it is scored, so a resumed study scores only the rest.
+                for e in plan.epochsToScore {
+                    let (scores, _) = try scorer.scores(plan.genotypes, checkpoint: searchDir.epochCheckpoint(e)) { _ in
+                        "the kept weights of epoch \(e) (epochs/\(searchDir.epochCheckpoint(e).lastPathComponent))"
+                    }
+                    try study?.setEpochScores(scores, epoch: e)
+                }
             }
 
             let trainings = CandidateTrainer.FarmWork(training: config.training, worldRank: comm.rank, threads: threads,
@@ -205,50 +241,6 @@ struct FidelityCommand: ParsableCommand {
         }
     }
 
-    /// The supernet accuracy of each genotype (every rank, data parallel): the search's supernet
-    /// restored from its checkpoint, each genotype's path put on it, BatchNorm recomputed, then
-    /// scored on the validation half. Returns the scores, the checkpoint's epoch and the images
-    /// each genotype was scored on.
-    private func score(_ genotypes: [Genotype], config: FidelityConfig, search: SearchConfig, searchDir: RunDirectory, dir: RunDirectory,
-                       comm: Communicator, log: @escaping (String) -> Void) throws -> ([Double], Int?, Int) {
-        let (weightsHalf, validation, _) = try search.loadSplits()
-        // Op dropout changes only the weight step's training forward; its edges keep MixedOp's
-        // names, so the supernet is rebuilt without it (the single path has no dropout).
-        var rebuilt = search
-        rebuilt.opDropout = nil
-        let method = try rebuilt.method.make(rebuilt, inputShape: weightsHalf.imageShape, classes: weightsHalf.classes,
-                                             averager: GradientAverager(comm))
-        let file = try CheckpointFile.read(from: searchDir.checkpoint)
-        do { try method.restoreForEvaluation(from: file) } catch {
-            throw RunError("\(searchDir.checkpoint.path) does not fit the supernet of \(searchDir.config.path): \(error)")
-        }
-        let epoch = file.metadata["epoch"]?.int
-        let batch = max(comm.size, search.batchSize / comm.size * comm.size)
-        let end = SearchEnd(trainSet: weightsHalf, validationSet: validation, batchSize: batch, comm: comm, directory: dir, log: log)
-        let whole = config.scoreBatches == nil
-        let settings = WeightSharingSettings(samples: genotypes.count, top: genotypes.count, batches: config.scoreBatches ?? 1,
-                                             bnBatches: config.bnBatches)
-        let scoring = SupernetScoring(network: method.network, end: end, settings: settings, seed: config.seed)
-        defer { method.network.path = nil }
-        log("supernet scores: \(genotypes.count) genotypes on the weights of epoch \(epoch.map(String.init) ?? "?"), single path, BatchNorm recomputed on \(config.bnBatches) training batches each, scored on \(whole ? "the \(validation.count) images of the validation half" : "\(config.scoreBatches!) fixed validation batches of \(batch)")")
-        var scores: [Double] = []
-        var lastShown = Date()
-        for (i, g) in genotypes.enumerated() {
-            do {
-                scores.append(try scoring.accuracy(of: g, wholeValidationHalf: whole))
-            } catch let e as GenotypeError {
-                throw RunError("genotype \(i) does not fit the supernet of \(searchDir.url.path): \(e)")
-            } catch let e as KernelError where "\(e)".contains("no single-path forward") {
-                throw RunError("the \(search.method.rawValue) supernet of \(searchDir.url.path) cannot run one genotype alone: \(e)")
-            }
-            if Date().timeIntervalSince(lastShown) >= 10 || i + 1 == genotypes.count {
-                lastShown = Date()
-                log(String(format: "supernet scores: %d/%d genotypes, best %.2f%%", i + 1, genotypes.count, 100 * scores.max()!))
-            }
-        }
-        return (scores, epoch, scoring.images(wholeValidationHalf: whole))
-    }
-
     /// Rank 0 after the farm: fidelity.json, fidelity.jsonl, cost.json, run.json.
     private func finish(_ study: FidelityStudy, search: SearchConfig, dir: RunDirectory, ranks: Int, threads: Int, cpuSeconds: Double,
                         stopped: Int32?, log: (String) -> Void) throws {
@@ -257,6 +249,7 @@ struct FidelityCommand: ParsableCommand {
         let summary = study.summary(searchMethod: search.method.rawValue, validationImages: data.validation?.count ?? 0)
         try study.writeResults()
         try dir.writeJSON(summary, to: study.summaryFile)
+        if let table = study.epochTable() { try AtomicFile.write(table.text, to: study.epochTableFile) }
         try study.addCost(cpuSeconds: cpuSeconds, ranks: ranks, threads: threads)
         var manifest = RunManifest(kind: "fidelity", method: search.method.rawValue, seed: config.seed, ranks: ranks, threadsPerRank: threads,
                                    budget: ["samples": Double(config.samples), "seeds": Double(config.seeds),
@@ -273,7 +266,13 @@ struct FidelityCommand: ParsableCommand {
             log("fidelity over \(summary.complete) of \(summary.genotypes) genotypes (mean of \(config.seeds) seeds): Kendall tau \(f(summary.kendallTau)), Spearman rho \(f(summary.spearmanRho)), sparse Kendall tau \(f(summary.sparseKendallTau)), "
                 + summary.topK.map { "top-\($0.k) overlap \($0.common)/\($0.k)" }.joined(separator: ", ")
                 + (study.state.failed > 0 ? "; \(study.state.failed) training(s) failed" : ""))
-            log("tau against supernet epoch: \(FidelitySummary.noEpochWeights)")
+            if let perEpoch = summary.perEpoch {
+                log("tau against supernet epoch (\(study.epochTableFile.lastPathComponent)): " + perEpoch.map {
+                    "epoch \($0.epoch) tau \(f($0.kendallTau)) rho \(f($0.spearmanRho))"
+                }.joined(separator: ", "))
+            } else {
+                log("tau against supernet epoch: \(summary.supernetEpochTauNote)")
+            }
         } else {
             log("stopped: \(study.state.done) of \(study.totalTasks) trainings done; the \(study.state.inFlight.count) in flight wrote checkpoints and continue with --resume")
         }

@@ -102,6 +102,8 @@ struct SearchCommand: ParsableCommand {
     var bnReset: Int?
     @Option(help: "Progressive channel growth: C@EPOCH pairs, e.g. 4@0,8@10,16@20 (C=4 from epoch 0, 8 from epoch 10, 16 from epoch 20). The supernet starts narrow and is widened at the start of each listed epoch, keeping its function (new channels start at zero); the alphas and the optimisers' state carry over. The last width is the run's --channels. Methods darts, sdarts, darts-minus.")
     var channelSchedule: String?
+    @Flag(help: "Keep the supernet of every epoch: each end-of-epoch checkpoint is also written to epochs/epoch-NNN.bin (the size of checkpoint.bin per epoch), so that `nas-mpi fidelity` reports Kendall tau against the supernet's epoch.")
+    var keepEpochWeights = false
     @Option(help: "Compare a checksum of the parameters across ranks every N steps and stop on divergence (0: never).")
     var checkConsistency = 0
     @Option(help: "Progress: auto (a live line on a terminal), live, or lines.") var progress: ProgressStyle = .auto
@@ -153,6 +155,7 @@ struct SearchCommand: ParsableCommand {
         if hessianEigenvalue { c.hessianEigenvalue = true }
         if let v = bnMode { c.bnMode = v }
         if let v = bnReset { c.bnReset = v }
+        if keepEpochWeights { c.keepEpochWeights = true }
         try applyPDARTS(to: &c)
         if wsSamples != nil || wsTop != nil || wsBatches != nil || wsBnBatches != nil {
             var w = c.weightSharing ?? .preset(c.preset)
@@ -244,7 +247,13 @@ struct SearchCommand: ParsableCommand {
             manifest.status = status
             manifest.statusDetail = detail
             manifest.setBest(genotype ?? (try? Genotype.load(dir.genotypeJSON.path)), validationAccuracy: nil, testAccuracy: nil)
-            manifest.supernetValidationAccuracy = searcher.loop.metrics.last?.object?["val_acc"]?.double
+            // A single-path supernet's per-epoch val_acc is one path under shared BatchNorm
+            // statistics: not the supernet's accuracy. Its candidates' recalibrated scores are.
+            if config.method.isSinglePath {
+                manifest.bestCandidateValidationAccuracy = SupernetScoring.bestValidationAccuracy(file: dir.file("ws_scores.jsonl"))
+            } else {
+                manifest.supernetValidationAccuracy = searcher.loop.metrics.last?.object?["val_acc"]?.double
+            }
             try manifest.write(to: dir)
         }
         let outcome: Searcher.Outcome
@@ -256,6 +265,10 @@ struct SearchCommand: ParsableCommand {
         case .finished(let genotype):
             try writeManifest(.finished, genotype: genotype)
             if comm.rank == 0 {
+                if config.method.isSinglePath {
+                    searcher.log("note: the per-epoch \"val (last trained path, shared BatchNorm)\" accuracy above (metrics.jsonl val_acc) runs the last trained path with the supernet's running BatchNorm statistics, which every path trained shares and none fits, so it measures neither the supernet nor any architecture (on real data it sits near chance); each candidate's accuracy after recomputing BatchNorm for its path is in ws_scores.jsonl"
+                                 + (manifest.bestCandidateValidationAccuracy.map { String(format: " (best %.2f%%)", 100 * $0) } ?? ""))
+                }
                 searcher.log("genotype: \(genotype.pythonDescription)")
                 searcher.log("written: \(dir.genotypeJSON.path), \(dir.genotypeText.path), \(dir.manifest.path)"
                              + (searcher.earlyStop.map { ", \(dir.file("early_stop.json").path) (genotype of epoch \($0.chosenEpoch))" } ?? ""))
@@ -273,6 +286,7 @@ struct SearchCommand: ParsableCommand {
     static func regularisationDetail(_ c: SearchConfig) -> String {
         (c.opDropout.map { ", op dropout \($0.description)" } ?? "") + (c.bnMode == .batch ? ", BatchNorm without running statistics" : "")
             + (c.bnReset.map { ", BatchNorm reset over \($0) batches at the end" } ?? "")
+            + (c.keepEpochWeights == true ? ", every epoch's weights kept in epochs/" : "")
             + (c.channelSchedule.map { ", channel schedule \($0) (C widened at the start of epochs \($0.wideningEpochs.map { String($0 + 1) }.joined(separator: ", ")))" } ?? "")
     }
 
