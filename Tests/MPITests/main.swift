@@ -247,68 +247,207 @@ do {
     if rank == 0 { print(String(format: "sync-bn: worst relative gradient difference %.2e over %d tensors", worst, all2.count)) }
 }
 
-// A resumed run matches an uninterrupted one (DARTS, PC-DARTS, random search with weight sharing,
-// ENAS, and DARTS widened by --channel-schedule at the start of the second epoch, stopped before
-// the widening and between the two halves of the step that widened).
-func resumeConfig(_ method: SearchMethodKind, widened: Bool) -> SearchConfig {
-    var c = tinyConfig(order: 1, epochs: 2, method: method)
-    if widened {
-        c.channelSchedule = try! ChannelSchedule(parsing: "2@0,4@1")
-        c.channels = 4
-    }
-    return c
+// A resumed run matches an uninterrupted one: a tiny search run whole, then run again and stopped
+// by SIGTERM requested from the last rank at a chosen point, resumed, and compared (state hash,
+// genotype, every checkpoint tensor and its metadata, validation metrics). The methods: DARTS,
+// PC-DARTS, random search with weight sharing, ENAS, DARTS widened by --channel-schedule at the
+// start of the second epoch (stopped before the widening and between the two halves of the step
+// that widened), and the anti-collapse methods (issue 13): P-DARTS stopped in the warm-up of its
+// second stage and after it, SDARTS-RS, DARTS-, and DARTS with the regularisers and constraints
+// all on (beta-decay, entropy, op dropout, both architecture gradient clips, --bn-mode batch).
+
+/// One interruption of a resume check.
+struct ResumeStop {
+    /// Says where the run stops, for the check names.
+    var name: String
+    /// Asked on the last rank at each stop question of the interrupted run (after a step, and
+    /// between the architecture and the weight part of a step); true: stop now.
+    var now: (Searcher) -> Bool
+    /// What the interrupted run's checkpoint must show (checked on rank 0), as a check name
+    /// given the checkpoint, and the verdict.
+    var saved: ((CheckpointFile) -> (String, Bool))?
 }
-for (method, widened, stopWide) in [(SearchMethodKind.darts, false, false), (.pcDarts, false, false), (.randomWS, false, false),
-                                    (.enas, false, false), (.darts, true, false), (.darts, true, true)] {
-    let tag = widened ? (stopWide ? "-stopped-wide" : "-stopped-narrow") : ""
-    let label = method.rawValue + (widened ? " --channel-schedule 2@0,4@1 (\(stopWide ? "stopped in the widening step" : "stopped before the widening"))" : "")
-    let whole = try sharedDirectory("whole-\(method.rawValue)\(tag)")
-    let a = try Searcher(config: resumeConfig(method, widened: widened), directory: whole, resume: false, communicator: comm, threads: 1)
+
+/// Stops at the `n`-th stop question (1-based; the first is asked before the first step).
+func stopAtQuestion(_ n: Int) -> (Searcher) -> Bool {
+    var asked = 0
+    return { _ in asked += 1; return asked == n }
+}
+
+/// Stops at the first stop question of step `step` (from 0) of epoch `epoch` (from 0): between
+/// the two halves of the step when it has an architecture part, after the step otherwise.
+func stopIn(epoch: Int, step: Int) -> (Searcher) -> Bool {
+    { $0.loop.epoch == epoch && $0.loop.stepInEpoch == step }
+}
+
+/// The checkpoint's epoch (from 0), step in that epoch and whether it was taken between the two
+/// halves of a step.
+func position(_ file: CheckpointFile) -> (epoch: Int, step: Int, betweenHalves: Bool) {
+    (file.metadata["epoch"]?.int ?? -1, file.metadata["step"]?.int ?? -1, file.metadata["architecture_done"] == .bool(true))
+}
+
+/// Runs `config` whole once, then once per stop interrupted and resumed, and compares each
+/// resumed run with the whole one; `metadata` names the method's checkpoint metadata that both
+/// final checkpoints must hold (and hold equal).
+func checkResume(_ label: String, tag: String, _ config: SearchConfig, metadata required: [String] = [], stops: [ResumeStop]) throws {
+    let whole = try sharedDirectory("whole-\(tag)")
+    let a = try Searcher(config: config, directory: whole, resume: false, communicator: comm, threads: 1)
     a.log = { _ in }
     _ = try a.run()
-
-    let cut = try sharedDirectory("cut-\(method.rawValue)\(tag)")
-    let b = try Searcher(config: resumeConfig(method, widened: widened), directory: cut, resume: false, communicator: comm, threads: 1)
-    b.log = { _ in }
-    var steps = 0
-    // The last rank asks: at the fifth question (with a widening: before it, as the checkpoint
-    // check below confirms), or at the first question after the widening.
-    b.stopRequested = { [unowned b] in
-        steps += 1
-        let now = stopWide ? b.network.config.channels == 4 : steps == 3 * 2 - 1
-        return now && rank == size - 1 ? SIGTERM : nil
-    }
-    let first = try b.run()
-    check("\(label): run interrupted by one rank stops all", first == .interrupted(signal: SIGTERM))
-    if widened && rank == 0 {
-        let channels = try CheckpointFile.read(from: cut.checkpoint).metadata["channels"]?.int
-        check("\(label): the interrupted run's checkpoint holds C=\(stopWide ? 4 : 2) (C=\(channels ?? -1))", channels == (stopWide ? 4 : 2))
-    }
-    let c = try Searcher(config: resumeConfig(method, widened: widened), directory: cut, resume: true, communicator: comm, threads: 1)
-    c.log = { _ in }
-    _ = try c.run()
-    check("\(label): resumed \(size)-rank run matches the uninterrupted one", c.stateHash() == a.stateHash())
-    if rank == 0 {
-        let ga = try String(contentsOf: whole.genotypeText, encoding: .utf8)
-        let gc = try String(contentsOf: cut.genotypeText, encoding: .utf8)
-        check("\(label): resumed run writes the same genotype", ga == gc)
-        // Every tensor of the final checkpoint, BatchNorm running statistics included (each rank's
-        // own statistics go into a mid-epoch checkpoint), and the validation metrics.
-        let x = try CheckpointFile.read(from: whole.checkpoint), y = try CheckpointFile.read(from: cut.checkpoint)
-        let differing = zip(x.tensors, y.tensors).filter { $0.0.tensor != $0.1.tensor }.map(\.0.name)
-        check("\(label): resumed \(size)-rank run: identical checkpoint tensors incl. BatchNorm buffers (differing: \(differing.prefix(3)))",
-              x.tensors.map(\.name) == y.tensors.map(\.name) && differing.isEmpty)
-        func validation(_ d: RunDirectory) throws -> [String] {
-            try String(contentsOf: d.metrics, encoding: .utf8).split(separator: "\n").map { line in
-                let o = try JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8))
-                return "\(o["val_loss"]?.double ?? -1) \(o["val_acc"]?.double ?? -1) \(o["train_loss"]?.double ?? -1)"
-            }
+    for (k, stop) in stops.enumerated() {
+        let label = "\(label) (\(stop.name))"
+        let cut = try sharedDirectory("cut-\(tag)-\(k)")
+        let b = try Searcher(config: config, directory: cut, resume: false, communicator: comm, threads: 1)
+        b.log = { _ in }
+        b.stopRequested = { [unowned b] in stop.now(b) && rank == size - 1 ? SIGTERM : nil }
+        let first = try b.run()
+        check("\(label): run interrupted by one rank stops all", first == .interrupted(signal: SIGTERM))
+        if let saved = stop.saved, rank == 0 {
+            let (name, ok) = saved(try CheckpointFile.read(from: cut.checkpoint))
+            check("\(label): the interrupted run's checkpoint \(name)", ok)
         }
-        check("\(label): resumed \(size)-rank run: identical validation loss and accuracy", try validation(whole) == validation(cut))
+        let c = try Searcher(config: config, directory: cut, resume: true, communicator: comm, threads: 1)
+        c.log = { _ in }
+        _ = try c.run()
+        check("\(label): resumed \(size)-rank run matches the uninterrupted one", c.stateHash() == a.stateHash())
+        if rank == 0 {
+            let ga = try String(contentsOf: whole.genotypeText, encoding: .utf8)
+            let gc = try String(contentsOf: cut.genotypeText, encoding: .utf8)
+            check("\(label): resumed run writes the same genotype", ga == gc)
+            // Every tensor of the final checkpoint, BatchNorm running statistics included (each rank's
+            // own statistics go into a mid-epoch checkpoint), and the validation metrics.
+            let x = try CheckpointFile.read(from: whole.checkpoint), y = try CheckpointFile.read(from: cut.checkpoint)
+            let differing = zip(x.tensors, y.tensors).filter { $0.0.tensor != $0.1.tensor }.map(\.0.name)
+            check("\(label): resumed \(size)-rank run: identical checkpoint tensors incl. BatchNorm buffers (differing: \(differing.prefix(3)))",
+                  x.tensors.map(\.name) == y.tensors.map(\.name) && differing.isEmpty)
+            // The method's own metadata (P-DARTS's stage and kept op lists, DARTS-'s beta, Adam's
+            // step count, the width), all but the timings.
+            let timings: Set<String> = ["seconds", "metrics"]
+            let keys = Set(x.metadata.keys).union(y.metadata.keys).subtracting(timings)
+            let differingKeys = keys.filter { x.metadata[$0] != y.metadata[$0] }.sorted()
+            let missing = required.filter { x.metadata[$0] == nil }
+            check("\(label): resumed \(size)-rank run: identical checkpoint metadata (differing: \(differingKeys), missing: \(missing))",
+                  differingKeys.isEmpty && missing.isEmpty)
+            func validation(_ d: RunDirectory) throws -> [String] {
+                try String(contentsOf: d.metrics, encoding: .utf8).split(separator: "\n").map { line in
+                    let o = try JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8))
+                    return "\(o["val_loss"]?.double ?? -1) \(o["val_acc"]?.double ?? -1) \(o["train_loss"]?.double ?? -1)"
+                }
+            }
+            check("\(label): resumed \(size)-rank run: identical validation loss and accuracy", try validation(whole) == validation(cut))
+        }
+        try cleanup(cut)
     }
     try cleanup(whole)
-    try cleanup(cut)
 }
+
+let resumeStart = Date()
+func timed(_ what: String, _ body: () throws -> Void) throws {
+    let start = Date()
+    try body()
+    try comm.barrier()
+    if rank == 0 { print(String(format: "resume checks, %@: %.1f s", what, Date().timeIntervalSince(start))) }
+}
+
+// The fifth question: after the second step of the first epoch.
+for method in [SearchMethodKind.darts, .pcDarts, .randomWS, .enas] {
+    try timed(method.rawValue) {
+        try checkResume(method.rawValue, tag: method.rawValue, tinyConfig(order: 1, epochs: 2, method: method),
+                        stops: [ResumeStop(name: "after the second step", now: stopAtQuestion(5))])
+    }
+}
+try timed("darts --channel-schedule") {
+    var widened = tinyConfig(order: 1, epochs: 2)
+    widened.channelSchedule = try ChannelSchedule(parsing: "2@0,4@1")
+    widened.channels = 4
+    // At the fifth question (before the widening, as the checkpoint check confirms), and at the
+    // first question after the widening.
+    func holds(_ channels: Int) -> (CheckpointFile) -> (String, Bool) {
+        { file in
+            let saved = file.metadata["channels"]?.int
+            return ("holds C=\(channels) (C=\(saved ?? -1))", saved == channels)
+        }
+    }
+    try checkResume("darts --channel-schedule 2@0,4@1", tag: "darts-widened", widened, stops: [
+        ResumeStop(name: "stopped before the widening", now: stopAtQuestion(5), saved: holds(2)),
+        ResumeStop(name: "stopped in the widening step", now: { $0.network.config.channels == 4 }, saved: holds(4)),
+    ])
+}
+
+// The anti-collapse cases search 4 ops (half the cost of 8), none and skip_connect among them.
+func smallSpace(_ method: SearchMethodKind, epochs: Int) -> SearchConfig {
+    var c = tinyConfig(order: 1, epochs: epochs, method: method)
+    c.primitives = [.none, .maxPool3x3, .skipConnect, .sepConv3x3]
+    return c
+}
+
+// P-DARTS: two stages of two epochs (3 then 4 cells, 4 then 2 ops per edge), each with one
+// warm-up epoch; stopped in the second stage's warm-up (epoch 3, after its second step: the
+// stage's supernet is built, its alphas frozen) and in its architecture epoch (epoch 4, between
+// the halves of its second step). The comparison of the checkpoints' metadata covers the kept op
+// lists; the genotype comes from them.
+try timed("p-darts") {
+    var pdarts = smallSpace(.pdarts, epochs: 4)
+    pdarts.warmupEpochs = 1
+    pdarts.pdarts = PDARTSSettings(stages: [3, 4], stageOps: [4, 2], skipDropout: [0.2, 0.5], maxSkipConnections: 1)
+    func inStage2(_ file: CheckpointFile, epoch: Int, step: Int, betweenHalves: Bool) -> (String, Bool) {
+        let p = position(file), stage = file.metadata["pdarts_stage"]?.int ?? -1
+        let ops = file.metadata["pdarts_ops"].flatMap { $0.object?["normal"]?.array?.first?.array?.count } ?? -1
+        return ("is in the second stage (stage \(stage), \(ops) ops per edge) at epoch \(p.epoch + 1) step \(p.step)\(p.betweenHalves ? "+arch" : "")",
+                stage == 1 && ops == 2 && p.epoch == epoch && p.step == step && p.betweenHalves == betweenHalves)
+    }
+    try checkResume("p-darts", tag: "p-darts", pdarts, metadata: ["pdarts_stage", "pdarts_ops"], stops: [
+        ResumeStop(name: "stopped in the second stage's warm-up", now: stopIn(epoch: 2, step: 1),
+                   saved: { inStage2($0, epoch: 2, step: 2, betweenHalves: false) }),
+        ResumeStop(name: "stopped in the second stage after its warm-up", now: stopIn(epoch: 3, step: 1),
+                   saved: { inStage2($0, epoch: 3, step: 1, betweenHalves: true) }),
+    ])
+}
+
+// SDARTS-RS and DARTS-: stopped in the second epoch (eps and beta depend on the epoch), DARTS-
+// between the halves of a step, SDARTS-RS after one.
+try timed("sdarts") {
+    var asked = 0
+    try checkResume("sdarts", tag: "sdarts", smallSpace(.sdarts, epochs: 2), stops: [
+        ResumeStop(name: "after the second step of the second epoch", now: { s in
+            guard s.loop.epoch == 1 && s.loop.stepInEpoch == 1 else { return false }
+            asked += 1
+            return asked == 2
+        }, saved: { file in
+            let p = position(file)
+            return ("is at epoch \(p.epoch + 1) step \(p.step)\(p.betweenHalves ? "+arch" : "")", p.epoch == 1 && p.step == 2 && !p.betweenHalves)
+        }),
+    ])
+}
+try timed("darts-minus") {
+    try checkResume("darts-minus", tag: "darts-minus", smallSpace(.dartsMinus, epochs: 2), metadata: ["auxiliary_skip_beta"], stops: [
+        ResumeStop(name: "between the halves of the second epoch's second step", now: stopIn(epoch: 1, step: 1), saved: { file in
+            let p = position(file)
+            return ("is at epoch \(p.epoch + 1) step \(p.step)+arch", p.epoch == 1 && p.step == 1 && p.betweenHalves)
+        }),
+    ])
+}
+
+// DARTS with every regulariser and constraint on; the ramped terms are 0 in the first epoch, so
+// the stop is in the second.
+try timed("darts regularised") {
+    var regularised = smallSpace(.darts, epochs: 2)
+    regularised.betaRegularization = 0.5
+    regularised.entropyWeight = 0.1
+    regularised.opDropout = OpDropoutRates(["all": 0.1, "skip_connect": 0.3])
+    regularised.archGradClip = 0.05
+    regularised.archGradClipPerEdge = 0.01
+    regularised.bnMode = .batch
+    try checkResume("darts --beta-regularization --entropy-weight --op-dropout --arch-grad-clip(-per-edge) --bn-mode batch",
+                    tag: "darts-regularised", regularised, stops: [
+        ResumeStop(name: "between the halves of the second epoch's second step", now: stopIn(epoch: 1, step: 1), saved: { file in
+            let p = position(file)
+            return ("is at epoch \(p.epoch + 1) step \(p.step)+arch", p.epoch == 1 && p.step == 1 && p.betweenHalves)
+        }),
+    ])
+}
+if rank == 0 { print(String(format: "resume checks: %.1f s", Date().timeIntervalSince(resumeStart))) }
+
 // Random search with weight sharing: every rank trains the same architecture each step (weights
 // compared every step) and chooses the same genotype; a sampler whose draws differ by rank
 // still yields rank 0's draw everywhere.

@@ -191,6 +191,63 @@ final class PDARTSTests: XCTestCase {
         for ((name, x), (_, y)) in zip(fa.tensors, fb.tensors) { XCTAssertEqual(x, y, name) }
     }
 
+    /// A whole two-stage search (4 ops, 3 then 4 cells, one warm-up epoch per stage) and the same
+    /// search stopped in the second stage, in its warm-up (after epoch 3's second step: the stage's
+    /// supernet built, the alphas frozen) and after it (between the halves of epoch 4's second
+    /// step), then resumed: the stage, the kept op lists, every tensor, the metrics, the alphas
+    /// and the genotype match the uninterrupted run.
+    func testSearchResumedInTheSecondStagesWarmUpAndAfterItIsBitIdentical() throws {
+        var c = config(stages: [3, 4], stageOps: [4, 2], dropout: [0.2, 0.5])
+        c.primitives = [.none, .maxPool3x3, .skipConnect, .sepConv3x3]
+        c.channels = 2
+        c.data = DataSource(kind: .synthetic, imageShape: [1, 8, 8])
+        c.data.syntheticCount = 64
+        c.batchSize = 8
+        c.seed = 7
+        let base = try temporaryDirectory(self)
+        let whole = RunDirectory(base.appendingPathComponent("whole").path)
+        let w = try Searcher(config: c, directory: whole, resume: false, threads: 1)
+        w.log = { _ in }
+        _ = try w.run()
+        let x = try CheckpointFile.read(from: whole.checkpoint)
+        XCTAssertEqual(x.metadata["pdarts_stage"], .number(1))
+        for (name, epoch, step, betweenHalves) in [("warm-up", 2, 2, false), ("after", 3, 1, true)] {
+            let cut = RunDirectory(base.appendingPathComponent(name).path)
+            let a = try Searcher(config: c, directory: cut, resume: false, threads: 1)
+            a.log = { _ in }
+            // Epoch `epoch` (from 0), step index 1: in the warm-up the first question is after
+            // the step, later the one between its halves.
+            a.stopRequested = { [unowned a] in a.loop.epoch == epoch && a.loop.stepInEpoch == 1 ? SIGTERM : nil }
+            XCTAssertEqual(try a.run(), .interrupted(signal: SIGTERM), name)
+            let saved = try CheckpointFile.read(from: cut.checkpoint)
+            XCTAssertEqual(saved.metadata["pdarts_stage"], .number(1), name)
+            XCTAssertEqual(saved.metadata["epoch"], .number(Double(epoch)), name)
+            XCTAssertEqual(saved.metadata["step"], .number(Double(step)), name)
+            XCTAssertEqual(saved.metadata["architecture_done"], .bool(betweenHalves), name)
+            let b = try Searcher(config: c, directory: cut, resume: true, threads: 1)
+            b.log = { _ in }
+            _ = try b.run()
+            XCTAssertEqual(b.stateHash(), w.stateHash(), name)
+            let y = try CheckpointFile.read(from: cut.checkpoint)
+            XCTAssertNotNil(x.metadata["pdarts_ops"])
+            XCTAssertEqual(x.metadata["pdarts_ops"], y.metadata["pdarts_ops"], "the kept op lists (\(name))")
+            XCTAssertEqual(x.tensors.map(\.name), y.tensors.map(\.name), name)
+            for ((t, p), (_, q)) in zip(x.tensors, y.tensors) { XCTAssertEqual(p, q, "\(name): \(t)") }
+            func validation(_ d: RunDirectory) throws -> [String] {
+                try String(contentsOf: d.metrics, encoding: .utf8).split(separator: "\n").map { line in
+                    let o = try JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8))
+                    return "\(o["val_loss"]?.double ?? -1) \(o["val_acc"]?.double ?? -1) \(o["train_loss"]?.double ?? -1) \(o["warm_up"] ?? .null)"
+                }
+            }
+            XCTAssertEqual(try validation(whole), try validation(cut), name)
+            for file in [whole.alphas, whole.genotypeText] {
+                let other = cut.url.appendingPathComponent(file.lastPathComponent)
+                XCTAssertEqual(try String(contentsOf: file, encoding: .utf8), try String(contentsOf: other, encoding: .utf8),
+                               "\(name): \(file.lastPathComponent)")
+            }
+        }
+    }
+
     func testFlagsAreChecked() throws {
         XCTAssertNoThrow(try config().validate())
         func message(_ c: SearchConfig) -> String {
