@@ -4,11 +4,40 @@
 // Targets depend one way: Kernels <- Distributed <- Search <- nas-mpi.
 // Only Distributed imports the MPI C module.
 
+import Foundation
 import PackageDescription
+
+/// The CPU the Swift kernels are compiled for, as GROMACS chooses its SIMD level: the build
+/// machine's own (AVX-512 or AVX2, read from /proc/cpuinfo), or `NAS_MPI_TARGET_CPU` when set
+/// (`generic` for a binary that runs on any x86-64, or an LLVM CPU name such as `haswell`).
+/// The binary checks at start-up that the CPU it runs on has the instructions it was built for
+/// and stops with a message otherwise, instead of dying of an illegal instruction.
+let targetCPU: (name: String, level: Int)? = {
+    let requested = ProcessInfo.processInfo.environment["NAS_MPI_TARGET_CPU"]
+    if let requested {
+        switch requested {
+        case "", "generic": return nil
+        case "native-avx512", "skylake-avx512": return ("skylake-avx512", 3)
+        case "haswell", "native-avx2": return ("haswell", 2)
+        default: return (requested, 0)
+        }
+    }
+    #if arch(x86_64) && os(Linux)
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+    let flags = Set(line.split(separator: " ").map(String.init))
+    if ["avx512f", "avx512dq", "avx512bw", "avx512vl", "avx2", "fma"].allSatisfy(flags.contains) { return ("skylake-avx512", 3) }
+    if ["avx2", "fma"].allSatisfy(flags.contains) { return ("haswell", 2) }
+    #endif
+    return nil
+}()
 
 let swiftSettings: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
-]
+] + (targetCPU.map { cpu in
+    [.unsafeFlags(["-target-cpu", cpu.name], .when(configuration: .release)),
+     .define("NAS_MPI_SIMD_LEVEL_\(cpu.level)", .when(configuration: .release))]
+} ?? [])
 
 let package = Package(
     name: "nas-mpi",

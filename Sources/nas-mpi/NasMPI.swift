@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import Kernels
 import Search
@@ -19,6 +20,10 @@ struct NasMPI: ParsableCommand {
 
     /// Parses the command line with negative values attached to their options (see `NegativeValues`).
     static func main() {
+        if let message = BuildTarget.unsupportedMessage() {
+            FileHandle.standardError.write(Data(("nas-mpi: error: " + message + "\n").utf8))
+            Foundation.exit(1)
+        }
         BLASKernelChoice.restartIfNeeded()
         let arguments = Array(CommandLine.arguments.dropFirst())
         _ = RunSupport.startTime  // --time-budget counts from the process start

@@ -100,7 +100,7 @@ extension BLAS {
         if let detected = env[BLAS.detectedCoreVariable] {
             line += " (OpenBLAS chose \(detected) for this CPU; nas-mpi set OPENBLAS_CORETYPE to match its SIMD level \(simdLevel))"
         }
-        return line
+        return line + "; Swift kernels compiled for \(BuildTarget.description)"
     }
 
     /// Set by the command line when it restarted itself with a better `OPENBLAS_CORETYPE`: the

@@ -144,11 +144,11 @@ extension Tape {
             }
         }
 
-        var y = Tensor(shape: x.shape)
         let gammaV = gamma?.value.scalars
         let betaV = beta?.value.scalars
-        x.value.scalars.withUnsafeBufferPointer { xp in
-            y.scalars.withUnsafeMutableBufferPointer { yp in
+        // Every plane is written below: no zero fill first.
+        let y = Tensor(uninitializedShape: x.shape) { yp in
+            x.value.scalars.withUnsafeBufferPointer { xp in
                 let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
                 Parallel.forEach(n * c, work: Self.planeWork(n * c * hw)) { p in
                     let ch = p % c

@@ -114,8 +114,9 @@ extension Tape {
                                  dilation: dilation, groups: groups)
         if let b { try require(b.shape == [g.outChannels], "conv2d", "bias \(b.shape) vs \(g.outChannels) output channels") }
         multiplyAccumulates += g.macs
-        var y = Tensor(shape: [g.batch, g.outChannels, g.outHeight, g.outWidth])
-        y.scalars.withUnsafeMutableBufferPointer { yp in
+        // Every kernel path writes the whole output (GEMMs with beta 0, depthwise paths store or
+        // zero first), so it starts uninitialised rather than zero-filled.
+        let y = Tensor(uninitializedShape: [g.batch, g.outChannels, g.outHeight, g.outWidth]) { yp in
             x.value.scalars.withUnsafeBufferPointer { xp in
                 w.value.scalars.withUnsafeBufferPointer { wp in
                     Conv2dKernels.forward(g, x: xp.baseAddress!, w: wp.baseAddress!, y: yp.baseAddress!)
@@ -129,8 +130,9 @@ extension Tape {
         return output(y, inputs: inputs, op: kind) { _, dy in
             let dyp = dy.baseAddress!
             if x.requiresGrad {
-                if g.isPointwise {
-                    // One GEMM per sample writes (beta 0) or adds (beta 1) the whole gradient.
+                if g.isPointwise || Conv2dKernels.DepthwisePadded(g) != nil {
+                    // One GEMM per sample (or one store per block of the padded depthwise
+                    // kernel) writes or adds the whole gradient: no zero fill first.
                     x.writeOrAccumulateGrad { dx, accumulate in
                         w.value.scalars.withUnsafeBufferPointer { wp in
                             Conv2dKernels.backwardInput(g, dy: dyp, w: wp.baseAddress!, dx: dx.baseAddress!, accumulate: accumulate)
@@ -231,10 +233,12 @@ public enum Conv2dKernels {
         }
     }
 
-    /// dx += convᵀ(dy, w); with `accumulate: false` (pointwise only) dx is overwritten instead.
+    /// dx += convᵀ(dy, w); with `accumulate: false` (pointwise and stride-1 "same" depthwise only)
+    /// dx is overwritten instead.
     public static func backwardInput(_ g: ConvGeometry, dy: UnsafePointer<Float>, w: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
                                      accumulate: Bool = true) {
-        precondition(accumulate || g.isPointwise, "conv2d backwardInput: overwriting is for pointwise convolutions")
+        precondition(accumulate || g.isPointwise || DepthwisePadded(g) != nil,
+                     "conv2d backwardInput: overwriting is for pointwise and stride-1 'same' depthwise convolutions")
         let inPlane = g.inChannels * g.height * g.width
         let outHW = g.outHeight * g.outWidth
         let outPlane = g.outChannels * outHW
@@ -253,7 +257,7 @@ public enum Conv2dKernels {
                         padded.clear(s)
                         for nc in range {
                             padded.pad(dy + nc * outHW, into: s)
-                            padded.convolve(s, w: w + (nc % g.inChannels) * kk, flipped: true, into: dx + nc * outHW, accumulate: true)
+                            padded.convolve(s, w: w + (nc % g.inChannels) * kk, flipped: true, into: dx + nc * outHW, accumulate: accumulate)
                         }
                     }
                 }

@@ -175,7 +175,7 @@ extension Conv2dKernels {
         let pitch: Int, rows: Int
 
         init?(_ g: ConvGeometry) {
-            guard g.stride == 1, g.kernelH == g.kernelW, g.kernelH % 2 == 1,
+            guard g.isDepthwise, g.stride == 1, g.kernelH == g.kernelW, g.kernelH % 2 == 1,
                   2 * g.padding == (g.kernelH - 1) * g.dilation,
                   g.outHeight == g.height, g.outWidth == g.width, g.height > 0, g.width > 0 else { return nil }
             height = g.height
@@ -197,8 +197,10 @@ extension Conv2dKernels {
         /// Copies a plane into the interior of the padded plane at the start of `scratch`.
         @inline(__always)
         func pad(_ plane: UnsafePointer<Float>, into scratch: UnsafeMutablePointer<Float>) {
+            // An inline loop: a memmove call per row of 8-32 floats costs more than the copy.
             for r in 0..<height {
-                (scratch + (r + padding) * pitch + padding).update(from: plane + r * width, count: width)
+                let (dst, src) = (scratch + (r + padding) * pitch + padding, plane + r * width)
+                for c in 0..<width { dst[c] = src[c] }
             }
         }
 
@@ -206,17 +208,30 @@ extension Conv2dKernels {
         @inline(__always)
         func convolve(_ padded: UnsafePointer<Float>, w: UnsafePointer<Float>, flipped: Bool,
                       into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
-            let (K, d) = (kernel, dilation)
+            // The kernel size as a type, so the tap loops have constant bounds and unroll.
+            switch kernel {
+            case 3: convolve(Taps3.self, padded, w: w, flipped: flipped, into: y, accumulate: accumulate)
+            case 5: convolve(Taps5.self, padded, w: w, flipped: flipped, into: y, accumulate: accumulate)
+            default: convolve(TapsAny.self, padded, w: w, flipped: flipped, into: y, accumulate: accumulate)
+            }
+        }
+
+        @inline(__always)
+        private func convolve<T: TapCount>(_: T.Type, _ padded: UnsafePointer<Float>, w: UnsafePointer<Float>, flipped: Bool,
+                                           into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+            let K = T.size ?? kernel
+            let d = dilation
             withUnsafeTemporaryAllocation(of: Float.self, capacity: K * K) { taps in
                 for k in 0..<(K * K) { taps[k] = flipped ? w[K * K - 1 - k] : w[k] }
                 let t = taps.baseAddress!
                 for oy in 0..<height {
                     let yr = y + oy * width
+                    let top = padded + oy * pitch
                     var ox = 0
                     while ox < width {
                         var acc = V(repeating: 0)
                         for ky in 0..<K {
-                            let row = padded + (oy + ky * d) * pitch + ox
+                            let row = top + ky * d * pitch + ox
                             for kx in 0..<K {
                                 acc += t[ky * K + kx] * UnsafeRawPointer(row + kx * d).loadUnaligned(as: V.self)
                             }
@@ -240,7 +255,10 @@ extension Conv2dKernels {
             let (K, d) = (kernel, dilation)
             let padded = UnsafePointer(scratch)
             let g = scratch + rows * pitch
-            for r in 0..<height { (g + r * rowWidth).update(from: dy + r * width, count: width) }
+            for r in 0..<height {
+                let (dst, src) = (g + r * rowWidth, dy + r * width)
+                for c in 0..<width { dst[c] = src[c] }
+            }
             for ky in 0..<K {
                 for kx in 0..<K {
                     var acc = V(repeating: 0)
@@ -258,3 +276,9 @@ extension Conv2dKernels {
         }
     }
 }
+
+/// A depthwise kernel size known to the compiler (3, 5) or not (`TapsAny`).
+protocol TapCount { static var size: Int? { get } }
+enum Taps3: TapCount { static var size: Int? { 3 } }
+enum Taps5: TapCount { static var size: Int? { 5 } }
+enum TapsAny: TapCount { static var size: Int? { nil } }
