@@ -174,18 +174,7 @@ public enum Conv2dKernels {
             }
         } else if g.isDepthwise {
             if let padded = DepthwisePadded(g) {
-                let kk = g.kernelH * g.kernelW
-                let planes = g.batch * g.inChannels
-                ScratchPool.shared.withBuffers(Parallel.chunks(planes, work: g.macs), size: padded.scratchSize) { scratch in
-                    Parallel.forChunks(planes, work: g.macs) { worker, range in
-                        let s = scratch[worker]
-                        padded.clear(s)
-                        for nc in range {
-                            padded.pad(x + nc * outHW, into: s)
-                            padded.convolve(s, w: w + (nc % g.inChannels) * kk, flipped: false, into: y + nc * outHW, accumulate: false)
-                        }
-                    }
-                }
+                padded.convolvePlanes(g, x, w: w, flipped: false, into: y, accumulate: false)
                 return
             }
             y.update(repeating: 0, count: g.batch * outPlane)
@@ -249,18 +238,7 @@ public enum Conv2dKernels {
             }
         } else if g.isDepthwise {
             if let padded = DepthwisePadded(g) {
-                let kk = g.kernelH * g.kernelW
-                let planes = g.batch * g.inChannels
-                ScratchPool.shared.withBuffers(Parallel.chunks(planes, work: g.macs), size: padded.scratchSize) { scratch in
-                    Parallel.forChunks(planes, work: g.macs) { worker, range in
-                        let s = scratch[worker]
-                        padded.clear(s)
-                        for nc in range {
-                            padded.pad(dy + nc * outHW, into: s)
-                            padded.convolve(s, w: w + (nc % g.inChannels) * kk, flipped: true, into: dx + nc * outHW, accumulate: accumulate)
-                        }
-                    }
-                }
+                padded.convolvePlanes(g, dy, w: w, flipped: true, into: dx, accumulate: accumulate)
                 return
             }
             if let plan = DepthwisePlan(g) {

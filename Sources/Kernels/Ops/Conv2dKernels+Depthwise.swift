@@ -204,6 +204,23 @@ extension Conv2dKernels {
             }
         }
 
+        /// Every plane of the batch: out (+)= the convolution of `source` with its channel's
+        /// kernel (flipped: the transposed convolution, i.e. the input gradient from dy).
+        func convolvePlanes(_ g: ConvGeometry, _ source: UnsafePointer<Float>, w: UnsafePointer<Float>, flipped: Bool,
+                            into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+            let (kk, hw, planes) = (kernel * kernel, height * width, g.batch * g.inChannels)
+            ScratchPool.shared.withBuffers(Parallel.chunks(planes, work: g.macs), size: scratchSize) { scratch in
+                Parallel.forChunks(planes, work: g.macs) { worker, range in
+                    let s = scratch[worker]
+                    clear(s)
+                    for nc in range {
+                        pad(source + nc * hw, into: s)
+                        convolve(s, w: w + (nc % g.inChannels) * kk, flipped: flipped, into: out + nc * hw, accumulate: accumulate)
+                    }
+                }
+            }
+        }
+
         /// y (+)= the convolution of the padded plane with w (w flipped: the transposed convolution).
         @inline(__always)
         func convolve(_ padded: UnsafePointer<Float>, w: UnsafePointer<Float>, flipped: Bool,
