@@ -17,9 +17,13 @@ enum BLASKernelChoice {
               env[BLAS.detectedCoreVariable] == nil else { return }
         let current = BLAS.coreName
         guard let better = BLAS.betterCore(than: current, simdLevel: BLAS.simdLevel) else { return }
+        // Exec the binary by its real path, not /proc/self/exe: the kernel names the process after
+        // the path's last component, and ps, top, pgrep, schedulers and our own tests look for
+        // "nas-mpi", not "exe".
+        guard let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return }
         setenv("OPENBLAS_CORETYPE", better, 1)
         setenv(BLAS.detectedCoreVariable, current, 1)
-        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        execv(path, CommandLine.unsafeArgv)
         // Only reached if exec failed: go on with OpenBLAS's choice.
         unsetenv("OPENBLAS_CORETYPE")
         unsetenv(BLAS.detectedCoreVariable)
