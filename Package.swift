@@ -73,7 +73,11 @@ let package = Package(
         ),
 
         // MARK: - Libraries
-        .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: swiftSettings),
+        // The kernels are optimised in debug builds too: their SIMD code (SIMD8 loads, selects,
+        // lane arithmetic) runs through generic witnesses at -Onone, tens of times slower than
+        // scalar loops, and every test that trains a network spends its time there.
+        .target(name: "Kernels", dependencies: ["CBLAS"],
+                swiftSettings: swiftSettings + [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "Distributed", dependencies: ["Kernels", "CMPI"], swiftSettings: swiftSettings),
         .target(name: "Search", dependencies: ["Kernels", "Distributed", "CZlib"], swiftSettings: swiftSettings),
 
