@@ -154,6 +154,46 @@ final class ReportCommandTests: XCTestCase {
         XCTAssertEqual(Double(anytime.first?["best_validation_accuracy"] ?? ""), best)
     }
 
+    /// Two searches that found the same genotype (search seeds that agree): each train run counts
+    /// for the search whose directory its --genotype file came from, not for both; a train run
+    /// given the genotype from elsewhere measures every search that found it.
+    func testTrainRunsCountForTheSearchTheirGenotypeFileCameFrom() throws {
+        let runs = try makeRuns()
+        let base = try temporaryDirectory(self)
+        let fm = FileManager.default
+        let search2 = base.appendingPathComponent("search-seed2"), train2 = base.appendingPathComponent("train-seed2")
+        let elsewhere = base.appendingPathComponent("train-elsewhere")
+        for (from, to) in [(runs.search, search2), (runs.train, train2), (runs.train, elsewhere)] { try fm.copyItem(at: from, to: to) }
+        let configURL = runs.train.appendingPathComponent("config.json")
+        let recorded = try JSONDecoder().decode([String: JSONValue].self, from: Data(contentsOf: configURL))
+        XCTAssertEqual(recorded["genotypeSource"]?.string, runs.search.appendingPathComponent("genotype.json").standardizedFileURL.path,
+                       "train records its --genotype file as an absolute path")
+        func point(_ train: URL, to source: String) throws {
+            var c = recorded
+            c["genotypeSource"] = .string(source)
+            try JSONEncoder().encode(c).write(to: train.appendingPathComponent("config.json"))
+        }
+        try point(train2, to: search2.appendingPathComponent("genotype.json").path)
+        try fm.copyItem(at: runs.search.appendingPathComponent("genotype.json"), to: base.appendingPathComponent("genotype.json"))
+        try point(elsewhere, to: base.appendingPathComponent("genotype.json").path)
+
+        let out = base.appendingPathComponent("report")
+        var r = try runNasMPI(["report", runs.search.path, search2.path, runs.train.path, train2.path, "--out", out.path, "--layout", "builtin"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        var byRun = Dictionary(uniqueKeysWithValues: try csv(out, "runs").map { ($0["run"]!, $0) })
+        XCTAssertEqual(byRun[runs.search.path]?["accuracy_source"], "train runs \(runs.train.path)")
+        XCTAssertEqual(byRun[search2.path]?["accuracy_source"], "train runs \(train2.path)")
+        XCTAssertEqual(try csv(out, "table").first { $0["family"] == "weight sharing" }?["test_measurements"], "2",
+                       "two searches, one training each")
+
+        let out2 = base.appendingPathComponent("report2")
+        r = try runNasMPI(["report", runs.search.path, search2.path, elsewhere.path, "--out", out2.path, "--layout", "builtin"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        byRun = Dictionary(uniqueKeysWithValues: try csv(out2, "runs").map { ($0["run"]!, $0) })
+        XCTAssertEqual(byRun[runs.search.path]?["accuracy_source"], "train runs \(elsewhere.path)")
+        XCTAssertEqual(byRun[search2.path]?["accuracy_source"], "train runs \(elsewhere.path)")
+    }
+
     func testRefusesADirectoryWithoutRunJSON() throws {
         let empty = try temporaryDirectory(self).appendingPathComponent("empty")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)

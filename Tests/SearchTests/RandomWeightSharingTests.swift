@@ -163,6 +163,120 @@ final class RandomWeightSharingTests: XCTestCase {
         XCTAssertEqual(method.network.path, try method.path(try method.genotype()), "the trained path stays on after the rewards")
     }
 
+    // MARK: Path-level BatchNorm
+
+    private func statistics(_ net: SearchNetwork) -> [[Float]] {
+        net.state.statistics.flatMap { [$0.statistics.runningMean.scalars, $0.statistics.runningVar.scalars] }
+    }
+
+    /// A supernet trained one step (so its shared statistics are not the initial ones), with the
+    /// data of a search's end.
+    private func scoringSetUp() throws -> (RandomWeightSharing, SearchEnd) {
+        let method = try RandomWeightSharing(config(), inputShape: [1, 8, 8], classes: 3,
+                                             averager: GradientAverager(LocalCommunicator()), sampler: FixedSampler(try genotype(seed: 5)))
+        let b = try batch(count: 8)
+        _ = try method.step(train: b, validation: b, epoch: 0, learningRate: 0.05, control: StepControl(step: 0))
+        let train = try SyntheticDataset.make(count: 24, imageShape: [1, 8, 8], classes: 3, seed: 11)
+        let validation = try SyntheticDataset.make(count: 16, imageShape: [1, 8, 8], classes: 3, seed: 12)
+        let end = SearchEnd(trainSet: train, validationSet: validation, batchSize: 8, comm: LocalCommunicator(),
+                            directory: RunDirectory(try temporaryDirectory(self).path), log: { _ in })
+        return (method, end)
+    }
+
+    /// The same genotype with each node's two inputs listed in the other order: the same path.
+    private func swappedInputs(_ g: Genotype) -> Genotype {
+        var s = g
+        s.normal = stride(from: 0, to: g.normal.count, by: 2).flatMap { [g.normal[$0 + 1], g.normal[$0]] }
+        return s
+    }
+
+    func testPathStatisticsAreRecomputedOncePerPathThenReusedBitIdentically() throws {
+        let (method, end) = try scoringSetUp()
+        let net = method.network
+        let shared = statistics(net)
+        let settings = WeightSharingSettings(samples: 3, top: 3, batches: 1, bnBatches: 2)
+        let scoring = SupernetScoring(network: net, end: end, settings: settings, seed: 9)
+        let cache = try XCTUnwrap(scoring.statisticsCache)
+        let a = try genotype(seed: 3), b = try genotype(seed: 8)
+        XCTAssertNotEqual(a.pythonDescription, swappedInputs(a).pythonDescription)
+
+        let accuracyA = try scoring.accuracy(of: a, wholeValidationHalf: false)
+        let statisticsA = statistics(net)
+        XCTAssertNotEqual(statisticsA, shared, "the path's own statistics, not the supernet's mixed ones")
+        let onPath = net.state.statistics.filter { $0.statistics.batchesTracked > 0 }.count
+        XCTAssertGreaterThan(onPath, 0)
+        XCTAssertLessThan(onPath, net.state.statistics.count, "layers off the path are not recomputed")
+        for (_, s) in net.state.statistics where s.batchesTracked == 0 {
+            XCTAssertTrue(s.runningMean.scalars.allSatisfy { $0 == 0 } && s.runningVar.scalars.allSatisfy { $0 == 1 },
+                          "a layer off the path keeps no shared statistics")
+        }
+        _ = try scoring.accuracy(of: b, wholeValidationHalf: false)
+        XCTAssertNotEqual(statistics(net), statisticsA)
+        XCTAssertEqual([cache.stores, cache.hits, cache.count], [2, 0, 2])
+
+        // The same path again (inputs in the other order; then on the whole validation half):
+        // its statistics come back, exactly, without a recalibration.
+        XCTAssertEqual(try scoring.accuracy(of: swappedInputs(a), wholeValidationHalf: false), accuracyA)
+        XCTAssertEqual(statistics(net), statisticsA)
+        _ = try scoring.accuracy(of: a, wholeValidationHalf: true)
+        XCTAssertEqual([cache.stores, cache.hits], [2, 2])
+        XCTAssertEqual(statistics(net), statisticsA)
+
+        // A scoring that recomputes everything gives the same numbers.
+        let fresh = SupernetScoring(network: net, end: end, settings: settings, seed: 9)
+        XCTAssertEqual(try fresh.accuracy(of: a, wholeValidationHalf: false), accuracyA)
+        XCTAssertEqual(statistics(net), statisticsA)
+        XCTAssertEqual(fresh.statisticsCache?.stores, 1)
+
+        // Without recalibration (--ws-bn-batches 0) nothing is cached and the shared statistics stay.
+        let none = SupernetScoring(network: try RandomWeightSharing(config(), inputShape: [1, 8, 8], classes: 3,
+                                                                    averager: GradientAverager(LocalCommunicator())).network,
+                                   end: end, settings: WeightSharingSettings(samples: 1, top: 1, batches: 1, bnBatches: 0), seed: 9)
+        XCTAssertNil(none.statisticsCache)
+    }
+
+    func testTheScoringLeavesTheChosenCandidatesPathAndStatistics() throws {
+        let (method, end) = try scoringSetUp()
+        let candidates = try RandomWeightSharing.candidates(count: 4, seed: 2, steps: 4, primitives: Primitive.darts)
+        let settings = WeightSharingSettings(samples: 4, top: 2, batches: 1, bnBatches: 2)
+        let scoring = SupernetScoring(network: method.network, end: end, settings: settings, seed: 9)
+        let (scores, chosen) = try scoring.run(candidates)
+        XCTAssertEqual(scoring.statisticsCache?.stores, 4, "each candidate recomputed once")
+        XCTAssertEqual(scoring.statisticsCache?.hits, 3, "the two re-scored and the chosen one reused")
+        XCTAssertEqual(method.network.path, try method.path(scores[chosen].genotype))
+        let left = statistics(method.network)
+        _ = try SupernetScoring(network: method.network, end: end, settings: settings, seed: 9)
+            .accuracy(of: scores[chosen].genotype, wholeValidationHalf: false)
+        XCTAssertEqual(left, statistics(method.network), "the chosen candidate's statistics, not the last one scored")
+    }
+
+    func testTheCacheStaysWithinItsByteLimitDroppingTheOldest() throws {
+        let net = try SearchNetwork(supernet, seed: 7)
+        let a = try SupernetPath(try genotype(seed: 3), space: net.config.space, steps: 4)
+        let b = try SupernetPath(try genotype(seed: 8), space: net.config.space, steps: 4)
+        for (_, s) in net.state.statistics { s.reset() }
+        for (i, (_, s)) in net.state.statistics.enumerated() where i % 3 == 0 {
+            s.runningMean = Tensor(shape: s.runningMean.shape, repeating: Float(i))
+            s.batchesTracked = 1
+        }
+        let one = net.state.statistics.enumerated().filter { $0.offset % 3 == 0 }.reduce(0) { $0 + 8 * $1.element.statistics.channels + 32 }
+        let cache = PathStatisticsCache(byteLimit: one)
+        cache.store(a, from: net.state)
+        XCTAssertEqual([cache.count, cache.bytes], [1, one])
+        cache.store(b, from: net.state)
+        XCTAssertEqual([cache.count, cache.evictions], [1, 1])
+        XCTAssertFalse(cache.restore(a, into: net.state))
+        for (_, s) in net.state.statistics { s.reset() }
+        XCTAssertTrue(cache.restore(b, into: net.state))
+        for (i, (_, s)) in net.state.statistics.enumerated() {
+            XCTAssertEqual(s.runningMean.scalars.first, i % 3 == 0 ? Float(i) : 0)
+            XCTAssertEqual(s.batchesTracked, i % 3 == 0 ? 1 : 0)
+        }
+        let small = PathStatisticsCache(byteLimit: one - 1)
+        small.store(a, from: net.state)
+        XCTAssertEqual(small.count, 0, "an entry larger than the limit is not kept")
+    }
+
     func testWeightSharingSettingsAreCheckedAndOnlyForRandomWS() throws {
         var c = config()
         XCTAssertEqual(WeightSharingSettings.preset(.quick).samples, 100)

@@ -74,6 +74,7 @@ public struct FidelityScorer {
                 end.log(String(format: "supernet scores: %d/%d genotypes, best %.2f%%", i + 1, genotypes.count, 100 * scores.max()!))
             }
         }
+        if let cache = scoring.statisticsCache { end.log("supernet scores: path BatchNorm statistics \(cache.summary)") }
         return (scores, epoch)
     }
 }

@@ -110,8 +110,7 @@ public final class RandomWeightSharing: SearchMethod {
         if end.comm.rank == 0 {
             try end.directory.writeLines(SupernetScoring.lines(scores, chosen: chosen), to: end.directory.file("ws_scores.jsonl"))
         }
-        network.path = try path(scores[chosen].genotype)
-        return scores[chosen].genotype
+        return scores[chosen].genotype // the supernet holds its path and its statistics
     }
 
     /// `count` distinct uniform architectures from the final scoring's stream of `seed` (epoch

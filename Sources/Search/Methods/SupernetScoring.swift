@@ -48,9 +48,10 @@ public struct WeightSharingScore: Equatable {
 /// random search with weight sharing chooses its architecture (and ENAS its final one): for each
 /// candidate the BatchNorm running statistics are recomputed on training batches with that
 /// candidate's path (`BatchNormRecalibration`; the shared statistics mix every architecture the
-/// supernet trained), then its accuracy is measured in eval mode on fixed validation batches,
-/// the same for every candidate; the best `top` are re-scored, after the same recalibration, on
-/// the whole validation half.
+/// supernet trained) and kept by path (`PathStatisticsCache`), then its accuracy is measured in
+/// eval mode on fixed validation batches, the same for every candidate; the best `top` are
+/// re-scored, with the statistics of their path, on the whole validation half. At the end the
+/// supernet holds the chosen candidate's path and statistics.
 ///
 /// Data parallel: every rank runs every candidate on its shard of each batch, and the counts
 /// (and BatchNorm statistics) are summed over ranks, so every rank gets the same scores.
@@ -64,12 +65,15 @@ public final class SupernetScoring {
     public let seed: UInt64
     /// This rank's shards of the fixed validation batches.
     private let batches: [Batch]
+    /// The statistics recomputed for each path scored (nil: `bnBatches` 0, nothing recomputed).
+    public let statisticsCache: PathStatisticsCache?
 
     public init(network: SearchNetwork, end: SearchEnd, settings: WeightSharingSettings, seed: UInt64) {
         self.network = network
         self.end = end
         self.settings = settings
         self.seed = seed
+        statisticsCache = settings.bnBatches > 0 ? PathStatisticsCache() : nil
         let comm = end.comm
         let local = end.batchSize / comm.size
         var g = RandomGenerator(seed: seed, streamID: RandomStream.architectureSample.rawValue << 56 | 0xFFFF << 40 | 1)
@@ -83,8 +87,8 @@ public final class SupernetScoring {
     /// Scores `candidates` (every rank the same list), re-scores the best `top`; returns the
     /// scores in the candidates' order and the index of the chosen one (the best validation
     /// accuracy among the re-scored; ties: the better batch accuracy, then the earlier draw).
+    /// The supernet is left on the chosen candidate: its path and its statistics.
     public func run(_ candidates: [Genotype]) throws -> (scores: [WeightSharingScore], chosen: Int) {
-        defer { network.path = nil }
         var scores: [WeightSharingScore] = []
         var lastShown = Date()
         for (i, g) in candidates.enumerated() {
@@ -103,8 +107,10 @@ public final class SupernetScoring {
         let chosen = best.max { a, b in
             (scores[a].validationAccuracy!, scores[a].batchAccuracy, -a) < (scores[b].validationAccuracy!, scores[b].batchAccuracy, -b)
         }!
+        try use(scores[chosen].genotype)
         end.log(String(format: "weight-sharing scores: the best %d re-scored on %d validation images; chosen: candidate %d, validation accuracy %.1f%%",
-                       best.count, end.validationSet.count, chosen, 100 * scores[chosen].validationAccuracy!))
+                       best.count, end.validationSet.count, chosen, 100 * scores[chosen].validationAccuracy!)
+                + (statisticsCache.map { "; path BatchNorm statistics: \($0.summary)" } ?? ""))
         return (scores, chosen)
     }
 
@@ -125,10 +131,13 @@ public final class SupernetScoring {
         wholeValidationHalf ? end.validationSet.count : settings.batches * end.batchSize
     }
 
-    /// Puts candidate `g` on the supernet and recomputes its BatchNorm statistics.
+    /// Puts candidate `g` on the supernet with the BatchNorm statistics of its path: from the
+    /// cache when the path was scored before, else recomputed (and cached).
     private func use(_ g: Genotype) throws {
-        network.path = try SupernetPath(g, space: network.config.space, steps: network.config.steps)
-        guard settings.bnBatches > 0 else { return }
+        let path = try SupernetPath(g, space: network.config.space, steps: network.config.steps)
+        network.path = path
+        guard let cache = statisticsCache else { return }
+        if cache.restore(path, into: network.state) { return }
         let comm = end.comm
         // Each rank recalibrates on its own draw of training batches; the statistics are then
         // averaged over ranks. The same batches for every candidate.
@@ -136,6 +145,7 @@ public final class SupernetScoring {
                                        batchSize: end.batchSize / comm.size, seed: seed &+ UInt64(comm.rank), comm: comm) { batch in
             _ = try network.forward(Variable(batch.images), ForwardContext(tape: Tape(recording: false), training: true))
         }
+        cache.store(path, from: network.state)
     }
 
     /// Eval-mode accuracy of the current path on the fixed validation batches, over all ranks.

@@ -76,14 +76,26 @@ public struct MethodRow {
 extension MethodRow {
     /// Groups runs by method (fidelity studies are no method: they have their own figure),
     /// matches training runs to the searches whose final genotype they
-    /// trained, and computes the speed-ups. Order: weight sharing, full training, training runs.
+    /// trained (to the search whose directory their genotype file came from, when given), and
+    /// computes the speed-ups. Order: weight sharing, full training, training runs.
     public static func rows(_ runs: [ReportRun]) -> [MethodRow] {
         let searches = runs.filter { !$0.isTraining && !$0.isFidelity }
         let trains = runs.filter(\.isTraining)
         var matched = Set<String>()
         var rowsByRun: [RunRow] = []
+        // A training whose --genotype file lies in a given search's directory measures that
+        // search alone; one given its genotype otherwise measures every search that found it.
+        let owner: [String: String] = trains.reduce(into: [:]) { owners, t in
+            guard let source = t.genotypeSource else { return }
+            if let s = searches.first(where: { source.hasPrefix($0.directory.url.standardizedFileURL.path + "/") }) {
+                owners[t.path] = s.path
+            }
+        }
         for s in searches {
-            let evals = trains.filter { $0.manifest.bestGenotypePython != nil && $0.manifest.bestGenotypePython == s.manifest.bestGenotypePython }
+            let evals = trains.filter { t in
+                guard let g = t.manifest.bestGenotypePython, g == s.manifest.bestGenotypePython else { return false }
+                return owner[t.path].map { $0 == s.path } ?? true
+            }
             evals.forEach { matched.insert($0.path) }
             rowsByRun.append(RunRow(run: s, evaluations: evals))
         }

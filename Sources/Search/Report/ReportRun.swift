@@ -68,6 +68,15 @@ public struct ReportRun {
     }
 
     public var path: String { directory.url.path }
+
+    /// A train run's `--genotype` file (config.json `genotypeSource`), as an absolute path; nil
+    /// for other runs, or a genotype given by name.
+    public var genotypeSource: String? {
+        guard isTraining, let source = config?["genotypeSource"]?.string, source.hasSuffix(".json") || source.contains("/") else { return nil }
+        let url = source.hasPrefix("/") ? URL(fileURLWithPath: source)
+            : URL(fileURLWithPath: source, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+        return url.standardizedFileURL.path
+    }
     /// The directory's last component, to label the run in charts.
     public var name: String { directory.url.lastPathComponent }
 

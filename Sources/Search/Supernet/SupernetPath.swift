@@ -3,7 +3,7 @@
 /// edge's candidate list. A supernet given a path (`SearchNetwork.path`) computes only those ops,
 /// unweighted, as the genotype's own network would: the "single-path" forward of weight-sharing
 /// methods that train one sampled architecture per step (random search with weight sharing, ENAS).
-public struct SupernetPath: Equatable, Sendable {
+public struct SupernetPath: Hashable, Sendable {
     /// [edges] per cell type, edges in reference order (node 0's two inputs, node 1's three, ...).
     public var normal: [Int?]
     public var reduce: [Int?]

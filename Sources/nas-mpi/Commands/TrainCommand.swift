@@ -73,10 +73,10 @@ struct TrainCommand: ParsableCommand {
         var c: TrainConfig
         if let base {
             c = base
-            if let genotype { c.genotype = try RunSupport.genotype(genotype); c.genotypeSource = genotype }
+            if let genotype { c.genotype = try RunSupport.genotype(genotype); c.genotypeSource = Self.source(genotype) }
         } else {
             let name = genotype ?? "DARTS_V2"
-            c = TrainConfig.preset(preset ?? .quick, genotype: try RunSupport.genotype(name), source: name)
+            c = TrainConfig.preset(preset ?? .quick, genotype: try RunSupport.genotype(name), source: Self.source(name))
         }
         c.data = try testDataOptions.apply(to: try dataOptions.source(c.data, network: network))
         if let v = network.channels { c.channels = v }
@@ -165,5 +165,13 @@ struct TrainCommand: ParsableCommand {
             return String(format: "best validation accuracy: %.2f%% at epoch %d (%@); %@", 100 * v, r.selectedEpoch, best.path, test)
         }
         return "final epoch \(r.selectedEpoch) (\(best.path), the last epoch: without --validation-split no epoch is chosen by test accuracy); \(test)"
+    }
+}
+
+extension TrainCommand {
+    /// The `--genotype` argument as recorded in config.json: a file as its absolute path (the
+    /// report attributes a training to the search whose directory holds it), a name as given.
+    static func source(_ nameOrPath: String) -> String {
+        FileManager.default.fileExists(atPath: nameOrPath) ? URL(fileURLWithPath: nameOrPath).standardizedFileURL.path : nameOrPath
     }
 }
