@@ -184,6 +184,43 @@ final class FidelityCommandTests: XCTestCase {
         XCTAssertEqual(try RunManifest.read(from: RunDirectory(out.path)).status, .finished)
     }
 
+    /// A signal while the kept epochs' supernets score the genotypes: the scores complete before
+    /// it are kept, nothing is trained, and the resumed study scores only the rest and ends as an
+    /// uninterrupted one.
+    func testASignalWhileScoringKeptEpochsResumesWithTheRest() throws {
+        let base = try temporaryDirectory(self)
+        let run = base.appendingPathComponent("search")
+        try search(run, images: "1024", batch: "16", extra: ["--keep-epoch-weights", "--epochs", "3"])
+        let study = tiny + ["--samples", "8"]
+        let reference = base.appendingPathComponent("reference"), cut = base.appendingPathComponent("cut")
+        let r = try runNasMPI(["fidelity", "--run", run.path, "--out", reference.path] + study)
+        XCTAssertEqual(r.status, 0, r.stderr)
+
+        let status = try interruptNasMPI(["fidelity", "--run", run.path, "--out", cut.path] + study, log: cut.appendingPathComponent("log.txt"),
+                                         after: "on the kept weights of epoch 1", signal: SIGTERM)
+        XCTAssertEqual(status, 128 + SIGTERM)
+        let state = try object(cut.appendingPathComponent("state.json"))
+        XCTAssertEqual(state["scored"], .bool(true), "the last checkpoint's scores were complete before the signal")
+        XCTAssertEqual(state["done"]?.int, 0, "nothing is trained before every supernet is scored")
+        let scoredBefore = try XCTUnwrap(state["epochScores"]?.array).filter { $0.object?["scored"] == .bool(true) }.count
+        XCTAssertLessThan(scoredBefore, 3, "stopped while scoring, not after")
+        XCTAssertTrue(try String(contentsOf: cut.appendingPathComponent("log.txt"), encoding: .utf8).contains("these are scored again on resume"))
+        XCTAssertEqual(try RunManifest.read(from: RunDirectory(cut.path)).status, .interrupted)
+
+        let resumed = try runNasMPI(["fidelity", "--resume", "--out", cut.path, "--threads", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(resumed.stdout.components(separatedBy: "on the kept weights of epoch").count - 1, 3 - scoredBefore,
+                       "only the epochs not scored: \(resumed.stdout)")
+        XCTAssertFalse(resumed.stdout.contains("(checkpoint.bin)"), "the last checkpoint is not scored again")
+        let expected = try lines(reference), got = try lines(cut)
+        XCTAssertEqual(got.count, expected.count)
+        for (a, b) in zip(got, expected) {
+            for key in ["genotype", "supernet_acc", "supernet_acc_by_epoch", "standalone_accs", "mean"] { XCTAssertEqual(a[key], b[key], key) }
+        }
+        let summary = { (dir: URL) in try JSONDecoder().decode(FidelitySummary.self, from: Data(contentsOf: dir.appendingPathComponent("fidelity.json"))) }
+        XCTAssertEqual(try summary(cut).perEpoch?.map(\.kendallTau), try summary(reference).perEpoch?.map(\.kendallTau))
+    }
+
     func testBadInputFailsBeforeAnyWork() throws {
         let base = try temporaryDirectory(self)
         let run = base.appendingPathComponent("search"), out = base.appendingPathComponent("bad")
@@ -214,10 +251,15 @@ final class FidelityCommandTests: XCTestCase {
     func testTwoRanksScoreTogetherAndTrainInTwoGroups() throws {
         let base = try temporaryDirectory(self)
         let run = base.appendingPathComponent("search"), out = base.appendingPathComponent("fidelity")
-        try search(run)
+        try search(run, extra: ["--keep-epoch-weights", "--epochs", "2"])
         let r = try runNasMPIUnderMPI(ranks: 2, ["fidelity", "--run", run.path, "--out", out.path] + tiny, timeout: 300)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("2 group(s) of 1 rank(s)"), r.stdout)
+        // The kept epochs are scored by both ranks together: one tau per epoch.
+        XCTAssertEqual(r.stdout.components(separatedBy: "on the kept weights of epoch").count - 1, 2, r.stdout)
+        let summary = try JSONDecoder().decode(FidelitySummary.self, from: Data(contentsOf: out.appendingPathComponent("fidelity.json")))
+        XCTAssertEqual(summary.perEpoch?.map(\.epoch), [1, 2])
+        XCTAssertEqual(summary.perEpoch?.map(\.complete), [4, 4])
         XCTAssertTrue(r.stdout.contains("on rank(s) 1"), "the second group trained: \(r.stdout)")
         XCTAssertEqual(try lines(out).filter { $0["complete"] == .bool(true) }.count, 4)
         XCTAssertEqual(try RunManifest.read(from: RunDirectory(out.path)).ranks, 2)

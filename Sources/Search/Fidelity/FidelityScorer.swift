@@ -40,10 +40,16 @@ public struct FidelityScorer {
     }
 
     /// The accuracy of each genotype on the supernet of `checkpoint`, and the checkpoint's epoch.
-    /// - Parameter label: how the log names the weights ("the weights of epoch 3").
+    /// - Parameters:
+    ///   - label: how the log names the weights ("the weights of epoch 3").
+    ///   - stop: asked before each genotype, on every rank together (it must be collective, as
+    ///     `FarmStop.agree`): a stop there abandons this checkpoint's scores, which are redone
+    ///     whole on resume (a batch system's grace period is shorter than scoring 1,000 genotypes).
     /// - Throws: `RunError` when the checkpoint does not fit the search's supernet, a genotype
-    ///   does not fit it, or the supernet has no single-path forward.
-    public func scores(_ genotypes: [Genotype], checkpoint: URL, label: (Int?) -> String) throws -> (scores: [Double], epoch: Int?) {
+    ///   does not fit it, or the supernet has no single-path forward; `FidelityScoringStopped`
+    ///   when `stop` says so.
+    public func scores(_ genotypes: [Genotype], checkpoint: URL, stop: () throws -> FarmStop? = { nil },
+                       label: (Int?) -> String) throws -> (scores: [Double], epoch: Int?) {
         // Op dropout changes only the weight step's training forward; its edges keep MixedOp's
         // names, so the supernet is rebuilt without it (the single path has no dropout).
         var rebuilt = search
@@ -62,6 +68,10 @@ public struct FidelityScorer {
         var scores: [Double] = []
         var lastShown = Date()
         for (i, g) in genotypes.enumerated() {
+            if let stopped = try stop() {
+                end.log("supernet scores: stopped after \(i) of \(genotypes.count) genotypes on \(label(epoch)); these are scored again on resume")
+                throw FidelityScoringStopped(end: stopped)
+            }
             do {
                 scores.append(try scoring.accuracy(of: g, wholeValidationHalf: whole))
             } catch let e as GenotypeError {
@@ -77,4 +87,9 @@ public struct FidelityScorer {
         if let cache = scoring.statisticsCache { end.log("supernet scores: path BatchNorm statistics \(cache.summary)") }
         return (scores, epoch)
     }
+}
+
+/// A stop (signal or time budget) while a fidelity study scores the supernet, as every rank agreed.
+public struct FidelityScoringStopped: Error {
+    public let end: FarmStop
 }

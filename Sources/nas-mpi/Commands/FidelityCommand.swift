@@ -171,6 +171,8 @@ struct FidelityCommand: ParsableCommand {
             let farm = try TaskFarm(world: comm, ranksPerTask: config.ranksPerCandidate)
             Interrupt.install()
             let deadline = timeBudget.map { Date(timeIntervalSince1970: RunSupport.startTime).addingTimeInterval($0.seconds) }
+            // This rank's stop: a signal, else 0 when the time budget ran out.
+            let localStop: () -> Int32? = { Interrupt.received ?? (deadline.map { Date() >= $0 } == true ? 0 : nil) }
             let log: (String) -> Void = { line in
                 guard comm.rank == 0 else { return }
                 print(line)
@@ -194,7 +196,7 @@ struct FidelityCommand: ParsableCommand {
                     return FidelityStudy.entries(finals: finals, total: config.samples, space: space, seed: config.seed, seeds: config.seeds)
                 }
                 s.log = log
-                s.stopRequested = { Interrupt.received ?? (deadline.map { Date() >= $0 } == true ? 0 : nil) }
+                s.stopRequested = localStop
                 study = s
                 if resume {
                     log("resuming \(dir.url.path): \(s.state.done) of \(s.totalTasks) trainings done, \(s.requeued) in flight when it stopped are trained again")
@@ -210,20 +212,31 @@ struct FidelityCommand: ParsableCommand {
             }
             let plan = try comm.broadcast(value: study.map { Plan(genotypes: $0.state.entries.map(\.genotype), scored: $0.state.scored,
                                                                     epochsToScore: $0.state.epochsToScore) }, root: 0)
+            // The supernet scores come first: the last checkpoint's, then each kept epoch's, each
+            // saved as soon as it is complete, so a resumed study scores only the rest. Every rank
+            // agrees before each genotype whether to stop (a signal, the time budget).
+            var scoringStop: FarmStop?
             if !plan.scored || !plan.epochsToScore.isEmpty {
                 let scorer = try FidelityScorer(config: config, search: search, searchDirectory: searchDir, directory: dir, comm: comm, log: log)
-                if !plan.scored {
-                    let (scores, epoch) = try scorer.scores(plan.genotypes, checkpoint: searchDir.checkpoint) {
-                        "the weights of epoch \($0.map(String.init) ?? "?") (checkpoint.bin)"
-                    }
-                    try study?.setScores(scores, epoch: epoch, images: scorer.images)
+                let stop: () throws -> FarmStop? = {
+                    let end = try FarmStop.agree(localStop(), comm: comm)
+                    return end.stoppedBy == nil ? nil : end
                 }
-                // Each kept epoch is saved as soon as it is scored, so a resumed study scores only the rest.
-                for e in plan.epochsToScore {
-                    let (scores, _) = try scorer.scores(plan.genotypes, checkpoint: searchDir.epochCheckpoint(e)) { _ in
-                        "the kept weights of epoch \(e) (epochs/\(searchDir.epochCheckpoint(e).lastPathComponent))"
+                do {
+                    if !plan.scored {
+                        let (scores, epoch) = try scorer.scores(plan.genotypes, checkpoint: searchDir.checkpoint, stop: stop) {
+                            "the weights of epoch \($0.map(String.init) ?? "?") (checkpoint.bin)"
+                        }
+                        try study?.setScores(scores, epoch: epoch, images: scorer.images)
                     }
-                    try study?.setEpochScores(scores, epoch: e)
+                    for e in plan.epochsToScore {
+                        let (scores, _) = try scorer.scores(plan.genotypes, checkpoint: searchDir.epochCheckpoint(e), stop: stop) { _ in
+                            "the kept weights of epoch \(e) (epochs/\(searchDir.epochCheckpoint(e).lastPathComponent))"
+                        }
+                        try study?.setEpochScores(scores, epoch: e)
+                    }
+                } catch let stopped as FidelityScoringStopped {
+                    scoringStop = stopped.end
                 }
             }
 
@@ -231,8 +244,13 @@ struct FidelityCommand: ParsableCommand {
                                                       deadline: deadline) { task, _ in
                 FidelityStudy.candidateDirectory(dir, genotype: task.id % plan.count, seed: task.id / plan.count)
             }
-            try farm.run(study, work: trainings.run)
-            let end = try trainings.agree(comm: comm, sourceStop: study?.stoppedBy)
+            let end: FarmStop
+            if let scoringStop {
+                end = scoringStop
+            } else {
+                try farm.run(study, work: trainings.run)
+                end = try trainings.agree(comm: comm, sourceStop: study?.stoppedBy)
+            }
             if comm.rank == 0, let study {
                 try finish(study, search: search, dir: dir, ranks: comm.size, threads: threads, cpuSeconds: end.cpuSeconds,
                            stopped: end.stoppedBy, log: log)
