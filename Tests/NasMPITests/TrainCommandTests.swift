@@ -167,6 +167,27 @@ final class TrainCommandTests: XCTestCase {
         }
     }
 
+    /// `--recompute all`: the run records it (a resume reads it back) and trains as the run that keeps
+    /// every activation does (to float summation order).
+    func testRecomputedTrainingIsRecordedAndMatches() throws {
+        let base = try temporaryDirectory(self)
+        let args = small + ["--epochs", "1", "--synthetic-count", "160", "--threads", "1"]
+        let kept = base.appendingPathComponent("kept"), recomputed = base.appendingPathComponent("recomputed")
+        XCTAssertEqual(try runNasMPI(args + ["--out", kept.path]).status, 0)
+        let r = try runNasMPI(args + ["--recompute", "all", "--out", recomputed.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try Trainer.savedConfig(RunDirectory(recomputed.path)).recompute, .all)
+        let a = try metrics(kept), b = try metrics(recomputed)
+        XCTAssertEqual(a.count, b.count)
+        for (x, y) in zip(a, b) {
+            XCTAssertEqual(x["train_loss"]!.double!, y["train_loss"]!.double!, accuracy: 1e-4)
+            XCTAssertEqual(x["test_acc"]?.double, y["test_acc"]?.double)
+        }
+        let bad = try runNasMPI(args + ["--recompute", "some", "--out", base.appendingPathComponent("bad").path])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--recompute"), bad.stderr)
+    }
+
     func testRefusals() throws {
         let base = try temporaryDirectory(self)
         let v2 = Genotype.dartsV2.pythonDescription

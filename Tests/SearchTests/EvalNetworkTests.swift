@@ -72,6 +72,45 @@ final class EvalNetworkTests: XCTestCase {
         XCTAssertTrue(net.weights.allSatisfy { $0.grad != nil }, "every parameter, the auxiliary head's included, gets a gradient")
     }
 
+    // MARK: Recomputation
+
+    /// One training step's loss, gradients, running statistics and drop-path generator, from a
+    /// fresh network with the given recomputation.
+    private func step(recompute: RecomputePolicy) throws -> (loss: Float, grads: [[Float]], statistics: [[Float]], generator: RandomGenerator) {
+        let net = try tiny()
+        net.recompute = recompute
+        var x = Tensor(shape: [4, 1, 32, 32])
+        var g = RandomGenerator(seed: 5)
+        g.fillUniform(&x, -1, 1)
+        let dp = DropPathSampler(probability: 0.4, generator: RandomGenerator(seed: 9, stream: .dropout))
+        let tape = Tape()
+        let (logits, aux) = try net.forward(Variable(x), ForwardContext(tape: tape, training: true, dropPath: dp))
+        let loss = try tape.add(try tape.crossEntropy(logits, labels: [0, 1, 2, 0]),
+                                tape.scale(try tape.crossEntropy(aux!, labels: [0, 1, 2, 0]), 0.4))
+        try tape.backward(loss)
+        return (loss.value.scalars[0], net.weights.map { $0.grad?.scalars ?? [] },
+                net.state.statistics.flatMap { [$0.statistics.runningMean.scalars, $0.statistics.runningVar.scalars] }, dp.generator)
+    }
+
+    /// Recomputed cells give the step of a network that keeps every activation: the same drop-path
+    /// masks (the generator is rewound for the second run), gradients to float summation order,
+    /// running statistics updated once.
+    func testRecomputedCellsGiveTheSameStepWithTheSameDroppedPaths() throws {
+        let kept = try step(recompute: .none)
+        XCTAssertTrue(try tiny().recomputedCells(batch: 4).isEmpty)
+        for policy in [RecomputePolicy.first, .all] {
+            let net = try tiny()
+            net.recompute = policy
+            XCTAssertEqual(net.recomputedCells(batch: 4), policy == .all ? Set(net.cells.indices) : Set(0..<(net.config.layers / 3)))
+            let again = try step(recompute: policy)
+            XCTAssertEqual(again.loss, kept.loss, "\(policy): the forward pass is the same")
+            XCTAssertEqual(again.statistics, kept.statistics, "\(policy): running statistics updated once, as without recomputation")
+            XCTAssertEqual(again.generator, kept.generator, "\(policy): the drop-path generator ends where it would")
+            XCTAssertEqual(again.grads.count, kept.grads.count)
+            for (a, b) in zip(again.grads, kept.grads) { assertClose(a, b, tolerance: 2e-5) }
+        }
+    }
+
     // MARK: Multiply-accumulates
 
     func testMultiplyAccumulatesOfASmallNetworkByHand() throws {

@@ -170,16 +170,67 @@ public final class EvalNetwork {
         classifier = LinearLayer(cPrev, config.classes, generator: &g)
     }
 
+    /// Which cells recompute their activations in backward instead of keeping them (`train
+    /// --recompute`): a memory/time choice, the same results up to float summation order.
+    public var recompute: RecomputePolicy = .none
+
     /// Logits, and the auxiliary head's logits in training mode when the head exists.
+    ///
+    /// A recomputed cell runs once without a tape and keeps only its inputs and output; backward
+    /// runs it again on a tape (BatchNorm with the same batch statistics, running averages
+    /// updated once) with the drop-path generator rewound to where the first run started, so the
+    /// same paths are dropped.
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> (logits: Variable, auxiliary: Variable?) {
+        let t = ctx.tape
         let s = try stem.forward(x, ctx)
         var (s0, s1) = (s, s)
         var aux: Variable?
+        let recomputed = t.isRecording ? recomputedCells(batch: x.shape[0]) : []
         for (i, cell) in cells.enumerated() {
-            (s0, s1) = (s1, try cell.forward(s0, s1, ctx))
+            let next: Variable
+            if recomputed.contains(i) {
+                let start = ctx.dropPath?.generator
+                next = try t.checkpoint([s0, s1], parametersNeedGrad: true, op: "cell (recomputed)") { tape, ins, again in
+                    guard again, let dropPath = ctx.dropPath, let start else {
+                        return try cell.forward(ins[0], ins[1], ctx.on(tape, updateStatistics: !again))
+                    }
+                    let after = dropPath.generator
+                    dropPath.generator = start
+                    defer { dropPath.generator = after }
+                    return try cell.forward(ins[0], ins[1], ctx.on(tape, updateStatistics: false))
+                }
+            } else {
+                next = try cell.forward(s0, s1, ctx)
+            }
+            (s0, s1) = (s1, next)
             if i == config.auxiliaryCell, ctx.training, let head = auxiliaryHead { aux = try head.forward(s1, ctx) }
         }
-        return (try classifier.forward(try ctx.tape.globalAvgPool(s1), ctx), aux)
+        return (try classifier.forward(try t.globalAvgPool(s1), ctx), aux)
+    }
+
+    /// The cells whose activations are recomputed for a batch of this size: `first` the cells
+    /// before the first reduction (the largest maps), `auto` those when the kept activations
+    /// would exceed 2 GB.
+    public func recomputedCells(batch: Int) -> Set<Int> {
+        let firstStage = Set(0..<(config.layers / 3))
+        switch recompute {
+        case .none: return []
+        case .all: return Set(cells.indices)
+        case .first: return firstStage
+        case .auto: return estimatedActivationBytes(batch: batch) > 2_000_000_000 ? firstStage : []
+        }
+    }
+
+    /// A rough size of the activations a training step keeps: about 10 tensors of a cell's
+    /// state size per op (a separable convolution keeps 9), plus the node sums and the concat.
+    public func estimatedActivationBytes(batch: Int) -> Int {
+        var (h, w, c) = (config.inputShape[1], config.inputShape[2], config.channels)
+        var total = 0
+        for (i, cell) in cells.enumerated() {
+            if SupernetConfig.isReduction(i, layers: config.layers) { h /= 2; w /= 2; c *= 2 }
+            total += (10 * cell.ops.count + 2 * cell.ops.count / 2 + 2) * batch * c * h * w * 4
+        }
+        return total
     }
 
     /// Parameters and BatchNorm buffers with the reference's state-dict names.

@@ -43,6 +43,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var validationSplit: Double? = nil
     /// Whether the test set is evaluated at all (candidate training in a search never looks at it).
     public var evaluateTest: Bool = true
+    /// Which cells recompute their activations in backward (`--recompute`; default none).
+    public var recompute: RecomputePolicy = .none
 
     public static func preset(_ p: Preset, genotype: Genotype, source: String) -> TrainConfig {
         switch p {
@@ -138,8 +140,8 @@ extension TrainConfig {
 }
 
 extension TrainConfig {
-    /// Decodes config.json, also one written before `validationSplit`, `evaluateTest` and
-    /// `syncBatchNorm` existed (their defaults then apply).
+    /// Decodes config.json, also one written before `validationSplit`, `evaluateTest`,
+    /// `syncBatchNorm` and `recompute` existed (their defaults then apply).
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         preset = try c.decode(Preset.self, forKey: .preset)
@@ -164,5 +166,6 @@ extension TrainConfig {
         syncBatchNorm = try c.decodeIfPresent(Bool.self, forKey: .syncBatchNorm) ?? false
         validationSplit = try c.decodeIfPresent(Double.self, forKey: .validationSplit)
         evaluateTest = try c.decodeIfPresent(Bool.self, forKey: .evaluateTest) ?? true
+        recompute = try c.decodeIfPresent(RecomputePolicy.self, forKey: .recompute) ?? .none
     }
 }

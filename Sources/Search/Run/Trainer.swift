@@ -76,6 +76,7 @@ public final class Trainer: EpochTask {
         }
         network = try EvalNetwork(config.networkConfig(inputShape: train.imageShape, classes: train.classes),
                                   genotype: config.genotype, seed: config.seed)
+        network.recompute = config.recompute
         optimizer = SGD(parameters: network.weights, learningRate: config.learningRate, momentum: config.momentum,
                         weightDecay: config.weightDecay)
         schedule = CosineAnnealing(base: config.learningRate, minimum: config.learningRateMin, period: config.epochs)

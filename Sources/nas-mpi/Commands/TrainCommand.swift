@@ -48,6 +48,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Hold out this share (0 < F < 1) of the training images as a validation set, cut as the search cuts them (0.5: its two halves); best.bin is then the best validation accuracy and the test set is evaluated once, at the end.")
     var validationSplit: Double?
     @Flag(name: .customLong("sync-bn"), help: "Synchronised BatchNorm over ranks.") var syncBatchNorm = false
+    @Option(help: "Cells that recompute their activations in backward instead of keeping them: none (default), first (before the first reduction), all (least memory, about a third more compute), auto (first when the activations would pass 2 GB).")
+    var recompute: RecomputePolicy?
     @Option(help: "Run directory (default runs/train-DATE-TIME).") var out: String?
     @Option(name: .customLong("resume"), help: "yes (a bare --resume): continue the run in --out from its checkpoint, with its saved configuration; auto: continue it if --out holds a run of this configuration, else start it.")
     var resumeMode: ResumeMode?
@@ -96,6 +98,7 @@ struct TrainCommand: ParsableCommand {
         if let v = trainLimit { c.trainLimit = v }
         if let v = validationSplit { c.validationSplit = v }
         if syncBatchNorm { c.syncBatchNorm = true }
+        if let v = recompute { c.recompute = v }
         do { try c.validate() } catch { throw ValidationError("\(error)") }
         return c
     }
