@@ -80,6 +80,44 @@ final class Conv2dTests: XCTestCase {
         }
     }
 
+    func testReLUFusedIntoDepthwiseIsBitIdenticalToTheTwoOps() throws {
+        // y = dw(relu(x)) in one op against relu then conv2d: output, input gradient (accumulated
+        // onto a second use of x, so both the write and the add paths run) and weight gradient.
+        for width in [5, 8, 13, 17] {
+            for (k, d) in [(3, 1), (5, 1), (3, 2), (5, 2)] {
+                let p = d * (k - 1) / 2
+                let x = randomTensor([2, 3, 6, width], seed: UInt64(40 + width))
+                let w = randomTensor([3, 1, k, k], seed: 41)
+                let dy = randomTensor([2, 3, 6, width], seed: 42)
+                func run(fused: Bool, twice: Bool) throws -> (y: [Float], dx: [Float], dw: [Float], macs: Int) {
+                    let tape = Tape()
+                    let (xv, wv) = (leaf(x), leaf(w))
+                    var y = fused ? try tape.reluDepthwiseConv2d(xv, wv, padding: p, dilation: d)
+                                  : try tape.conv2d(try tape.relu(xv), wv, padding: p, dilation: d, groups: 3)
+                    if twice { y = try tape.add(y, xv) }
+                    try tape.backward(y, gradient: dy)
+                    return (y.value.scalars, xv.grad!.scalars, wv.grad!.scalars, tape.multiplyAccumulates)
+                }
+                for twice in [false, true] {
+                    let (a, b) = (try run(fused: true, twice: twice), try run(fused: false, twice: twice))
+                    XCTAssertEqual(a.y, b.y, "k \(k) d \(d) width \(width)")
+                    XCTAssertEqual(a.dx, b.dx, "k \(k) d \(d) width \(width) twice \(twice)")
+                    XCTAssertEqual(a.dw, b.dw, "k \(k) d \(d) width \(width)")
+                    XCTAssertEqual(a.macs, b.macs)
+                }
+            }
+        }
+    }
+
+    func testGradientReLUDepthwise() throws {
+        let x = leaf(randomTensor([2, 3, 6, 9], seed: 43, spaced: true))
+        let w = leaf(randomTensor([3, 1, 3, 3], seed: 44))
+        try checkGradients([x, w]) { tape in try tape.reluDepthwiseConv2d(x, w, padding: 2, dilation: 2) }
+        // A geometry the fused kernel does not take (an even kernel) runs the two ops.
+        let w2 = leaf(randomTensor([3, 1, 2, 2], seed: 45))
+        try checkGradients([x, w2]) { tape in try tape.reluDepthwiseConv2d(x, w2, padding: 0) }
+    }
+
     func testGroupedMatchesSlicedConvolution() throws {
         let x = randomTensor([2, 4, 6, 6], seed: 3)
         let w = randomTensor([6, 2, 3, 3], seed: 4)

@@ -14,6 +14,40 @@ final class PoolingTests: XCTestCase {
         assertClose(s2.scalars, [6, 8, 14, 16])
     }
 
+    func testStrideTwoMaxPoolAgainstALoopAndFirstMaximumOnTies() throws {
+        // The reduction cells' 3x3 / stride 2 / padding 1 pool (an unrolled kernel inside the
+        // plane) against a plain loop, on odd and even sizes; values quantised to eighths so
+        // windows hold ties, which must send the gradient to the first maximum in window order.
+        for (h, w) in [(9, 10), (8, 8), (7, 5), (2, 3)] {
+            var x = randomTensor([2, 3, h, w], seed: UInt64(h * w))
+            for i in 0..<x.count { x.scalars[i] = (x.scalars[i] * 4).rounded() / 8 }
+            let tape = Tape()
+            let xv = leaf(x)
+            let y = try tape.maxPool2d(xv, kernel: 3, stride: 2, padding: 1)
+            let (oh, ow) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1)
+            XCTAssertEqual(y.shape, [2, 3, oh, ow])
+            let dy = randomTensor(y.shape, seed: 3)
+            try tape.backward(y, gradient: dy)
+            var expectedY = [Float](), expectedDx = [Float](repeating: 0, count: x.count)
+            for p in 0..<6 {
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        var (best, at) = (-Float.infinity, -1)
+                        for iy in max(2 * oy - 1, 0)...min(2 * oy + 1, h - 1) {
+                            for ix in max(2 * ox - 1, 0)...min(2 * ox + 1, w - 1) where x.scalars[p * h * w + iy * w + ix] > best {
+                                (best, at) = (x.scalars[p * h * w + iy * w + ix], p * h * w + iy * w + ix)
+                            }
+                        }
+                        expectedY.append(best)
+                        expectedDx[at] += dy.scalars[expectedY.count - 1]
+                    }
+                }
+            }
+            XCTAssertEqual(y.value.scalars, expectedY, "\(h)x\(w)")
+            assertClose(xv.grad!.scalars, expectedDx, tolerance: 1e-6)
+        }
+    }
+
     func testAvgPoolExcludesPaddingFromCount() throws {
         let y = try t.avgPool2d(grid, kernel: 3, stride: 1, padding: 1).value
         // Corner: (1 + 2 + 5 + 6) / 4, not / 9. Edge (0, 1): (1+2+3+5+6+7) / 6. Interior (1, 1): 6.

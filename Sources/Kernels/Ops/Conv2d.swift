@@ -284,19 +284,7 @@ public enum Conv2dKernels {
             // One channel per task: no two tasks write the same weights.
             let kk = g.kernelH * g.kernelW
             if let padded = DepthwisePadded(g) {
-                ScratchPool.shared.withBuffers(Parallel.chunks(g.inChannels, work: g.macs), size: padded.scratchSize) { scratch in
-                    Parallel.forChunks(g.inChannels, work: g.macs) { worker, range in
-                        let s = scratch[worker]
-                        padded.clear(s)
-                        for c in range {
-                            for n in 0..<g.batch {
-                                let nc = n * g.inChannels + c
-                                padded.pad(x + nc * outHW, into: s)
-                                padded.weightGrad(s, dy: dy + nc * outHW, dw: dw + c * kk)
-                            }
-                        }
-                    }
-                }
+                padded.weightGradPlanes(g, x: x, dy: dy, dw: dw)
                 return
             }
             if let plan = DepthwisePlan(g) {

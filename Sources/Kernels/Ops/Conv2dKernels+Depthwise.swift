@@ -194,48 +194,80 @@ extension Conv2dKernels {
         /// Zeroes a worker's scratch (once: later planes only overwrite the interior).
         func clear(_ scratch: UnsafeMutablePointer<Float>) { scratch.update(repeating: 0, count: scratchSize) }
 
-        /// Copies a plane into the interior of the padded plane at the start of `scratch`.
+        /// Copies a plane (with `relu`, its ReLU) into the interior of the padded plane at the
+        /// start of `scratch`.
         @inline(__always)
-        func pad(_ plane: UnsafePointer<Float>, into scratch: UnsafeMutablePointer<Float>) {
+        func pad(_ plane: UnsafePointer<Float>, into scratch: UnsafeMutablePointer<Float>, relu: Bool = false) {
             // An inline loop: a memmove call per row of 8-32 floats costs more than the copy.
             for r in 0..<height {
                 let (dst, src) = (scratch + (r + padding) * pitch + padding, plane + r * width)
-                for c in 0..<width { dst[c] = src[c] }
+                if relu {
+                    for c in 0..<width { let v = src[c]; dst[c] = v > 0 ? v : 0 }
+                } else {
+                    for c in 0..<width { dst[c] = src[c] }
+                }
             }
         }
 
         /// Every plane of the batch: out (+)= the convolution of `source` with its channel's
         /// kernel (flipped: the transposed convolution, i.e. the input gradient from dy).
+        /// - Parameters:
+        ///   - relu: convolve ReLU(source) (applied while padding).
+        ///   - gate: a tensor shaped as `out` (a ReLU's input): the result is zero where it is
+        ///     not positive, before it is stored or added (ReLU's backward, fused).
         func convolvePlanes(_ g: ConvGeometry, _ source: UnsafePointer<Float>, w: UnsafePointer<Float>, flipped: Bool,
-                            into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+                            into out: UnsafeMutablePointer<Float>, accumulate: Bool, relu: Bool = false,
+                            gate: UnsafePointer<Float>? = nil) {
             let (kk, hw, planes) = (kernel * kernel, height * width, g.batch * g.inChannels)
             ScratchPool.shared.withBuffers(Parallel.chunks(planes, work: g.macs), size: scratchSize) { scratch in
                 Parallel.forChunks(planes, work: g.macs) { worker, range in
                     let s = scratch[worker]
                     clear(s)
                     for nc in range {
-                        pad(source + nc * hw, into: s)
-                        convolve(s, w: w + (nc % g.inChannels) * kk, flipped: flipped, into: out + nc * hw, accumulate: accumulate)
+                        pad(source + nc * hw, into: s, relu: relu)
+                        convolve(s, w: w + (nc % g.inChannels) * kk, flipped: flipped, into: out + nc * hw, accumulate: accumulate,
+                                 gate: gate.map { $0 + nc * hw })
                     }
                 }
             }
         }
 
-        /// y (+)= the convolution of the padded plane with w (w flipped: the transposed convolution).
+        /// dw += the weight gradient over every plane of the batch, from x (with `relu`,
+        /// ReLU(x)) and dy; one channel per task, so no two tasks write the same weights.
+        func weightGradPlanes(_ g: ConvGeometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
+                              relu: Bool = false) {
+            let (kk, hw) = (kernel * kernel, height * width)
+            ScratchPool.shared.withBuffers(Parallel.chunks(g.inChannels, work: g.macs), size: scratchSize) { scratch in
+                Parallel.forChunks(g.inChannels, work: g.macs) { worker, range in
+                    let s = scratch[worker]
+                    clear(s)
+                    for c in range {
+                        for n in 0..<g.batch {
+                            let nc = n * g.inChannels + c
+                            pad(x + nc * hw, into: s, relu: relu)
+                            weightGrad(s, dy: dy + nc * hw, dw: dw + c * kk)
+                        }
+                    }
+                }
+            }
+        }
+
+        /// y (+)= the convolution of the padded plane with w (w flipped: the transposed
+        /// convolution), zeroed where `gate` is not positive.
         @inline(__always)
         func convolve(_ padded: UnsafePointer<Float>, w: UnsafePointer<Float>, flipped: Bool,
-                      into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+                      into y: UnsafeMutablePointer<Float>, accumulate: Bool, gate: UnsafePointer<Float>? = nil) {
             // The kernel size as a type, so the tap loops have constant bounds and unroll.
             switch kernel {
-            case 3: convolve(Taps3.self, padded, w: w, flipped: flipped, into: y, accumulate: accumulate)
-            case 5: convolve(Taps5.self, padded, w: w, flipped: flipped, into: y, accumulate: accumulate)
-            default: convolve(TapsAny.self, padded, w: w, flipped: flipped, into: y, accumulate: accumulate)
+            case 3: convolve(Taps3.self, padded, w: w, flipped: flipped, into: y, accumulate: accumulate, gate: gate)
+            case 5: convolve(Taps5.self, padded, w: w, flipped: flipped, into: y, accumulate: accumulate, gate: gate)
+            default: convolve(TapsAny.self, padded, w: w, flipped: flipped, into: y, accumulate: accumulate, gate: gate)
             }
         }
 
         @inline(__always)
         private func convolve<T: TapCount>(_: T.Type, _ padded: UnsafePointer<Float>, w: UnsafePointer<Float>, flipped: Bool,
-                                           into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+                                           into y: UnsafeMutablePointer<Float>, accumulate: Bool, gate: UnsafePointer<Float>?) {
             let K = T.size ?? kernel
             let d = dilation
             withUnsafeTemporaryAllocation(of: Float.self, capacity: K * K) { taps in
@@ -254,10 +286,17 @@ extension Conv2dKernels {
                             }
                         }
                         if ox + 8 <= width {
+                            if let gate {
+                                let open = UnsafeRawPointer(gate + oy * width + ox).loadUnaligned(as: V.self) .> 0
+                                acc = V(repeating: 0).replacing(with: acc, where: open)
+                            }
                             if accumulate { acc += UnsafeRawPointer(yr + ox).loadUnaligned(as: V.self) }
                             UnsafeMutableRawPointer(yr + ox).storeBytes(of: acc, as: V.self)
                         } else {
-                            for i in 0..<(width - ox) { yr[ox + i] = accumulate ? yr[ox + i] + acc[i] : acc[i] }
+                            for i in 0..<(width - ox) {
+                                let v = gate.map { $0[oy * width + ox + i] > 0 ? acc[i] : 0 } ?? acc[i]
+                                yr[ox + i] = accumulate ? yr[ox + i] + v : v
+                            }
                         }
                         ox += 8
                     }

@@ -48,22 +48,33 @@ extension Tape {
             y.scalars.withUnsafeMutableBufferPointer { yp in
                 argmax.withUnsafeMutableBufferPointer { ap in
                     let (xb, yb, ab) = (xp.baseAddress!, yp.baseAddress!, ap.baseAddress!)
+                    let threeByThreeStrideTwo = g.kernel == 3 && g.stride == 2 && g.padding == 1
                     Parallel.forEach(g.batch * g.channels, work: g.batch * g.channels * g.outHeight * g.outWidth * g.kernel * g.kernel) { nc in
                         let xc = xb + nc * g.height * g.width
+                        if threeByThreeStrideTwo {
+                            Self.maxPool3x3Stride2(xc, height: g.height, width: g.width, outHeight: g.outHeight, outWidth: g.outWidth,
+                                                   y: yb + nc * outHW, argmax: ab + nc * outHW)
+                            return
+                        }
                         for oy in 0..<g.outHeight {
                             let rows = g.window(oy, size: g.height)
                             for ox in 0..<g.outWidth {
                                 let cols = g.window(ox, size: g.width)
+                                // Selects, not branches: which input is largest is random,
+                                // and a mispredicted branch per comparison cost 4x the pass.
                                 var best = -Float.infinity
-                                var at = rows.lowerBound * g.width + cols.lowerBound
+                                var at = Int32(rows.lowerBound * g.width + cols.lowerBound)
                                 for iy in rows {
-                                    for ix in cols where xc[iy * g.width + ix] > best {
-                                        best = xc[iy * g.width + ix]
-                                        at = iy * g.width + ix
+                                    let row = xc + iy * g.width
+                                    for ix in cols {
+                                        let v = row[ix]
+                                        let larger = v > best
+                                        best = larger ? v : best
+                                        at = larger ? Int32(iy * g.width + ix) : at
                                     }
                                 }
                                 yb[nc * outHW + oy * g.outWidth + ox] = best
-                                ab[nc * outHW + oy * g.outWidth + ox] = Int32(at)
+                                ab[nc * outHW + oy * g.outWidth + ox] = at
                             }
                         }
                     }
@@ -80,6 +91,56 @@ extension Tape {
                     }
                 }
             }
+        }
+    }
+
+    /// One plane of 3x3 max pooling at stride 2 with padding 1 (the DARTS reduction cells' pool):
+    /// the windows inside the plane unrolled, loads and selects only; the first maximum in window
+    /// order wins, as in the general loop.
+    @inline(__always)
+    static func maxPool3x3Stride2(_ x: UnsafePointer<Float>, height h: Int, width w: Int, outHeight oh: Int, outWidth ow: Int,
+                                  y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
+        @inline(__always) func take(_ v: Float, _ i: Int, _ best: inout Float, _ at: inout Int32) {
+            let larger = v > best
+            best = larger ? v : best
+            at = larger ? Int32(truncatingIfNeeded: i) : at
+        }
+        /// A window that crosses the plane's edge.
+        func edge(_ oy: Int, _ ox: Int) {
+            let (r0, c0) = (2 * oy - 1, 2 * ox - 1)
+            var best = -Float.infinity
+            var at = Int32(max(r0, 0) * w + max(c0, 0))
+            for iy in max(r0, 0)..<min(r0 + 3, h) {
+                for ix in max(c0, 0)..<min(c0 + 3, w) { take(x[iy * w + ix], iy * w + ix, &best, &at) }
+            }
+            y[oy * ow + ox] = best
+            argmax[oy * ow + ox] = at
+        }
+        for oy in 0..<oh {
+            let r0 = 2 * oy - 1
+            guard r0 >= 0, r0 + 2 < h else {
+                for ox in 0..<ow { edge(oy, ox) }
+                continue
+            }
+            edge(oy, 0)
+            // Interior columns: every tap inside the plane.
+            let last = min(ow, (w - 3) / 2 + 1)
+            let (a, b, c) = (x + r0 * w, x + (r0 + 1) * w, x + (r0 + 2) * w)
+            var ox = 1
+            while ox < last {
+                let c0 = 2 * ox - 1
+                var best = -Float.infinity
+                var at: Int32 = 0
+                let base = r0 * w + c0
+                take(a[c0], base, &best, &at); take(a[c0 + 1], base + 1, &best, &at); take(a[c0 + 2], base + 2, &best, &at)
+                take(b[c0], base + w, &best, &at); take(b[c0 + 1], base + w + 1, &best, &at); take(b[c0 + 2], base + w + 2, &best, &at)
+                take(c[c0], base + 2 * w, &best, &at); take(c[c0 + 1], base + 2 * w + 1, &best, &at)
+                take(c[c0 + 2], base + 2 * w + 2, &best, &at)
+                y[oy * ow + ox] = best
+                argmax[oy * ow + ox] = at
+                ox += 1
+            }
+            while ox < ow { edge(oy, ox); ox += 1 }
         }
     }
 

@@ -52,9 +52,23 @@ public final class DilConv: ReLUPrefixed {
         ])
     }
 
-    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forward(x, ctx) }
+    /// ReLU and the depthwise convolution as one op where it has stride 1
+    /// (`reluDepthwiseConv2d`), then the 1x1 convolution and BatchNorm.
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
+        let l = op.layers
+        guard let y = try (l[1] as! Conv2dLayer).forwardAfterFusedReLU(x, ctx) else { return try op.forward(x, ctx) }
+        return try l[3].forward(try l[2].forward(y, ctx), ctx)
+    }
     public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forwardAfterReLU(h, ctx) }
     public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
+}
+
+extension Conv2dLayer {
+    /// The convolution of ReLU(x) in one op, for a stride-1 depthwise layer; nil for other layers.
+    func forwardAfterFusedReLU(_ x: Variable, _ ctx: ForwardContext) throws -> Variable? {
+        guard stride == (1, 1), padding.0 == padding.1, groups == x.shape[1], groups > 1 else { return nil }
+        return try ctx.tape.reluDepthwiseConv2d(x, weight, padding: padding.0, dilation: dilation)
+    }
 }
 
 /// Two stacked (ReLU, depthwise, 1x1, BatchNorm) blocks, the first with the stride (`SepConv`).
@@ -74,16 +88,25 @@ public final class SepConv: ReLUPrefixed {
         ])
     }
 
+    /// With stride 1, the leading ReLU runs inside the first depthwise convolution
+    /// (`reluDepthwiseConv2d`).
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
-        try forward(activated: ctx.tape.relu(x), ctx)
+        guard let y = try (op.layers[1] as! Conv2dLayer).forwardAfterFusedReLU(x, ctx) else {
+            return try forward(activated: ctx.tape.relu(x), ctx)
+        }
+        return try afterFirstConvolution(y, ctx)
     }
 
     /// The layers after the leading ReLU, with the middle BatchNorm and ReLU (op.3, op.4) run as
     /// one fused op.
     public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable {
+        try afterFirstConvolution(try op.layers[1].forward(h, ctx), ctx)
+    }
+
+    private func afterFirstConvolution(_ d: Variable, _ ctx: ForwardContext) throws -> Variable {
         let l = op.layers
         let bn = l[3] as! BatchNormLayer
-        var y = try l[2].forward(try l[1].forward(h, ctx), ctx)
+        var y = try l[2].forward(d, ctx)
         y = try ctx.tape.batchNormReLU(y, gamma: bn.gamma, beta: bn.beta, statistics: bn.statistics, training: ctx.training,
                                        updateStatistics: ctx.updateStatistics, reducer: ctx.statisticsReducer)
         for layer in l[5...] { y = try layer.forward(y, ctx) }
