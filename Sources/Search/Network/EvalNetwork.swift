@@ -212,13 +212,7 @@ public final class EvalNetwork {
     /// before the first reduction (the largest maps), `auto` those when the kept activations
     /// would exceed 2 GB.
     public func recomputedCells(batch: Int) -> Set<Int> {
-        let firstStage = Set(0..<(config.layers / 3))
-        switch recompute {
-        case .none: return []
-        case .all: return Set(cells.indices)
-        case .first: return firstStage
-        case .auto: return estimatedActivationBytes(batch: batch) > 2_000_000_000 ? firstStage : []
-        }
+        recompute.recomputedCells(cells: cells.count, layers: config.layers) { estimatedActivationBytes(batch: batch) }
     }
 
     /// A rough size of the activations a training step keeps: about 10 tensors of a cell's

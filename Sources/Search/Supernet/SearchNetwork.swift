@@ -80,6 +80,18 @@ public enum RecomputePolicy: String, Codable, CaseIterable, Sendable {
     case all
     /// `first` when the supernet's activations would exceed 2 GB for the batch, else `none`.
     case auto
+
+    /// The cells to recompute among `cells` cells of a network with `layers` layers, given
+    /// the bytes of activations it would keep (asked for `auto` only).
+    public func recomputedCells(cells: Int, layers: Int, activationBytes: () -> Int) -> Set<Int> {
+        let firstStage = Set(0..<(layers / 3))
+        switch self {
+        case .none: return []
+        case .all: return Set(0..<cells)
+        case .first: return firstStage
+        case .auto: return activationBytes() > 2_000_000_000 ? firstStage : []
+        }
+    }
 }
 
 /// An invalid configuration, with a message a user can act on.
@@ -221,13 +233,7 @@ public final class SearchNetwork {
 
     /// The cells whose activations are recomputed for a batch of this size.
     public func recomputedCells(batch: Int) -> Set<Int> {
-        let firstStage = Set(0..<(config.layers / 3))
-        switch recompute {
-        case .none: return []
-        case .all: return Set(cells.indices)
-        case .first: return firstStage
-        case .auto: return estimatedActivationBytes(batch: batch) > 2_000_000_000 ? firstStage : []
-        }
+        recompute.recomputedCells(cells: cells.count, layers: config.layers) { estimatedActivationBytes(batch: batch) }
     }
 
     /// A rough size of the activations a training forward pass keeps: about 26 tensors of a
