@@ -22,12 +22,7 @@ final class ChannelScheduleCommandTests: XCTestCase {
         XCTAssertEqual(checkpoint.metadata["channels"]?.int, 4)
         XCTAssertNoThrow(try checkpoint.tensor("classifier.weight", shape: [10, 64]), "C=4: 4 nodes x 16 channels after two reductions")
         // evaluate builds the method at C=2 and widens it for the file: it reproduces the last epoch's validation loss.
-        let v = try runNasMPI(["evaluate", "--run", out.path, "--threads", "1", "--split", "validation", "--json"])
-        XCTAssertEqual(v.status, 0, v.stderr)
-        let result = try JSONDecoder().decode([String: JSONValue].self, from: Data(v.stdout.utf8))
-        let metrics = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
-        let last = try JSONDecoder().decode([String: JSONValue].self, from: Data(metrics.last!.utf8))
-        XCTAssertEqual(result["loss"]?.double ?? 0, last["val_loss"]?.double ?? 1, accuracy: 1e-9)
+        try assertEvaluateReproducesLastValidationLoss(out)
     }
 
     func testBadSchedulesStopBeforeAnyWork() throws {

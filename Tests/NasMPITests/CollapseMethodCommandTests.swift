@@ -23,12 +23,7 @@ final class CollapseMethodCommandTests: XCTestCase {
         XCTAssertTrue(checkpoint.contains("cells.1._ops.0.auxiliary_skip.bn.running_mean"))
         XCTAssertEqual(checkpoint.metadata["auxiliary_skip_beta"]?.double, 0.5, "the last epoch (e = 1 of 2) trained with beta 1 - 1/2")
         // evaluate restores beta with the weights: on the validation half it reproduces the last epoch's figures.
-        let v = try runNasMPI(["evaluate", "--run", out.path, "--threads", "1", "--split", "validation", "--json"])
-        XCTAssertEqual(v.status, 0, v.stderr)
-        let result = try JSONDecoder().decode([String: JSONValue].self, from: Data(v.stdout.utf8))
-        let metrics = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
-        let last = try JSONDecoder().decode([String: JSONValue].self, from: Data(metrics.last!.utf8))
-        XCTAssertEqual(result["loss"]?.double ?? 0, last["val_loss"]?.double ?? 1, accuracy: 1e-9)
+        try assertEvaluateReproducesLastValidationLoss(out)
     }
 
     func testSDARTSSearchRunsAndChecksItsFlag() throws {

@@ -101,3 +101,17 @@ public func interruptNasMPI(_ arguments: [String], log: URL, after marker: Strin
     process.waitUntilExit()
     return process.terminationStatus
 }
+
+/// Runs `nas-mpi evaluate --run RUN --split validation --json` on a search run and checks that it
+/// reproduces the validation loss the run logged for its last epoch (metrics.jsonl): the
+/// checkpoint restores everything the forward pass depends on. Returns evaluate's JSON.
+@discardableResult
+public func assertEvaluateReproducesLastValidationLoss(_ run: URL, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
+    let v = try runNasMPI(["evaluate", "--run", run.path, "--threads", "1", "--split", "validation", "--json"])
+    XCTAssertEqual(v.status, 0, v.stderr, file: file, line: line)
+    let result = try JSONSerialization.jsonObject(with: Data(v.stdout.utf8)) as? [String: Any] ?? [:]
+    let metrics = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+    let last = try JSONSerialization.jsonObject(with: Data(metrics.last!.utf8)) as? [String: Any] ?? [:]
+    XCTAssertEqual(result["loss"] as? Double ?? 0, last["val_loss"] as? Double ?? 1, accuracy: 1e-9, file: file, line: line)
+    return result
+}

@@ -144,15 +144,8 @@ public final class SupernetTraining {
         // Weights the forward pass did not reach (ops off a single path) have no gradient: they
         // stay out of the allreduce and the update on any number of ranks, as on one. Every
         // rank runs the same architecture, so every rank leaves out the same ones.
-        let params = optimizer.parameters.filter { $0.grad != nil }
-        try averager.average(params)
-        let norm = clipGradientNorm(params, maxNorm: gradClip)
-        guard norm.isFinite, loss.value.scalars[0].isFinite else {
-            throw DivergenceError("the training loss is \(loss.value.scalars[0]) and the weight gradient's norm \(norm)")
-        }
-        optimizer.step()
-        optimizer.zeroGrad()
-        return StepResult(loss: Double(loss.value.scalars[0]), correct: correctCount(logits: logits.value, labels: batch.labels))
+        return try optimizer.finishStep(optimizer.parameters.filter { $0.grad != nil }, loss: loss, logits: logits, labels: batch.labels,
+                                        averager: averager, gradClip: gradClip, gradient: "weight gradient")
     }
 
     // MARK: State

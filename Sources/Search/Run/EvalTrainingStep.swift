@@ -35,14 +35,7 @@ public struct EvalTrainingStep {
             loss = try tape.add(loss, tape.scale(try tape.crossEntropy(aux, labels: batch.labels), auxiliaryWeight))
         }
         try tape.backward(loss)
-        let params = optimizer.parameters
-        try averager.average(params)
-        let norm = clipGradientNorm(params, maxNorm: gradClip)
-        guard norm.isFinite, loss.value.scalars[0].isFinite else {
-            throw DivergenceError("the training loss is \(loss.value.scalars[0]) and the gradient's norm \(norm)")
-        }
-        optimizer.step()
-        optimizer.zeroGrad()
-        return StepResult(loss: Double(loss.value.scalars[0]), correct: correctCount(logits: logits.value, labels: batch.labels))
+        return try optimizer.finishStep(optimizer.parameters, loss: loss, logits: logits, labels: batch.labels, averager: averager,
+                                        gradClip: gradClip)
     }
 }

@@ -84,6 +84,25 @@ public struct DivergenceError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+extension SGD {
+    /// The end of every weight step (evaluation network and supernet): `parameters`' gradients
+    /// averaged over ranks and clipped to norm `gradClip`, a `DivergenceError` on a non-finite
+    /// loss or gradient (before anything changes), then the SGD step and cleared gradients.
+    /// - Parameter gradient: how the error names the gradient ("gradient", "weight gradient").
+    func finishStep(_ parameters: [Variable], loss: Variable, logits: Variable, labels: [Int], averager: GradientAverager,
+                    gradClip: Float, gradient: String = "gradient") throws -> StepResult {
+        try averager.average(parameters)
+        let norm = clipGradientNorm(parameters, maxNorm: gradClip)
+        let value = loss.value.scalars[0]
+        guard norm.isFinite, value.isFinite else {
+            throw DivergenceError("the training loss is \(value) and the \(gradient)'s norm \(norm)")
+        }
+        step()
+        zeroGrad()
+        return StepResult(loss: Double(value), correct: correctCount(logits: logits.value, labels: labels))
+    }
+}
+
 /// A stream id for (kind, epoch, index): counter-based randomness.
 func streamID(_ kind: RandomStream, _ epoch: Int, _ index: Int) -> UInt64 {
     kind.rawValue << 48 | UInt64(epoch & 0xFFFFFF) << 24 | UInt64(index & 0xFFFFFF)

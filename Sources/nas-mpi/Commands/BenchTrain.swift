@@ -62,10 +62,7 @@ struct BenchTrain: ParsableCommand {
 
     func run() throws {
         let comm = MPIEnvironment.worldOrLocal()
-        do { try bench(comm) } catch {
-            if comm.size > 1 { comm.abort(code: 1, message: "error: \(error)") }
-            throw error
-        }
+        try RunSupport.abortingOnError(comm) { try bench(comm) }
     }
 
     private func bench(_ comm: Communicator) throws {
