@@ -56,8 +56,10 @@ final class Conv2dTests: XCTestCase {
         // The register-blocked stride-1 kernel (rows computed 8 wide on padded copies) against the
         // dense im2col path one channel at a time, output and both gradients, for widths below,
         // at and between multiples of 8 and every DARTS kernel (3x3 and 5x5, dilation 1 and 2).
+        // Even kernels with an even dilation (2 x 2 and 4 x 4, dilation 2) also keep the size; they
+        // take the whole-plane tap kernel (`DepthwisePlan`) instead of the padded one.
         for width in [5, 8, 13, 17] {
-            for (k, d) in [(3, 1), (5, 1), (3, 2), (5, 2)] {
+            for (k, d) in [(3, 1), (5, 1), (3, 2), (5, 2), (2, 2), (4, 2)] {
                 let p = d * (k - 1) / 2
                 let x = randomTensor([2, 3, 6, width], seed: UInt64(30 + width))
                 let w = randomTensor([3, 1, k, k], seed: 31)
@@ -160,6 +162,7 @@ final class Conv2dTests: XCTestCase {
     func testGradientDepthwise5x5Strided() throws { try gradCheck(x: [2, 3, 8, 7], w: [3, 1, 5, 5], stride: 2, padding: 2, groups: 3) }
     func testGradientDepthwiseDilated() throws { try gradCheck(x: [2, 2, 9, 9], w: [2, 1, 3, 3], stride: 2, padding: 2, dilation: 2, groups: 2) }
     func testGradientDepthwiseDilated5x5() throws { try gradCheck(x: [1, 2, 10, 10], w: [2, 1, 5, 5], padding: 4, dilation: 2, groups: 2) }
+    func testGradientDepthwiseEvenKernelSameSize() throws { try gradCheck(x: [2, 2, 6, 7], w: [2, 1, 2, 2], padding: 1, dilation: 2, groups: 2) }
 
     // MARK: Errors
 
