@@ -86,6 +86,19 @@ final class ThreadCountTests: XCTestCase {
         }
     }
 
+    func testReLUFusedDepthwise() throws {
+        try assertThreadIndependent("relu+depthwise", [randomTensor([5, 6, 9, 9], seed: 17), randomTensor([6, 1, 3, 3], seed: 18)]) { t, v in
+            try t.reluDepthwiseConv2d(v[0], v[1], padding: 1)
+        }
+    }
+
+    func testSumAndConcat() throws {
+        // 3 x 8 x 60 x 60 = 86400 elements: above the 65536-element grain of range splitting.
+        let xs = (0..<2).map { randomTensor([3, 8, 60, 60], seed: 40 + UInt64($0)) }
+        try assertThreadIndependent("sum", xs) { t, v in try t.sum([v[0], v[1], v[0]]) }
+        try assertThreadIndependent("concatChannels", xs) { t, v in try t.concatChannels([v[0], v[1], v[0]]) }
+    }
+
     func testBatchNorm() throws {
         let inputs = [randomTensor([7, 5, 6, 6], seed: 14), randomTensor([5], seed: 15), randomTensor([5], seed: 16)]
         for relu in [false, true] {

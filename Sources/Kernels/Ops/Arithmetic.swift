@@ -7,31 +7,46 @@ extension Tape {
         return try sum([a, b])
     }
 
-    /// The elementwise sum of one or more tensors of the same shape.
+    /// The elementwise sum of one or more tensors of the same shape (a cell's node sums): one
+    /// pass writing the output, ranges split over the threads, and in backward each input's
+    /// gradient written (or added) in one parallel pass.
     public func sum(_ xs: [Variable]) throws -> Variable {
         try require(!xs.isEmpty, "sum", "no inputs")
         let shape = xs[0].shape
         try require(xs.allSatisfy { $0.shape == shape }, "sum", "shapes differ: \(xs.map(\.shape))")
-        var y = xs[0].value
-        y.scalars.withUnsafeMutableBufferPointer { yp in
-            for x in xs.dropFirst() {
-                x.value.scalars.withUnsafeBufferPointer { xp in
-                    for i in 0..<yp.count { yp[i] += xp[i] }
+        let count = xs[0].value.count
+        let y = Tensor(uninitializedShape: shape) { out in
+            let d = out.baseAddress!
+            withPointers(xs.map(\.value.scalars)) { ps in
+                Parallel.forRanges(count) { r in
+                    let a = ps[0]
+                    if ps.count == 1 {
+                        for i in r { d[i] = a[i] }
+                        return
+                    }
+                    let b = ps[1]
+                    for i in r { d[i] = a[i] + b[i] }
+                    for p in ps.dropFirst(2) { for i in r { d[i] += p[i] } }
                 }
             }
         }
-        return output(y, inputs: xs) { _, dy in
+        return output(y, inputs: xs, op: "sum") { _, dy in
+            let g = dy.baseAddress!
             for x in xs where x.requiresGrad {
                 x.writeOrAccumulateGrad { dx, accumulate in
-                    if accumulate {
-                        for i in 0..<dx.count { dx[i] += dy[i] }
-                    } else {
-                        dx.baseAddress!.update(from: dy.baseAddress!, count: dx.count)
+                    let d = dx.baseAddress!
+                    Parallel.forRanges(count) { r in
+                        if accumulate {
+                            for i in r { d[i] += g[i] }
+                        } else {
+                            (d + r.lowerBound).update(from: g + r.lowerBound, count: r.count)
+                        }
                     }
                 }
             }
         }
     }
+
 
     /// s * x for a constant s.
     public func scale(_ x: Variable, _ s: Float) -> Variable {

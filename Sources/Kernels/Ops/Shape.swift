@@ -17,35 +17,37 @@ extension Tape {
         let totalC = xs.reduce(0) { $0 + $1.shape[1] }
         var outShape = first
         outShape[1] = totalC
-        var y = Tensor(shape: outShape)
-        y.scalars.withUnsafeMutableBufferPointer { yp in
-            var c0 = 0
-            for x in xs {
-                let ci = x.shape[1]
-                x.value.scalars.withUnsafeBufferPointer { xp in
-                    for i in 0..<n {
-                        let src = xp.baseAddress! + i * ci * inner
-                        let dst = yp.baseAddress! + (i * totalC + c0) * inner
-                        dst.update(from: src, count: ci * inner)
-                    }
-                }
-                c0 += ci
-            }
-        }
-        return output(y, inputs: xs) { _, dy in
-            var c0 = 0
-            for x in xs {
-                let ci = x.shape[1]
-                if x.requiresGrad {
-                    x.accumulateGrad { dx in
-                        for i in 0..<n {
-                            let src = dy.baseAddress! + (i * totalC + c0) * inner
-                            let dst = dx.baseAddress! + i * ci * inner
-                            for j in 0..<(ci * inner) { dst[j] += src[j] }
+        // Every element is copied below (samples split over the threads): no zero fill first.
+        let offsets = xs.reduce(into: [0]) { $0.append($0.last! + $1.shape[1]) }
+        let work = n * totalC * inner
+        let y = Tensor(uninitializedShape: outShape) { yp in
+            withPointers(xs.map(\.value.scalars)) { ps in
+                Parallel.forChunks(n, work: work) { _, samples in
+                    for i in samples {
+                        for (k, x) in xs.enumerated() {
+                            let ci = x.shape[1]
+                            (yp.baseAddress! + (i * totalC + offsets[k]) * inner).update(from: ps[k] + i * ci * inner, count: ci * inner)
                         }
                     }
                 }
-                c0 += ci
+            }
+        }
+        return output(y, inputs: xs, op: "concatChannels") { _, dy in
+            for (k, x) in xs.enumerated() where x.requiresGrad {
+                let ci = x.shape[1]
+                x.writeOrAccumulateGrad { dx, accumulate in
+                    Parallel.forChunks(n, work: work) { _, samples in
+                        for i in samples {
+                            let src = dy.baseAddress! + (i * totalC + offsets[k]) * inner
+                            let dst = dx.baseAddress! + i * ci * inner
+                            if accumulate {
+                                for j in 0..<(ci * inner) { dst[j] += src[j] }
+                            } else {
+                                dst.update(from: src, count: ci * inner)
+                            }
+                        }
+                    }
+                }
             }
         }
     }
