@@ -202,7 +202,7 @@ extension Conv2dKernels {
             for r in 0..<height {
                 let (dst, src) = (scratch + (r + padding) * pitch + padding, plane + r * width)
                 if relu {
-                    for c in 0..<width { let v = src[c]; dst[c] = v > 0 ? v : 0 }
+                    for c in 0..<width { dst[c] = max(src[c], 0) }  // as `relu`: NaN stays NaN
                 } else {
                     for c in 0..<width { dst[c] = src[c] }
                 }

@@ -38,8 +38,10 @@ public struct EvalNetworkConfig: Codable, Equatable, Sendable {
 /// summed; drop path on every non-identity op in training.
 public final class EvalCell {
     public let reduction: Bool
-    public let preprocess0: Layer
-    public let preprocess1: Layer
+    /// Both start with a ReLU of their input (ReLUConvBN, FactorizedReduce), which the network
+    /// computes once per cell output (`forward(activated:_:_:)`).
+    public let preprocess0: ReLUPrefixed
+    public let preprocess1: ReLUPrefixed
     public let ops: [Layer]
     public let inputs: [Int]
     public let concat: [Int]
@@ -47,7 +49,7 @@ public final class EvalCell {
     init(genotype: Genotype, cPrevPrev: Int, cPrev: Int, c: Int, reduction: Bool, reductionPrev: Bool, generator: inout RandomGenerator) {
         self.reduction = reduction
         preprocess0 = reductionPrev
-            ? FactorizedReduce(cPrevPrev, c, affine: true, generator: &generator)
+            ? FactorizedReduce(cPrevPrev, c, affine: true, generator: &generator) as ReLUPrefixed
             : ReLUConvBN(cPrevPrev, c, kernel: 1, stride: 1, padding: 0, affine: true, generator: &generator)
         preprocess1 = ReLUConvBN(cPrev, c, kernel: 1, stride: 1, padding: 0, affine: true, generator: &generator)
         let edges = reduction ? genotype.reduce : genotype.normal
@@ -61,9 +63,10 @@ public final class EvalCell {
 
     var multiplier: Int { concat.count }
 
-    func forward(_ s0: Variable, _ s1: Variable, _ ctx: ForwardContext) throws -> Variable {
+    /// The cell on ReLU(s0) and ReLU(s1), its inputs' ReLUs.
+    func forward(activated r0: Variable, _ r1: Variable, _ ctx: ForwardContext) throws -> Variable {
         let t = ctx.tape
-        var states = [try preprocess0.forward(s0, ctx), try preprocess1.forward(s1, ctx)]
+        var states = [try preprocess0.forward(activated: r0, ctx), try preprocess1.forward(activated: r1, ctx)]
         for i in 0..<(ops.count / 2) {
             var pair: [Variable] = []
             for k in [2 * i, 2 * i + 1] {
@@ -106,7 +109,12 @@ public final class AuxiliaryHead: Layer {
     }
 
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
-        let h = try features.forward(x, ctx)
+        try forward(activated: try ctx.tape.relu(x), ctx)
+    }
+
+    /// The head on ReLU(x), its first layer's output.
+    public func forward(activated r: Variable, _ ctx: ForwardContext) throws -> Variable {
+        let h = try features.forwardAfterReLU(r, ctx)
         let flat = try ctx.tape.globalAvgPool(h)  // the map is 1x1 for 8x8 inputs: a view, as the reference's x.view
         return try classifier.forward(flat, ctx)
     }
@@ -183,29 +191,37 @@ public final class EvalNetwork {
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> (logits: Variable, auxiliary: Variable?) {
         let t = ctx.tape
         let s = try stem.forward(x, ctx)
-        var (s0, s1) = (s, s)
+        // Every cell output feeds the next two cells' preprocessing, each starting with a ReLU:
+        // it is computed once (r0, r1: the ReLUs of the cell's two inputs).
+        let rs = t.relu(s)
+        var (r0, r1) = (rs, rs)
+        var last = s
         var aux: Variable?
         let recomputed = t.isRecording ? recomputedCells(batch: x.shape[0]) : []
         for (i, cell) in cells.enumerated() {
             let next: Variable
             if recomputed.contains(i) {
                 let start = ctx.dropPath?.generator
-                next = try t.checkpoint([s0, s1], parametersNeedGrad: true, op: "cell (recomputed)") { tape, ins, again in
+                next = try t.checkpoint([r0, r1], parametersNeedGrad: true, op: "cell (recomputed)") { tape, ins, again in
                     guard again, let dropPath = ctx.dropPath, let start else {
-                        return try cell.forward(ins[0], ins[1], ctx.on(tape, updateStatistics: !again))
+                        return try cell.forward(activated: ins[0], ins[1], ctx.on(tape, updateStatistics: !again))
                     }
                     let after = dropPath.generator
                     dropPath.generator = start
                     defer { dropPath.generator = after }
-                    return try cell.forward(ins[0], ins[1], ctx.on(tape, updateStatistics: false))
+                    return try cell.forward(activated: ins[0], ins[1], ctx.on(tape, updateStatistics: false))
                 }
             } else {
-                next = try cell.forward(s0, s1, ctx)
+                next = try cell.forward(activated: r0, r1, ctx)
             }
-            (s0, s1) = (s1, next)
-            if i == config.auxiliaryCell, ctx.training, let head = auxiliaryHead { aux = try head.forward(s1, ctx) }
+            last = next
+            let head = i == config.auxiliaryCell && ctx.training ? auxiliaryHead : nil
+            guard i + 1 < cells.count || head != nil else { break }
+            let r = t.relu(next)
+            if let head { aux = try head.forward(activated: r, ctx) }
+            (r0, r1) = (r1, r)
         }
-        return (try classifier.forward(try t.globalAvgPool(s1), ctx), aux)
+        return (try classifier.forward(try t.globalAvgPool(last), ctx), aux)
     }
 
     /// The cells whose activations are recomputed for a batch of this size: `first` the cells
