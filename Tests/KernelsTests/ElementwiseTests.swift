@@ -92,6 +92,37 @@ final class ElementwiseTests: XCTestCase {
         }
     }
 
+    func testMaskedSumIsTheSumOfDropPathsToTheBit() throws {
+        // A cell node: two ops' outputs, drop path on both, on one, or none, summed. The fused op
+        // against dropPath + add with the same generator: output and both input gradients, with
+        // the second input also used elsewhere (its gradient accumulates).
+        let (a, b) = (randomTensor([5, 3, 7, 6], seed: 50), randomTensor([5, 3, 7, 6], seed: 51))
+        let dy = randomTensor([5, 3, 7, 6], seed: 52)
+        for dropped in [[true, true], [true, false], [false, true]] {
+            func run(fused: Bool) throws -> [[Float]] {
+                var g = RandomGenerator(seed: 9, stream: .dropout)
+                let tape = Tape()
+                let (x, y) = (leaf(a), leaf(b))
+                var out: Variable
+                if fused {
+                    let masks = try dropped.map { $0 ? try tape.dropPathMask(samples: 5, p: 0.4, generator: &g) : nil }
+                    out = try tape.maskedSum([x, y], masks: masks)
+                } else {
+                    let h = try [x, y].enumerated().map { k, v in dropped[k] ? try tape.dropPath(v, p: 0.4, generator: &g) : v }
+                    out = try tape.add(h[0], h[1])
+                }
+                out = try tape.add(out, y)
+                try tape.backward(out, gradient: dy)
+                return [out.value.scalars, x.grad!.scalars, y.grad!.scalars]
+            }
+            XCTAssertEqual(try run(fused: true), try run(fused: false), "\(dropped)")
+        }
+        let x = leaf(randomTensor([4, 2, 3, 3], seed: 53)), y = leaf(randomTensor([4, 2, 3, 3], seed: 54))
+        let m = tensor([4], [2, 0, 2, 2])
+        try checkGradients([x, y]) { try $0.maskedSum([x, y], masks: [m, nil]) }
+        assertKernelError("maskedSum", mentions: ["one value per sample"]) { try self.t.maskedSum([x, y], masks: [tensor([2], [1, 1]), nil]) }
+    }
+
     func testErrors() {
         let v = Variable(Tensor(shape: [2, 3]))
         assertKernelError("add", mentions: []) { try self.t.add(v, Variable(Tensor(shape: [3, 2]))) }

@@ -20,13 +20,75 @@ extension Tape {
     public func dropPath(_ x: Variable, p: Float, generator: inout RandomGenerator) throws -> Variable {
         try requireArgument(p >= 0 && p < 1, "dropPath", "probability \(p) outside [0, 1)")
         try require(x.shape.count >= 1, "dropPath", "input must have a batch dimension, got \(x.shape)")
-        let n = x.shape[0]
+        return multiplyByMask(x, mask: try dropPathMask(samples: x.shape[0], p: p, generator: &generator), perSample: true)
+    }
+
+    /// The per-sample mask of drop path for a batch of n: each sample 0 with probability p, else
+    /// 1/(1-p), one draw per sample in order (the draws `dropPath` makes).
+    public func dropPathMask(samples n: Int, p: Float, generator: inout RandomGenerator) throws -> Tensor {
+        try requireArgument(p >= 0 && p < 1, "dropPath", "probability \(p) outside [0, 1)")
         let keep = 1 - p
         var mask = Tensor(shape: [n])
-        mask.scalars.withUnsafeMutableBufferPointer { m in
-            for i in m.indices { m[i] = generator.uniform() < keep ? 1 / keep : 0 }
+        for i in 0..<n { mask.scalars[i] = generator.uniform() < keep ? 1 / keep : 0 }
+        return mask
+    }
+
+    /// y = sum over k of xs[k] scaled per sample by masks[k] (nil: not scaled): a cell node's sum
+    /// of its two ops with drop path on them, in one pass instead of a pass per mask and one for
+    /// the sum; in backward each input's gradient is dy scaled by its mask, written when first.
+    /// The same values as `sum` of `multiplyByMask`s, to the bit.
+    ///
+    /// xs: [N, ...] of one shape; masks: [N] each.
+    public func maskedSum(_ xs: [Variable], masks: [Tensor?]) throws -> Variable {
+        try require(!xs.isEmpty && xs.count == masks.count, "maskedSum", "\(xs.count) inputs and \(masks.count) masks")
+        let shape = xs[0].shape
+        try require(shape.count >= 1 && xs.allSatisfy { $0.shape == shape }, "maskedSum", "shapes differ: \(xs.map(\.shape))")
+        let n = shape[0]
+        try require(masks.allSatisfy { $0 == nil || $0!.shape == [n] }, "maskedSum", "masks must hold one value per sample (\(n))")
+        let count = xs[0].value.count
+        let inner = count / max(n, 1)
+        // A factor per (input, sample): the mask's value, or 1.
+        var factors = [Float](repeating: 1, count: xs.count * n)
+        for (k, m) in masks.enumerated() { if let m { for i in 0..<n { factors[k * n + i] = m.scalars[i] } } }
+        let scaled = masks.map { $0 != nil }
+        let y = Tensor(uninitializedShape: shape) { out in
+            let d = out.baseAddress!
+            withPointers(xs.map(\.value.scalars)) { ps in
+                Parallel.forChunks(n, work: count * xs.count) { _, samples in
+                    for s in samples {
+                        let base = s * inner
+                        for (k, p) in ps.enumerated() {
+                            let f = factors[k * n + s]
+                            switch (k == 0, scaled[k]) {
+                            case (true, true): for i in base..<(base + inner) { d[i] = p[i] * f }
+                            case (true, false): (d + base).update(from: p + base, count: inner)
+                            case (false, true): for i in base..<(base + inner) { d[i] += p[i] * f }
+                            case (false, false): for i in base..<(base + inner) { d[i] += p[i] }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        return multiplyByMask(x, mask: mask, perSample: true)
+        return output(y, inputs: xs, op: "maskedSum") { _, dy in
+            let g = dy.baseAddress!
+            for (k, x) in xs.enumerated() where x.requiresGrad {
+                x.writeOrAccumulateGrad { dx, accumulate in
+                    let d = dx.baseAddress!
+                    Parallel.forChunks(n, work: count) { _, samples in
+                        for s in samples {
+                            let (base, f) = (s * inner, factors[k * n + s])
+                            switch (accumulate, scaled[k]) {
+                            case (false, true): for i in base..<(base + inner) { d[i] = g[i] * f }
+                            case (false, false): (d + base).update(from: g + base, count: inner)
+                            case (true, true): for i in base..<(base + inner) { d[i] += g[i] * f }
+                            case (true, false): for i in base..<(base + inner) { d[i] += g[i] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// y = x * mask, with mask elementwise (same shape) or one value per sample.

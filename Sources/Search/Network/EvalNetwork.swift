@@ -68,15 +68,18 @@ public final class EvalCell {
         let t = ctx.tape
         var states = [try preprocess0.forward(activated: r0, ctx), try preprocess1.forward(activated: r1, ctx)]
         for i in 0..<(ops.count / 2) {
-            var pair: [Variable] = []
+            var pair: [Variable] = [], masks: [Tensor?] = []
             for k in [2 * i, 2 * i + 1] {
-                var h = try ops[k].forward(states[inputs[k]], ctx)
+                let h = try ops[k].forward(states[inputs[k]], ctx)
+                // Drop path's masks are applied inside the node's sum (`maskedSum`).
                 if ctx.training, let dp = ctx.dropPath, dp.probability > 0, !(ops[k] is Identity) {
-                    h = try t.dropPath(h, p: dp.probability, generator: &dp.generator)
+                    masks.append(try t.dropPathMask(samples: h.shape[0], p: dp.probability, generator: &dp.generator))
+                } else {
+                    masks.append(nil)
                 }
                 pair.append(h)
             }
-            states.append(try t.add(pair[0], pair[1]))
+            states.append(masks.allSatisfy { $0 == nil } ? try t.add(pair[0], pair[1]) : try t.maskedSum(pair, masks: masks))
         }
         return try t.concatChannels(concat.map { states[$0] })
     }
