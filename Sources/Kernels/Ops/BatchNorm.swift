@@ -172,25 +172,15 @@ extension Tape {
             // Per channel: sum(dy) and sum(dy * xhat) (local; summed over ranks for the input
             // gradient when synchronised).
             var sums = [Double](repeating: 0, count: 2 * c)
-            // With the fused ReLU, the gradient reaching BatchNorm is dy masked by the output.
-            var masked: [Float] = []
-            if relu {
-                masked = [Float](unsafeUninitializedCapacity: dy.count) { buf, count in
-                    out.value.scalars.withUnsafeBufferPointer { yp in
-                        let (m, g, yo) = (buf.baseAddress!, dy.baseAddress!, yp.baseAddress!)
-                        Parallel.forRanges(dy.count) { r in
-                            Elementwise.passWherePositive(g + r.lowerBound, gate: yo + r.lowerBound, into: m + r.lowerBound,
-                                                          r.count, accumulate: false)
-                        }
-                    }
-                    count = dy.count
-                }
-            }
-            try (relu ? masked : []).withUnsafeBufferPointer { mp in
-            let dy = relu ? mp : dy
+            // With the fused ReLU, the gradient reaching BatchNorm is dy where the output is
+            // positive, else 0: both passes below select it on the fly.
+            try out.value.scalars.withUnsafeBufferPointer { yp in
+            let gate = relu ? yp.baseAddress! : nil
             let planes = x.value.scalars.withUnsafeBufferPointer { xp in
                 Self.planeSums(n * c, hw) { p in
-                    Reduce.sumAndCenteredDot(dy.baseAddress! + p * hw, xp.baseAddress! + p * hw, mean: mean[p % c], hw)
+                    let (g, xv) = (dy.baseAddress! + p * hw, xp.baseAddress! + p * hw)
+                    return gate.map { Reduce.sumAndCenteredDot(g, xv, mean: mean[p % c], hw, gate: $0 + p * hw) }
+                        ?? Reduce.sumAndCenteredDot(g, xv, mean: mean[p % c], hw)
                 }
             }
             for ch in 0..<c {
@@ -233,7 +223,14 @@ extension Tape {
                         let (k, c1, c0) = (coefficients[3 * ch], coefficients[3 * ch + 1], coefficients[3 * ch + 2])
                         let off = p * hw
                         let (d, g, xv) = (dxb + off, dyb + off, xb + off)
-                        if accumulate {
+                        if let gate {
+                            let yo = gate + off
+                            if accumulate {
+                                for j in 0..<hw { d[j] += k * (yo[j] > 0 ? g[j] : 0) + c1 * xv[j] + c0 }
+                            } else {
+                                for j in 0..<hw { d[j] = k * (yo[j] > 0 ? g[j] : 0) + c1 * xv[j] + c0 }
+                            }
+                        } else if accumulate {
                             for j in 0..<hw { d[j] += k * g[j] + c1 * xv[j] + c0 }
                         } else {
                             for j in 0..<hw { d[j] = k * g[j] + c1 * xv[j] + c0 }
