@@ -82,6 +82,46 @@ final class Conv2dTests: XCTestCase {
         }
     }
 
+    func testStrideTwoDepthwiseMatchesDenseInBothPasses() throws {
+        // The phase-split stride-2 kernel against the dense im2col path one channel at a time, on
+        // odd and even sizes, every DARTS kernel and padding, and no padding; the input gradient
+        // is also added onto an existing one (x used twice).
+        for (h, width) in [(6, 5), (7, 8), (8, 13), (9, 17), (14, 14)] {
+            for (k, d, p) in [(3, 1, 1), (5, 1, 2), (3, 2, 2), (5, 2, 4), (3, 1, 0)] {
+                guard (h + 2 * p - d * (k - 1) - 1) >= 0, (width + 2 * p - d * (k - 1) - 1) >= 0 else { continue }
+                let x = randomTensor([2, 3, h, width], seed: UInt64(60 + width))
+                let w = randomTensor([3, 1, k, k], seed: 61)
+                let (xv, wv) = (leaf(x), leaf(w))
+                for accumulate in [false, true] {
+                xv.zeroGrad(); wv.zeroGrad()
+                // With `accumulate`, x already holds a gradient (2x, from another use of it).
+                if accumulate {
+                    let other = Tape()
+                    try other.backward(try other.scale(xv, 2), gradient: x)
+                }
+                let tape = Tape()
+                let y = try tape.conv2d(xv, wv, stride: 2, padding: p, dilation: d, groups: 3)
+                let dy = randomTensor(y.shape, seed: 62)
+                try tape.backward(y, gradient: dy)
+                for c in 0..<3 {
+                    let ref = Tape()
+                    let xc = leaf(try t.sliceChannels(Variable(x), c..<(c + 1)).value)
+                    let wc = leaf(try t.sliceChannels(Variable(try w.reshaped([1, 3, k, k])), c..<(c + 1)).value.reshaped([1, 1, k, k]))
+                    let yc = try ref.conv2d(xc, wc, stride: 2, padding: p, dilation: d)
+                    try ref.backward(yc, gradient: try t.sliceChannels(Variable(dy), c..<(c + 1)).value)
+                    let what = "\(h)x\(width) k \(k) d \(d) p \(p) channel \(c)"
+                    assertClose(try t.sliceChannels(Variable(y.value), c..<(c + 1)).value.scalars, yc.value.scalars, tolerance: 1e-5)
+                    let dx = try t.sliceChannels(Variable(xv.grad!), c..<(c + 1)).value.scalars
+                    let prior = try t.sliceChannels(Variable(x), c..<(c + 1)).value.scalars.map { accumulate ? 2 * $0 : 0 }
+                    assertClose(zip(dx, prior).map { $0 - $1 }, xc.grad!.scalars, tolerance: 1e-5)
+                    XCTAssertEqual(y.shape, [2, 3, (h + 2 * p - d * (k - 1) - 1) / 2 + 1, (width + 2 * p - d * (k - 1) - 1) / 2 + 1], what)
+                    assertClose(Array(wv.grad!.scalars[(c * k * k)..<((c + 1) * k * k)]), wc.grad!.scalars, tolerance: 1e-4)
+                }
+                }
+            }
+        }
+    }
+
     func testReLUFusedIntoDepthwiseIsBitIdenticalToTheTwoOps() throws {
         // y = dw(relu(x)) in one op against relu then conv2d: output, input gradient (accumulated
         // onto a second use of x, so both the write and the add paths run) and weight gradient.

@@ -126,13 +126,17 @@ extension Tape {
         }
         var inputs = [x, w]
         if let b { inputs.append(b) }
-        let kind = g.isPointwise ? "conv2d 1x1" : g.isDepthwise ? "conv2d depthwise" : "conv2d im2col"
+        let kind = g.isPointwise ? "conv2d 1x1"
+            : g.isDepthwise ? (Conv2dKernels.DepthwisePadded(g) != nil ? "conv2d depthwise"
+                               : Conv2dKernels.DepthwiseStrided(g) != nil ? "conv2d depthwise stride 2" : "conv2d depthwise other")
+            : "conv2d im2col"
         return output(y, inputs: inputs, op: kind) { _, dy in
             let dyp = dy.baseAddress!
             if x.requiresGrad {
-                if g.isPointwise || Conv2dKernels.DepthwisePadded(g) != nil {
+                if g.isPointwise || Conv2dKernels.DepthwisePadded(g) != nil || Conv2dKernels.DepthwiseStrided(g) != nil {
                     // One GEMM per sample (or one store per block of the padded depthwise
-                    // kernel) writes or adds the whole gradient: no zero fill first.
+                    // kernel, one pass per plane of the strided one) writes or adds the whole
+                    // gradient: no zero fill first.
                     x.writeOrAccumulateGrad { dx, accumulate in
                         w.value.scalars.withUnsafeBufferPointer { wp in
                             Conv2dKernels.backwardInput(g, dy: dyp, w: wp.baseAddress!, dx: dx.baseAddress!, accumulate: accumulate)
@@ -175,6 +179,10 @@ public enum Conv2dKernels {
         } else if g.isDepthwise {
             if let padded = DepthwisePadded(g) {
                 padded.convolvePlanes(g, x, w: w, flipped: false, into: y, accumulate: false)
+                return
+            }
+            if let strided = DepthwiseStrided(g) {
+                strided.forwardPlanes(g, x: x, w: w, y: y)
                 return
             }
             y.update(repeating: 0, count: g.batch * outPlane)
@@ -226,8 +234,8 @@ public enum Conv2dKernels {
     /// dx is overwritten instead.
     public static func backwardInput(_ g: ConvGeometry, dy: UnsafePointer<Float>, w: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
                                      accumulate: Bool = true) {
-        precondition(accumulate || g.isPointwise || DepthwisePadded(g) != nil,
-                     "conv2d backwardInput: overwriting is for pointwise and stride-1 'same' depthwise convolutions")
+        precondition(accumulate || g.isPointwise || DepthwisePadded(g) != nil || DepthwiseStrided(g) != nil,
+                     "conv2d backwardInput: overwriting is for pointwise, stride-1 'same' and stride-2 depthwise convolutions")
         let inPlane = g.inChannels * g.height * g.width
         let outHW = g.outHeight * g.outWidth
         let outPlane = g.outChannels * outHW
@@ -239,6 +247,10 @@ public enum Conv2dKernels {
         } else if g.isDepthwise {
             if let padded = DepthwisePadded(g) {
                 padded.convolvePlanes(g, dy, w: w, flipped: true, into: dx, accumulate: accumulate)
+                return
+            }
+            if let strided = DepthwiseStrided(g) {
+                strided.backwardInputPlanes(g, dy: dy, w: w, dx: dx, accumulate: accumulate)
                 return
             }
             if let plan = DepthwisePlan(g) {
@@ -285,6 +297,10 @@ public enum Conv2dKernels {
             let kk = g.kernelH * g.kernelW
             if let padded = DepthwisePadded(g) {
                 padded.weightGradPlanes(g, x: x, dy: dy, dw: dw)
+                return
+            }
+            if let strided = DepthwiseStrided(g) {
+                strided.weightGradPlanes(g, x: x, dy: dy, dw: dw)
                 return
             }
             if let plan = DepthwisePlan(g) {

@@ -44,31 +44,38 @@ struct BenchKernels: ParsableCommand {
         benchSGEMM(threads: threads)
         benchTriad(threads: threads)
         print("")
-        let header = ["shape", "op", "MMACs", "fwd ms", "fwd GFLOP/s", "bwd ms", "bwd GFLOP/s"]
+        let header = ["shape", "op", "MMACs", "fwd ms", "fwd GFLOP/s", "bwd ms", "bwd GFLOP/s", "dx ms", "dw ms"]
         var rows: [[String]] = []
         var rng = RandomGenerator(seed: 1, stream: .initialisation)
         for size in sizeList {
             for c in channelList {
-                let kinds: [(String, [Int], Int, Int, Int)] = [
-                    ("conv 1x1", [c, c, 1, 1], 0, 1, 1),
-                    ("conv 3x3", [c, c, 3, 3], 1, 1, 1),
-                    ("dw 3x3", [c, 1, 3, 3], 1, 1, c),
-                    ("dw 5x5", [c, 1, 5, 5], 2, 1, c),
-                    ("dil dw 3x3 d2", [c, 1, 3, 3], 2, 2, c),
-                    ("dil dw 5x5 d2", [c, 1, 5, 5], 4, 2, c),
+                // (name, weight shape, padding, dilation, groups, stride); stride 2: the reduction
+                // cells' first depthwise convolution of sep_conv and dil_conv.
+                let kinds: [(String, [Int], Int, Int, Int, Int)] = [
+                    ("conv 1x1", [c, c, 1, 1], 0, 1, 1, 1),
+                    ("conv 3x3", [c, c, 3, 3], 1, 1, 1, 1),
+                    ("dw 3x3", [c, 1, 3, 3], 1, 1, c, 1),
+                    ("dw 5x5", [c, 1, 5, 5], 2, 1, c, 1),
+                    ("dil dw 3x3 d2", [c, 1, 3, 3], 2, 2, c, 1),
+                    ("dil dw 5x5 d2", [c, 1, 5, 5], 4, 2, c, 1),
+                    ("dw 3x3 s2", [c, 1, 3, 3], 1, 1, c, 2),
+                    ("dw 5x5 s2", [c, 1, 5, 5], 2, 1, c, 2),
+                    ("dil dw 3x3 d2 s2", [c, 1, 3, 3], 2, 2, c, 2),
+                    ("dil dw 5x5 d2 s2", [c, 1, 5, 5], 4, 2, c, 2),
                 ]
                 var x = Tensor(shape: [batch, c, size, size])
                 rng.fillUniform(&x, -1, 1)
-                for (name, wShape, pad, dil, groups) in kinds {
+                for (name, wShape, pad, dil, groups, stride) in kinds {
                     var w = Tensor(shape: wShape)
                     rng.fillUniform(&w, -0.5, 0.5)
-                    let g = try ConvGeometry(input: x.shape, weight: wShape, stride: 1, padding: pad, dilation: dil, groups: groups)
-                    let (fwd, bwd) = timeConv(g, x: x, w: w)
+                    let g = try ConvGeometry(input: x.shape, weight: wShape, stride: stride, padding: pad, dilation: dil, groups: groups)
+                    let (fwd, bwd, dx, dw) = timeConv(g, x: x, w: w)
                     let flops = 2 * Double(g.macs)
                     rows.append([
                         "\(batch)x\(c)x\(size)x\(size)", name, String(format: "%.1f", Double(g.macs) / 1e6),
                         String(format: "%.2f", fwd.median * 1e3), String(format: "%.1f", flops / fwd.median / 1e9),
                         String(format: "%.2f", bwd.median * 1e3), String(format: "%.1f", 2 * flops / bwd.median / 1e9),
+                        String(format: "%.2f", dx.median * 1e3), String(format: "%.2f", dw.median * 1e3),
                     ])
                 }
             }
@@ -78,7 +85,8 @@ struct BenchKernels: ParsableCommand {
         print(String(format: "peak resident memory: %.1f MB", Double(ResourceUsage.peakResidentBytes) / 1e6))
     }
 
-    private func timeConv(_ g: ConvGeometry, x: Tensor, w: Tensor) -> (TimingSummary, TimingSummary) {
+    /// Forward, backward (input and weight gradients), and the two backward parts alone.
+    private func timeConv(_ g: ConvGeometry, x: Tensor, w: Tensor) -> (TimingSummary, TimingSummary, TimingSummary, TimingSummary) {
         var y = [Float](repeating: 0, count: g.batch * g.outChannels * g.outHeight * g.outWidth)
         var dy = y
         for i in dy.indices { dy[i] = Float(i % 7) * 0.1 - 0.3 }
@@ -98,16 +106,18 @@ struct BenchKernels: ParsableCommand {
                 dy.withUnsafeBufferPointer { dyp in
                     dx.withUnsafeMutableBufferPointer { dxp in
                         dw.withUnsafeMutableBufferPointer { dwp in
-                            TimingSummary.measure(repeats: repeats) {
-                                Conv2dKernels.backwardInput(g, dy: dyp.baseAddress!, w: wp.baseAddress!, dx: dxp.baseAddress!)
-                                Conv2dKernels.backwardWeight(g, dy: dyp.baseAddress!, x: xp.baseAddress!, dw: dwp.baseAddress!)
-                            }
+                            let (dyb, wb, dxb, xb, dwb) = (dyp.baseAddress!, wp.baseAddress!, dxp.baseAddress!, xp.baseAddress!, dwp.baseAddress!)
+                            let input = { Conv2dKernels.backwardInput(g, dy: dyb, w: wb, dx: dxb) }
+                            let weight = { Conv2dKernels.backwardWeight(g, dy: dyb, x: xb, dw: dwb) }
+                            return (TimingSummary.measure(repeats: repeats) { input(); weight() },
+                                    TimingSummary.measure(repeats: repeats) { input() },
+                                    TimingSummary.measure(repeats: repeats) { weight() })
                         }
                     }
                 }
             }
         }
-        return (fwd, bwd)
+        return (fwd, bwd.0, bwd.1, bwd.2)
     }
 
     /// OpenBLAS sgemm GFLOP/s at a large square size and at DARTS-like 1x1-convolution shapes.
