@@ -14,7 +14,7 @@ final class PoolingTests: XCTestCase {
         assertClose(s2.scalars, [6, 8, 14, 16])
     }
 
-    func testStrideTwoMaxPoolAgainstALoopAndFirstMaximumOnTies() throws {
+    func testStrideTwoPoolingAgainstALoopAndFirstMaximumOnTies() throws {
         // The reduction cells' 3x3 / stride 2 / padding 1 pool (an unrolled kernel inside the
         // plane) against a plain loop, on odd and even sizes; values quantised to eighths so
         // windows hold ties, which must send the gradient to the first maximum in window order.
@@ -45,6 +45,21 @@ final class PoolingTests: XCTestCase {
             }
             XCTAssertEqual(y.value.scalars, expectedY, "\(h)x\(w)")
             assertClose(xv.grad!.scalars, expectedDx, tolerance: 1e-6)
+            // Average pooling, same windows (padding not counted), summed in window order.
+            let avg = try Tape(recording: false).avgPool2d(Variable(x), kernel: 3, stride: 2, padding: 1).value.scalars
+            var expectedAvg = [Float]()
+            for p in 0..<6 {
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        var (s, n): (Float, Int) = (0, 0)
+                        for iy in max(2 * oy - 1, 0)...min(2 * oy + 1, h - 1) {
+                            for ix in max(2 * ox - 1, 0)...min(2 * ox + 1, w - 1) { s += x.scalars[p * h * w + iy * w + ix]; n += 1 }
+                        }
+                        expectedAvg.append(s / Float(n))
+                    }
+                }
+            }
+            XCTAssertEqual(avg, expectedAvg, "\(h)x\(w) average")
         }
     }
 
