@@ -97,6 +97,8 @@ final class ThreadCountTests: XCTestCase {
         let xs = (0..<2).map { randomTensor([3, 8, 60, 60], seed: 40 + UInt64($0)) }
         try assertThreadIndependent("sum", xs) { t, v in try t.sum([v[0], v[1], v[0]]) }
         try assertThreadIndependent("concatChannels", xs) { t, v in try t.concatChannels([v[0], v[1], v[0]]) }
+        try assertThreadIndependent("crop", xs) { t, v in try t.add(try t.crop(v[0], top: 1, left: 1, height: 59, width: 59),
+                                                                      try t.crop(v[0], top: 0, left: 0, height: 59, width: 59)) }
         let mask = tensor([3], [2, 0, 2])
         try assertThreadIndependent("maskedSum", xs) { t, v in try t.maskedSum([v[0], v[1]], masks: [mask, nil]) }
     }

@@ -90,24 +90,32 @@ extension Tape {
         let (nc, H, W) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3])
         try require(top >= 0 && left >= 0 && height >= 1 && width >= 1 && top + height <= H && left + width <= W, op,
                     "window rows \(top)..<\(top + height), columns \(left)..<\(left + width) outside input \(x.shape)")
-        var y = Tensor(shape: [x.shape[0], x.shape[1], height, width])
-        y.scalars.withUnsafeMutableBufferPointer { yp in
+        // Planes split over the threads; every output element is written (no zero fill first).
+        let work = nc * H * W
+        let y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], height, width]) { yp in
             x.value.scalars.withUnsafeBufferPointer { xp in
-                for p in 0..<nc {
-                    for r in 0..<height {
-                        (yp.baseAddress! + (p * height + r) * width)
-                            .update(from: xp.baseAddress! + p * H * W + (top + r) * W + left, count: width)
+                Parallel.forChunks(nc, work: work) { _, planes in
+                    for p in planes {
+                        for r in 0..<height {
+                            (yp.baseAddress! + (p * height + r) * width)
+                                .update(from: xp.baseAddress! + p * H * W + (top + r) * W + left, count: width)
+                        }
                     }
                 }
             }
         }
-        return output(y, inputs: [x]) { _, dy in
-            x.accumulateGrad { dx in
-                for p in 0..<nc {
-                    for r in 0..<height {
-                        let dst = dx.baseAddress! + p * H * W + (top + r) * W + left
-                        let src = dy.baseAddress! + (p * height + r) * width
-                        for j in 0..<width { dst[j] += src[j] }
+        return output(y, inputs: [x], op: "crop") { _, dy in
+            x.writeOrAccumulateGrad { dx, accumulate in
+                Parallel.forChunks(nc, work: work) { _, planes in
+                    for p in planes {
+                        let plane = dx.baseAddress! + p * H * W
+                        // Written for the first time: zero outside the window, the window copied.
+                        if !accumulate { plane.update(repeating: 0, count: H * W) }
+                        for r in 0..<height {
+                            let dst = plane + (top + r) * W + left
+                            let src = dy.baseAddress! + (p * height + r) * width
+                            for j in 0..<width { dst[j] += src[j] }
+                        }
                     }
                 }
             }
