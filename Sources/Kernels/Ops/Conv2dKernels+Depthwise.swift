@@ -306,28 +306,44 @@ extension Conv2dKernels {
 
         /// dw[k] += sum over positions of dy * x shifted by tap k, from the padded x at the start
         /// of `scratch` and dy (a plane `width` wide).
+        ///
+        /// Each loaded dy vector feeds every tap's accumulator (K x K independent sums): one
+        /// accumulator per tap streamed over the plane was a chain of dependent multiply-adds,
+        /// bound by their latency.
         @inline(__always)
         func weightGrad(_ scratch: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>) {
-            let (K, d) = (kernel, dilation)
-            let padded = UnsafePointer(scratch)
             let g = scratch + rows * pitch
             for r in 0..<height {
                 let (dst, src) = (g + r * rowWidth, dy + r * width)
                 for c in 0..<width { dst[c] = src[c] }
             }
-            for ky in 0..<K {
-                for kx in 0..<K {
-                    var acc = V(repeating: 0)
-                    for oy in 0..<height {
-                        let (xr, gr) = (padded + (oy + ky * d) * pitch + kx * d, g + oy * rowWidth)
-                        var ox = 0
-                        while ox < rowWidth {
-                            acc += UnsafeRawPointer(gr + ox).loadUnaligned(as: V.self) * UnsafeRawPointer(xr + ox).loadUnaligned(as: V.self)
-                            ox += 8
+            switch kernel {
+            case 3: weightGrad(Taps3.self, UnsafePointer(scratch), g, dw)
+            case 5: weightGrad(Taps5.self, UnsafePointer(scratch), g, dw)
+            default: weightGrad(TapsAny.self, UnsafePointer(scratch), g, dw)
+            }
+        }
+
+        @inline(__always)
+        private func weightGrad<T: TapCount>(_: T.Type, _ padded: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
+                                             _ dw: UnsafeMutablePointer<Float>) {
+            let (K, d) = (T.size ?? kernel, dilation)
+            withUnsafeTemporaryAllocation(of: V.self, capacity: K * K) { accumulators in
+                let acc = accumulators.baseAddress!
+                acc.initialize(repeating: V(repeating: 0), count: K * K)
+                for oy in 0..<height {
+                    let gr = g + oy * rowWidth
+                    var ox = 0
+                    while ox < rowWidth {
+                        let gv = UnsafeRawPointer(gr + ox).loadUnaligned(as: V.self)
+                        for ky in 0..<K {
+                            let xr = padded + (oy + ky * d) * pitch + ox
+                            for kx in 0..<K { acc[ky * K + kx] += gv * UnsafeRawPointer(xr + kx * d).loadUnaligned(as: V.self) }
                         }
+                        ox += 8
                     }
-                    dw[ky * K + kx] += acc.sum()
                 }
+                for k in 0..<(K * K) { dw[k] += acc[k].sum() }
             }
         }
     }
