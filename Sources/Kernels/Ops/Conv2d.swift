@@ -240,9 +240,15 @@ public enum Conv2dKernels {
         let outHW = g.outHeight * g.outWidth
         let outPlane = g.outChannels * outHW
         if g.isPointwise {
-            Parallel.forEach(g.batch, work: g.macs) { n in
-                BLAS.sgemm(transA: true, m: g.inChannels, n: outHW, k: g.outChannels, a: w, lda: g.inChannels,
-                           b: dy + n * outPlane, ldb: outHW, beta: accumulate ? 1 : 0, c: dx + n * inPlane, ldc: outHW)
+            // W transposed once ([Cin, Cout], a few KB): OpenBLAS's transposed-A path runs these
+            // small-K products markedly slower than the plain one.
+            ScratchPool.shared.withBuffers(1, size: g.inChannels * g.outChannels) { buffers in
+                let wt = buffers[0]
+                for o in 0..<g.outChannels { for i in 0..<g.inChannels { wt[i * g.outChannels + o] = w[o * g.inChannels + i] } }
+                Parallel.forEach(g.batch, work: g.macs) { n in
+                    BLAS.sgemm(m: g.inChannels, n: outHW, k: g.outChannels, a: wt, lda: g.outChannels,
+                               b: dy + n * outPlane, ldb: outHW, beta: accumulate ? 1 : 0, c: dx + n * inPlane, ldc: outHW)
+                }
             }
         } else if g.isDepthwise {
             if let padded = DepthwisePadded(g) {
