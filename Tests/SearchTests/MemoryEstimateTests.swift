@@ -22,6 +22,18 @@ final class MemoryEstimateTests: XCTestCase {
             XCTAssertTrue(m.contains("activations for a batch of 32 images of 3x100000x100000"), m)
             XCTAssertTrue(m.contains("images: 43 TB") && m.contains("this machine has 16 GB; use a smaller --input"), m)
         }
+        // Recomputed cells keep their inputs only (train --recompute, as search's).
+        var paper = TrainConfig.preset(.paper, genotype: .dartsV2, source: "DARTS_V2")
+        var kept: [RecomputePolicy: Double] = [:]
+        for policy in [RecomputePolicy.none, .first, .all] {
+            paper.recompute = policy
+            kept[policy] = try XCTUnwrap(MemoryEstimate.train(paper)).activationBytes
+        }
+        XCTAssertLessThan(kept[.all]!, kept[.first]!)
+        XCTAssertLessThan(kept[.first]!, kept[.none]!)
+        // One cell rebuilt at a time, the largest: 6 cells of 36 x 32 x 32, 7 of 72 x 16 x 16, 7 of 144 x 8 x 8.
+        XCTAssertEqual(kept[.all]! / kept[.none]!, 36864.0 / (6 * 36864 + 7 * 18432 + 7 * 9216), accuracy: 1e-9)
+
         XCTAssertEqual(MemoryEstimate.format(4.2e12), "4.2 TB")
         XCTAssertEqual(MemoryEstimate.format(512e6), "512 MB")
         XCTAssertEqual(MemoryEstimate.format(12), "12 bytes")

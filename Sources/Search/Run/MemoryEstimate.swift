@@ -39,21 +39,7 @@ public struct MemoryEstimate: Equatable, Sendable {
         // gradients, momentum and the second-order copies: 5 floats each.
         let weights = cells.reduce(0.0) { $0 + edges * (6 * $1.c * $1.c + 100 * $1.c) } + (cells.last?.c ?? 0) * 4 * Double(shapeClasses(config.data))
         let perCell = cells.map { 26 * edges * Double(batch) * $0.c * $0.hw * 4 }
-        var kept = perCell.reduce(0, +)
-        let firstStage = config.layers / 3
-        let recomputed: Int
-        switch config.recompute {
-        case .none: recomputed = 0
-        case .first: recomputed = firstStage
-        case .all: recomputed = config.layers
-        case .auto: recomputed = kept > 2e9 ? firstStage : 0
-        }
-        if recomputed > 0 {
-            // Recomputed cells keep their inputs only; one of them is rebuilt at a time in backward.
-            kept -= perCell[0..<recomputed].reduce(0, +)
-            kept += perCell[0..<recomputed].max() ?? 0
-        }
-        return MemoryEstimate(parameterBytes: 5 * 4 * weights, activationBytes: kept,
+        return MemoryEstimate(parameterBytes: 5 * 4 * weights, activationBytes: kept(perCell, config.recompute),
                               imageBytes: config.data.generatedImageBytes,
                               batchDescription: "a batch of \(batch) images of \(shape.map(String.init).joined(separator: "x"))")
     }
@@ -64,10 +50,20 @@ public struct MemoryEstimate: Equatable, Sendable {
         let batch = config.batchSize / max(ranks, 1)
         let cells = cellShapes(channels: config.channels, layers: config.layers, inputShape: shape)
         let weights = cells.reduce(0.0) { $0 + 8 * (2 * $1.c * $1.c + 50 * $1.c) }
-        let activations = cells.reduce(0.0) { $0 + 30 * Double(batch) * $1.c * $1.hw * 4 }
-        return MemoryEstimate(parameterBytes: 3 * 4 * weights, activationBytes: activations,
+        let perCell = cells.map { 30 * Double(batch) * $0.c * $0.hw * 4 }
+        return MemoryEstimate(parameterBytes: 3 * 4 * weights, activationBytes: kept(perCell, config.recompute),
                               imageBytes: config.data.generatedImageBytes,
                               batchDescription: "a batch of \(batch) images of \(shape.map(String.init).joined(separator: "x"))")
+    }
+
+    /// The activations kept of cells that keep `perCell` bytes each: recomputed cells
+    /// (`recompute`) keep their inputs only, and one of them is rebuilt at a time in backward.
+    static func kept(_ perCell: [Double], _ recompute: RecomputePolicy) -> Double {
+        let all = perCell.reduce(0, +)
+        let recomputed = recompute.recomputedCells(cells: perCell.count, layers: perCell.count) { Int(all) }
+        guard !recomputed.isEmpty else { return all }
+        let again = recomputed.map { perCell[$0] }
+        return all - again.reduce(0, +) + (again.max() ?? 0)
     }
 
     /// One image through the supernet without recording (as `nas-mpi summary` runs it): the
@@ -87,7 +83,7 @@ public struct MemoryEstimate: Equatable, Sendable {
 
     static let commonAdvice = "use a smaller --input, --batch-size, --channels or --layers, or more ranks on more machines"
     public static let searchAdvice = commonAdvice + " (or --recompute all)"
-    public static let trainAdvice = commonAdvice
+    public static let trainAdvice = commonAdvice + " (or --recompute all)"
 
     /// The machine's memory in bytes.
     public static var physicalMemory: Double { Double(ProcessInfo.processInfo.physicalMemory) }
