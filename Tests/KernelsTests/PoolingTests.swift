@@ -63,6 +63,37 @@ final class PoolingTests: XCTestCase {
         }
     }
 
+    func testTwoByTwoStrideTwoMaxPoolAgainstALoopWithTies() throws {
+        // PC-DARTS's bypass pool (2x2, stride 2, no padding), odd sizes too (the last row or column
+        // is left out), ties sending the gradient to the first maximum in window order.
+        for (h, w) in [(8, 8), (7, 9), (2, 2)] {
+            var x = randomTensor([2, 3, h, w], seed: UInt64(h + w))
+            for i in 0..<x.count { x.scalars[i] = (x.scalars[i] * 4).rounded() / 8 }
+            let tape = Tape()
+            let xv = leaf(x)
+            let y = try tape.maxPool2d(xv, kernel: 2, stride: 2)
+            let dy = randomTensor(y.shape, seed: 5)
+            try tape.backward(y, gradient: dy)
+            var expectedY = [Float](), expectedDx = [Float](repeating: 0, count: x.count)
+            for p in 0..<6 {
+                for oy in 0..<(h / 2) {
+                    for ox in 0..<(w / 2) {
+                        var (best, at) = (-Float.infinity, -1)
+                        for iy in (2 * oy)...(2 * oy + 1) {
+                            for ix in (2 * ox)...(2 * ox + 1) where x.scalars[p * h * w + iy * w + ix] > best {
+                                (best, at) = (x.scalars[p * h * w + iy * w + ix], p * h * w + iy * w + ix)
+                            }
+                        }
+                        expectedY.append(best)
+                        expectedDx[at] += dy.scalars[expectedY.count - 1]
+                    }
+                }
+            }
+            XCTAssertEqual(y.value.scalars, expectedY, "\(h)x\(w)")
+            assertClose(xv.grad!.scalars, expectedDx, tolerance: 1e-6)
+        }
+    }
+
     func testAvgPoolExcludesPaddingFromCount() throws {
         let y = try t.avgPool2d(grid, kernel: 3, stride: 1, padding: 1).value
         // Corner: (1 + 2 + 5 + 6) / 4, not / 9. Edge (0, 1): (1+2+3+5+6+7) / 6. Interior (1, 1): 6.

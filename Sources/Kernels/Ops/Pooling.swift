@@ -49,11 +49,34 @@ extension Tape {
                 argmax.withUnsafeMutableBufferPointer { ap in
                     let (xb, yb, ab) = (xp.baseAddress!, yp.baseAddress!, ap.baseAddress!)
                     let threeByThreeStrideTwo = g.kernel == 3 && g.stride == 2 && g.padding == 1
+                    let twoByTwoStrideTwo = g.kernel == 2 && g.stride == 2 && g.padding == 0
                     Parallel.forEach(g.batch * g.channels, work: g.batch * g.channels * g.outHeight * g.outWidth * g.kernel * g.kernel) { nc in
                         let xc = xb + nc * g.height * g.width
                         if threeByThreeStrideTwo {
                             Self.maxPool3x3Stride2(xc, height: g.height, width: g.width, outHeight: g.outHeight, outWidth: g.outWidth,
                                                    y: yb + nc * outHW, argmax: ab + nc * outHW)
+                            return
+                        }
+                        if twoByTwoStrideTwo {
+                            // PC-DARTS's 2x2 pool of the channels that bypass a reduction edge:
+                            // every window inside the plane, four loads and selects.
+                            let (y, arg) = (yb + nc * outHW, ab + nc * outHW)
+                            for oy in 0..<g.outHeight {
+                                let (top, bottom) = (xc + 2 * oy * g.width, xc + (2 * oy + 1) * g.width)
+                                for ox in 0..<g.outWidth {
+                                    let c = 2 * ox
+                                    var (best, at) = (top[c], Int32(truncatingIfNeeded: 2 * oy * g.width + c))
+                                    var v = top[c + 1]
+                                    var larger = v > best
+                                    best = larger ? v : best; at = larger ? at + 1 : at
+                                    v = bottom[c]; larger = v > best
+                                    best = larger ? v : best; at = larger ? Int32(truncatingIfNeeded: (2 * oy + 1) * g.width + c) : at
+                                    v = bottom[c + 1]; larger = v > best
+                                    best = larger ? v : best; at = larger ? Int32(truncatingIfNeeded: (2 * oy + 1) * g.width + c + 1) : at
+                                    y[oy * g.outWidth + ox] = best
+                                    arg[oy * g.outWidth + ox] = at
+                                }
+                            }
                             return
                         }
                         for oy in 0..<g.outHeight {
