@@ -179,9 +179,33 @@ public enum MPIEnvironment {
         atexit {
             var finalized: Int32 = 0
             MPI_Finalized(&finalized)
-            if finalized == 0 { MPI_Finalize() }
+            guard finalized == 0 else { return }
+            MPIEnvironment.startFinalizeWatchdog()
+            MPI_Finalize()
         }
         return w
+    }
+
+    /// The exit status and deadline of a process leaving after a stop (a signal or the time
+    /// budget): if `MPI_Finalize` has not returned `seconds` after exit began, the process ends
+    /// with `status` anyway. A stopped job must leave within the batch system's grace period,
+    /// and its checkpoint is already written; under srun, finalize was seen to wait past the
+    /// time limit now and then after a SIGUSR1 stop.
+    nonisolated(unsafe) private static var finalizeDeadline: (status: Int32, seconds: Double)?
+
+    /// Arms the finalize watchdog for an exit with `status` (see `finalizeDeadline`).
+    public static func exitWithin(_ seconds: Double, status: Int32) {
+        finalizeDeadline = (status, seconds)
+    }
+
+    private static func startFinalizeWatchdog() {
+        guard let (status, seconds) = finalizeDeadline else { return }
+        Thread.detachNewThread {
+            Thread.sleep(forTimeInterval: seconds)
+            let message = "MPI_Finalize did not return within \(Int(seconds)) s of the stop; exiting with \(status) (the checkpoint is written)\n"
+            _ = message.withCString { write(2, $0, strlen($0)) }
+            _exit(status)
+        }
     }
 
     /// Whether the process was started by an MPI launcher (mpirun, srun) rather than directly.

@@ -110,7 +110,10 @@ enum RunSupport {
 
     /// The exit status of an unfinished run: 128 + signal, or 75 when the time budget ran out.
     static func exitStatus(interruptedBy signal: Int32?) -> ExitCode {
-        ExitCode(signal.map { Interrupt.exitStatus($0) } ?? Interrupt.outOfTimeStatus)
+        let status = signal.map { Interrupt.exitStatus($0) } ?? Interrupt.outOfTimeStatus
+        // The checkpoint is written: leave within seconds even if MPI's shutdown waits.
+        MPIEnvironment.exitWithin(10, status: status)
+        return ExitCode(status)
     }
 
     /// Ends a farm of candidate trainings that stopped with its exit status (`exitStatus`);
