@@ -1,6 +1,23 @@
 /// Depthwise convolution kernels (groups == channels): the DARTS sep_conv and dil_conv.
 
 extension Conv2dKernels {
+    /// Calls `body(scratch, channel, plane)` for every plane of the batch, channel by channel
+    /// (samples in order within a channel), the channels split over the threads: one channel per
+    /// task, so no two tasks write the same depthwise weights. Each worker's scratch of
+    /// `scratchSize` floats is zeroed once.
+    static func forEachChannelPlane(_ g: ConvGeometry, scratchSize: Int,
+                                    _ body: (_ scratch: UnsafeMutablePointer<Float>, _ channel: Int, _ plane: Int) -> Void) {
+        ScratchPool.shared.withBuffers(Parallel.chunks(g.inChannels, work: g.macs), size: scratchSize) { scratch in
+            Parallel.forChunks(g.inChannels, work: g.macs) { worker, range in
+                let s = scratch[worker]
+                s.update(repeating: 0, count: scratchSize)
+                for c in range {
+                    for n in 0..<g.batch { body(s, c, n * g.inChannels + c) }
+                }
+            }
+        }
+    }
+
     // MARK: Depthwise
 
     /// One channel plane, row by row (any stride): y += w ⋆ x.
@@ -237,18 +254,9 @@ extension Conv2dKernels {
         func weightGradPlanes(_ g: ConvGeometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
                               relu: Bool = false) {
             let (kk, hw) = (kernel * kernel, height * width)
-            ScratchPool.shared.withBuffers(Parallel.chunks(g.inChannels, work: g.macs), size: scratchSize) { scratch in
-                Parallel.forChunks(g.inChannels, work: g.macs) { worker, range in
-                    let s = scratch[worker]
-                    clear(s)
-                    for c in range {
-                        for n in 0..<g.batch {
-                            let nc = n * g.inChannels + c
-                            pad(x + nc * hw, into: s, relu: relu)
-                            weightGrad(s, dy: dy + nc * hw, dw: dw + c * kk)
-                        }
-                    }
-                }
+            Conv2dKernels.forEachChannelPlane(g, scratchSize: scratchSize) { s, c, nc in
+                pad(x + nc * hw, into: s, relu: relu)
+                weightGrad(s, dy: dy + nc * hw, dw: dw + c * kk)
             }
         }
 

@@ -286,18 +286,9 @@ extension Conv2dKernels {
         /// dw += the weight gradient over the batch; one channel per task.
         func weightGradPlanes(_ g: ConvGeometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>) {
             let (kk, hw, ohw) = (kernel * kernel, height * width, outHeight * outWidth)
-            ScratchPool.shared.withBuffers(Parallel.chunks(g.inChannels, work: g.macs), size: scratchSize) { scratch in
-                Parallel.forChunks(g.inChannels, work: g.macs) { worker, range in
-                    let s = scratch[worker]
-                    clear(s)
-                    for c in range {
-                        for n in 0..<g.batch {
-                            let nc = n * g.inChannels + c
-                            split(x + nc * hw, into: s)
-                            weightGrad(s, dy: dy + nc * ohw, dw: dw + c * kk)
-                        }
-                    }
-                }
+            Conv2dKernels.forEachChannelPlane(g, scratchSize: scratchSize) { s, c, nc in
+                split(x + nc * hw, into: s)
+                weightGrad(s, dy: dy + nc * ohw, dw: dw + c * kk)
             }
         }
     }
