@@ -90,20 +90,16 @@ extension Conv2dKernels {
         }
 
         /// Calls `body` with each tap's offset from the start of `scratch` for output (0, 0)
-        /// (output row oy adds 2 oy rows, output column ox adds ox) and the taps' weights.
+        /// (output row oy adds 2 oy rows, output column ox adds ox), tap k = ky K + kx.
         @inline(__always)
-        func withTaps<R>(_ K: Int, _ w: UnsafePointer<Float>, _ body: (UnsafePointer<Int>, UnsafePointer<Float>) -> R) -> R {
+        func withTapOffsets<R>(_ K: Int, _ body: (UnsafePointer<Int>) -> R) -> R {
             withUnsafeTemporaryAllocation(of: Int.self, capacity: K * K) { offsets in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: K * K) { taps in
-                    for ky in 0..<K {
-                        for kx in 0..<K {
-                            let k = ky * K + kx
-                            offsets[k] = ((kx * dilation) & 1) * rows * pitch + (kx * dilation) >> 1 + ky * dilation * pitch
-                            taps[k] = w[k]
-                        }
+                for ky in 0..<K {
+                    for kx in 0..<K {
+                        offsets[ky * K + kx] = ((kx * dilation) & 1) * rows * pitch + (kx * dilation) >> 1 + ky * dilation * pitch
                     }
-                    return body(UnsafePointer(offsets.baseAddress!), UnsafePointer(taps.baseAddress!))
                 }
+                return body(UnsafePointer(offsets.baseAddress!))
             }
         }
 
@@ -111,13 +107,13 @@ extension Conv2dKernels {
         private func convolve<T: TapCount>(_: T.Type, _ scratch: UnsafePointer<Float>, w: UnsafePointer<Float>,
                                            into y: UnsafeMutablePointer<Float>) {
             let K = T.size ?? kernel
-            withTaps(K, w) { offsets, taps in
+            withTapOffsets(K) { offsets in
                 for oy in 0..<outHeight {
                     let (yr, top) = (y + oy * outWidth, scratch + 2 * oy * pitch)
                     var ox = 0
                     while ox < outWidth {
                         var acc = V(repeating: 0)
-                        for k in 0..<(K * K) { acc += taps[k] * UnsafeRawPointer(top + offsets[k] + ox).loadUnaligned(as: V.self) }
+                        for k in 0..<(K * K) { acc += w[k] * UnsafeRawPointer(top + offsets[k] + ox).loadUnaligned(as: V.self) }
                         if ox + 8 <= outWidth {
                             UnsafeMutableRawPointer(yr + ox).storeBytes(of: acc, as: V.self)
                         } else {
@@ -235,7 +231,7 @@ extension Conv2dKernels {
             let K = T.size ?? kernel
             // The tail of the gradient row stays zero: lanes past the last output add nothing.
             (scratch + 2 * rows * pitch).update(repeating: 0, count: rowWidth)
-            withTaps(K, dw) { offsets, _ in
+            withTapOffsets(K) { offsets in
                 withUnsafeTemporaryAllocation(of: V.self, capacity: K * K) { accumulators in
                     let acc = accumulators.baseAddress!
                     acc.initialize(repeating: V(repeating: 0), count: K * K)

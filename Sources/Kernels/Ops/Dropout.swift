@@ -47,24 +47,14 @@ extension Tape {
         try require(masks.allSatisfy { $0 == nil || $0!.shape == [n] }, "maskedSum", "masks must hold one value per sample (\(n))")
         let count = xs[0].value.count
         let inner = count / max(n, 1)
-        // A factor per (input, sample): the mask's value, or 1.
-        var factors = [Float](repeating: 1, count: xs.count * n)
-        for (k, m) in masks.enumerated() { if let m { for i in 0..<n { factors[k * n + i] = m.scalars[i] } } }
-        let scaled = masks.map { $0 != nil }
+        let factors = masks.map { $0?.scalars }  // per input: one factor per sample, or none
         let y = Tensor(uninitializedShape: shape) { out in
             let d = out.baseAddress!
             withPointers(xs.map(\.value.scalars)) { ps in
                 Parallel.forChunks(n, work: count * xs.count) { _, samples in
                     for s in samples {
-                        let base = s * inner
                         for (k, p) in ps.enumerated() {
-                            let f = factors[k * n + s]
-                            switch (k == 0, scaled[k]) {
-                            case (true, true): for i in base..<(base + inner) { d[i] = p[i] * f }
-                            case (true, false): (d + base).update(from: p + base, count: inner)
-                            case (false, true): for i in base..<(base + inner) { d[i] += p[i] * f }
-                            case (false, false): for i in base..<(base + inner) { d[i] += p[i] }
-                            }
+                            Self.scaleRun(p, by: factors[k]?[s], into: d, s * inner..<(s + 1) * inner, accumulate: k > 0)
                         }
                     }
                 }
@@ -76,15 +66,7 @@ extension Tape {
                 x.writeOrAccumulateGrad { dx, accumulate in
                     let d = dx.baseAddress!
                     Parallel.forChunks(n, work: count) { _, samples in
-                        for s in samples {
-                            let (base, f) = (s * inner, factors[k * n + s])
-                            switch (accumulate, scaled[k]) {
-                            case (false, true): for i in base..<(base + inner) { d[i] = g[i] * f }
-                            case (false, false): (d + base).update(from: g + base, count: inner)
-                            case (true, true): for i in base..<(base + inner) { d[i] += g[i] * f }
-                            case (true, false): for i in base..<(base + inner) { d[i] += g[i] }
-                            }
-                        }
+                        for s in samples { Self.scaleRun(g, by: factors[k]?[s], into: d, s * inner..<(s + 1) * inner, accumulate: accumulate) }
                     }
                 }
             }
@@ -127,14 +109,19 @@ extension Tape {
             return
         }
         Parallel.forChunks(count / inner, work: count) { _, samples in
-            for s in samples {
-                let (f, base) = (m[s], s * inner)
-                if accumulate {
-                    for i in base..<(base + inner) { d[i] += a[i] * f }
-                } else {
-                    for i in base..<(base + inner) { d[i] = a[i] * f }
-                }
-            }
+            for s in samples { scaleRun(a, by: m[s], into: d, s * inner..<(s + 1) * inner, accumulate: accumulate) }
+        }
+    }
+
+    /// d[range] = a[range] * f (or +=); without a factor, a copy (or an add).
+    @inline(__always)
+    private static func scaleRun(_ a: UnsafePointer<Float>, by f: Float?, into d: UnsafeMutablePointer<Float>, _ range: Range<Int>,
+                                 accumulate: Bool) {
+        switch (accumulate, f) {
+        case (false, let f?): for i in range { d[i] = a[i] * f }
+        case (false, nil): (d + range.lowerBound).update(from: a + range.lowerBound, count: range.count)
+        case (true, let f?): for i in range { d[i] += a[i] * f }
+        case (true, nil): for i in range { d[i] += a[i] }
         }
     }
 }

@@ -64,15 +64,11 @@ extension Tape {
                             for oy in 0..<g.outHeight {
                                 let (top, bottom) = (xc + 2 * oy * g.width, xc + (2 * oy + 1) * g.width)
                                 for ox in 0..<g.outWidth {
-                                    let c = 2 * ox
-                                    var (best, at) = (top[c], Int32(truncatingIfNeeded: 2 * oy * g.width + c))
-                                    var v = top[c + 1]
-                                    var larger = v > best
-                                    best = larger ? v : best; at = larger ? at + 1 : at
-                                    v = bottom[c]; larger = v > best
-                                    best = larger ? v : best; at = larger ? Int32(truncatingIfNeeded: (2 * oy + 1) * g.width + c) : at
-                                    v = bottom[c + 1]; larger = v > best
-                                    best = larger ? v : best; at = larger ? Int32(truncatingIfNeeded: (2 * oy + 1) * g.width + c + 1) : at
+                                    let (c, i) = (2 * ox, 2 * oy * g.width + 2 * ox)
+                                    var (best, at) = (top[c], Int32(truncatingIfNeeded: i))
+                                    Self.takeLarger(top[c + 1], i + 1, &best, &at)
+                                    Self.takeLarger(bottom[c], i + g.width, &best, &at)
+                                    Self.takeLarger(bottom[c + 1], i + g.width + 1, &best, &at)
                                     y[oy * g.outWidth + ox] = best
                                     arg[oy * g.outWidth + ox] = at
                                 }
@@ -83,18 +79,11 @@ extension Tape {
                             let rows = g.window(oy, size: g.height)
                             for ox in 0..<g.outWidth {
                                 let cols = g.window(ox, size: g.width)
-                                // Selects, not branches: which input is largest is random,
-                                // and a mispredicted branch per comparison cost 4x the pass.
                                 var best = -Float.infinity
                                 var at = Int32(rows.lowerBound * g.width + cols.lowerBound)
                                 for iy in rows {
                                     let row = xc + iy * g.width
-                                    for ix in cols {
-                                        let v = row[ix]
-                                        let larger = v > best
-                                        best = larger ? v : best
-                                        at = larger ? Int32(iy * g.width + ix) : at
-                                    }
+                                    for ix in cols { Self.takeLarger(row[ix], iy * g.width + ix, &best, &at) }
                                 }
                                 yb[nc * outHW + oy * g.outWidth + ox] = best
                                 ab[nc * outHW + oy * g.outWidth + ox] = at
@@ -117,24 +106,29 @@ extension Tape {
         }
     }
 
+    /// Max pooling's step: v (at input index i) becomes the maximum when it is larger, with
+    /// selects, not branches (which input is largest is random; a mispredicted branch per
+    /// comparison cost 4x the pass). Ties keep the earlier input, as PyTorch.
+    @inline(__always)
+    static func takeLarger(_ v: Float, _ i: Int, _ best: inout Float, _ at: inout Int32) {
+        let larger = v > best
+        best = larger ? v : best
+        at = larger ? Int32(truncatingIfNeeded: i) : at
+    }
+
     /// One plane of 3x3 max pooling at stride 2 with padding 1 (the DARTS reduction cells' pool):
     /// the windows inside the plane unrolled, loads and selects only; the first maximum in window
     /// order wins, as in the general loop.
     @inline(__always)
     static func maxPool3x3Stride2(_ x: UnsafePointer<Float>, height h: Int, width w: Int, outHeight oh: Int, outWidth ow: Int,
                                   y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
-        @inline(__always) func take(_ v: Float, _ i: Int, _ best: inout Float, _ at: inout Int32) {
-            let larger = v > best
-            best = larger ? v : best
-            at = larger ? Int32(truncatingIfNeeded: i) : at
-        }
         /// A window that crosses the plane's edge.
         func edge(_ oy: Int, _ ox: Int) {
             let (r0, c0) = (2 * oy - 1, 2 * ox - 1)
             var best = -Float.infinity
             var at = Int32(max(r0, 0) * w + max(c0, 0))
             for iy in max(r0, 0)..<min(r0 + 3, h) {
-                for ix in max(c0, 0)..<min(c0 + 3, w) { take(x[iy * w + ix], iy * w + ix, &best, &at) }
+                for ix in max(c0, 0)..<min(c0 + 3, w) { takeLarger(x[iy * w + ix], iy * w + ix, &best, &at) }
             }
             y[oy * ow + ox] = best
             argmax[oy * ow + ox] = at
@@ -155,10 +149,10 @@ extension Tape {
                 var best = -Float.infinity
                 var at: Int32 = 0
                 let base = r0 * w + c0
-                take(a[c0], base, &best, &at); take(a[c0 + 1], base + 1, &best, &at); take(a[c0 + 2], base + 2, &best, &at)
-                take(b[c0], base + w, &best, &at); take(b[c0 + 1], base + w + 1, &best, &at); take(b[c0 + 2], base + w + 2, &best, &at)
-                take(c[c0], base + 2 * w, &best, &at); take(c[c0 + 1], base + 2 * w + 1, &best, &at)
-                take(c[c0 + 2], base + 2 * w + 2, &best, &at)
+                takeLarger(a[c0], base, &best, &at); takeLarger(a[c0 + 1], base + 1, &best, &at); takeLarger(a[c0 + 2], base + 2, &best, &at)
+                takeLarger(b[c0], base + w, &best, &at); takeLarger(b[c0 + 1], base + w + 1, &best, &at); takeLarger(b[c0 + 2], base + w + 2, &best, &at)
+                takeLarger(c[c0], base + 2 * w, &best, &at); takeLarger(c[c0 + 1], base + 2 * w + 1, &best, &at)
+                takeLarger(c[c0 + 2], base + 2 * w + 2, &best, &at)
                 y[oy * ow + ox] = best
                 argmax[oy * ow + ox] = at
                 ox += 1
@@ -181,36 +175,26 @@ extension Tape {
                     let xc = xb + nc * g.height * g.width
                     for oy in 0..<g.outHeight {
                         let rows = g.window(oy, size: g.height)
-                        var ox = 0
-                        // Inside the plane (3x3 / stride 2 / padding 1: the reduction cells' pool),
-                        // the window is unrolled: the same sum, in the same order, over 9.
-                        if threeByThreeStrideTwo, rows.count == 3 {
-                            let (a, b, c) = (xc + rows.lowerBound * g.width, xc + (rows.lowerBound + 1) * g.width,
-                                             xc + (rows.lowerBound + 2) * g.width)
-                            let last = min(g.outWidth, (g.width - 3) / 2 + 1)
-                            let y = yb + nc * outHW + oy * g.outWidth
-                            if ox == 0, g.width >= 2 {
-                                let cols = g.window(0, size: g.width)
-                                var s: Float = 0
-                                for iy in rows { for ix in cols { s += xc[iy * g.width + ix] } }
-                                y[0] = s / Float(rows.count * cols.count)
-                                ox = 1
-                            }
-                            while ox < last {
+                        let y = yb + nc * outHW + oy * g.outWidth
+                        // Inside the plane (3x3 / stride 2 / padding 1: the reduction cells' pool,
+                        // columns 1..<interior of a row whose window is whole), the window is
+                        // unrolled: the same sum, in the same order, over 9.
+                        let interior = threeByThreeStrideTwo && rows.count == 3 ? 1..<max(1, min(g.outWidth, (g.width - 3) / 2 + 1)) : 0..<0
+                        let (a, b, c) = (xc + rows.lowerBound * g.width, xc + (rows.lowerBound + 1) * g.width,
+                                         xc + (rows.lowerBound + 2) * g.width)
+                        for ox in 0..<g.outWidth {
+                            if interior.contains(ox) {
                                 let c0 = 2 * ox - 1
                                 var s: Float = a[c0]
                                 s += a[c0 + 1]; s += a[c0 + 2]; s += b[c0]; s += b[c0 + 1]; s += b[c0 + 2]
                                 s += c[c0]; s += c[c0 + 1]; s += c[c0 + 2]
                                 y[ox] = s / 9
-                                ox += 1
+                            } else {
+                                let cols = g.window(ox, size: g.width)
+                                var s: Float = 0
+                                for iy in rows { for ix in cols { s += xc[iy * g.width + ix] } }
+                                y[ox] = s / Float(rows.count * cols.count)
                             }
-                        }
-                        while ox < g.outWidth {
-                            let cols = g.window(ox, size: g.width)
-                            var s: Float = 0
-                            for iy in rows { for ix in cols { s += xc[iy * g.width + ix] } }
-                            yb[nc * outHW + oy * g.outWidth + ox] = s / Float(rows.count * cols.count)
-                            ox += 1
                         }
                     }
                 }

@@ -206,13 +206,11 @@ public final class EvalNetwork {
             if recomputed.contains(i) {
                 let start = ctx.dropPath?.generator
                 next = try t.checkpoint([r0, r1], parametersNeedGrad: true, op: "cell (recomputed)") { tape, ins, again in
-                    guard again, let dropPath = ctx.dropPath, let start else {
-                        return try cell.forward(activated: ins[0], ins[1], ctx.on(tape, updateStatistics: !again))
-                    }
-                    let after = dropPath.generator
-                    dropPath.generator = start
-                    defer { dropPath.generator = after }
-                    return try cell.forward(activated: ins[0], ins[1], ctx.on(tape, updateStatistics: false))
+                    // The second run draws the first run's masks, then leaves the generator as it was.
+                    let after = ctx.dropPath?.generator
+                    if again, let start { ctx.dropPath?.generator = start }
+                    defer { if again, let after { ctx.dropPath?.generator = after } }
+                    return try cell.forward(activated: ins[0], ins[1], ctx.on(tape, updateStatistics: !again))
                 }
             } else {
                 next = try cell.forward(activated: r0, r1, ctx)
