@@ -4,7 +4,10 @@ import Search
 extension DataSource.Kind: ExpressibleByArgument {}
 extension CSVDataset.LabelColumn: ExpressibleByArgument {}
 extension SearchConfig.Preset: ExpressibleByArgument {}
-extension RecomputePolicy: ExpressibleByArgument {}
+extension RecomputePolicy: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+    public static var allValueStrings: [String] { ["none", "first", "all", "auto", "N"] }
+}
 extension SearchMethodKind: ExpressibleByArgument {}
 extension BatchNormMode: ExpressibleByArgument {}
 

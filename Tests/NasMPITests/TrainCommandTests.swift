@@ -183,9 +183,17 @@ final class TrainCommandTests: XCTestCase {
             XCTAssertEqual(x["train_loss"]!.double!, y["train_loss"]!.double!, accuracy: 1e-4)
             XCTAssertEqual(x["test_acc"]?.double, y["test_acc"]?.double)
         }
-        let bad = try runNasMPI(args + ["--recompute", "some", "--out", base.appendingPathComponent("bad").path])
-        XCTAssertNotEqual(bad.status, 0)
-        XCTAssertTrue(bad.stderr.contains("--recompute"), bad.stderr)
+        // A number recomputes that many leading cells.
+        let one = base.appendingPathComponent("one")
+        let r1 = try runNasMPI(args + ["--recompute", "1", "--out", one.path])
+        XCTAssertEqual(r1.status, 0, r1.stderr)
+        XCTAssertEqual(try Trainer.savedConfig(RunDirectory(one.path)).recompute, .leading(1))
+        for (x, y) in zip(a, try metrics(one)) { XCTAssertEqual(x["train_loss"]!.double!, y["train_loss"]!.double!, accuracy: 1e-4) }
+        for value in ["some", "0", "-1"] {
+            let bad = try runNasMPI(args + ["--recompute", value, "--out", base.appendingPathComponent("bad").path])
+            XCTAssertNotEqual(bad.status, 0)
+            XCTAssertTrue(bad.stderr.contains("--recompute"), bad.stderr)
+        }
     }
 
     func testRefusals() throws {

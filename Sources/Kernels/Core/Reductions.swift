@@ -80,19 +80,22 @@ public enum Reduce {
         return (s, s2)
     }
 
-    /// The same with dy zeroed where `gate` is not positive (a fused ReLU's backward, applied on
-    /// the fly): equal to the plain version on the masked dy.
+    /// The same with dy zeroed where x * gateScale + gateShift is not positive (the backward of
+    /// a ReLU fused after BatchNorm, its mask recomputed with the forward's arithmetic): equal
+    /// to the plain version on the masked dy.
     public static func sumAndCenteredDot(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, mean mu: Float, _ n: Int,
-                                         gate: UnsafePointer<Float>) -> (Float, Float) {
+                                         gateScale gs: Float, gateShift gt: Float) -> (Float, Float) {
         var a = SIMD8<Float>(), b = SIMD8<Float>()
         let m = SIMD8<Float>(repeating: mu), zero = SIMD8<Float>()
+        let (s8, t8) = (SIMD8<Float>(repeating: gs), SIMD8<Float>(repeating: gt))
         var i = 0
         while i + 8 <= n {
-            let d = zero.replacing(with: load(dy + i), where: load(gate + i) .> 0)
-            a += d; b += d * (load(x + i) - m); i += 8
+            let xv = load(x + i)
+            let d = zero.replacing(with: load(dy + i), where: xv * s8 + t8 .> 0)
+            a += d; b += d * (xv - m); i += 8
         }
         var s = a.sum(), s2 = b.sum()
-        while i < n { let d: Float = gate[i] > 0 ? dy[i] : 0; s += d; s2 += d * (x[i] - mu); i += 1 }
+        while i < n { let d: Float = x[i] * gs + gt > 0 ? dy[i] : 0; s += d; s2 += d * (x[i] - mu); i += 1 }
         return (s, s2)
     }
 }

@@ -41,6 +41,15 @@ public struct Tensor: Equatable, Sendable {
         }
     }
 
+    /// A value dropped after its last use (`Tape.release`): the shape, and no elements.
+    init(releasedShape shape: [Int]) {
+        self.shape = shape
+        self.scalars = []
+    }
+
+    /// Whether this is a dropped value (`Tape.release`) of a non-empty shape.
+    public var isReleased: Bool { scalars.isEmpty && shape.reduce(1, *) > 0 }
+
     /// A tensor of zeros with the same shape.
     public static func zeros(like t: Tensor) -> Tensor { Tensor(shape: t.shape) }
 

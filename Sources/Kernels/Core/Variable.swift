@@ -14,6 +14,19 @@ public final class Variable {
     public let isLeaf: Bool
     /// A name for messages and checkpoints (e.g. `cells.0._ops.0.op.1.weight`).
     public var name: String
+    /// Whether a recorded backward rule reads this variable's value; `Tape.release` keeps such a
+    /// value and drops any other.
+    public internal(set) var valueReadByBackward = false
+    /// Recomputes the value from values kept anyway, for an op whose output is cheap to redo
+    /// (BatchNorm + ReLU from its input): `Tape.release` then drops it even though a backward
+    /// rule reads it, and that rule reads it through `valueForBackward()`.
+    var rebuild: (() -> Tensor)?
+
+    /// The value for a backward rule: recomputed (and not kept) when it was dropped.
+    public func valueForBackward() -> Tensor {
+        guard value.isReleased, let rebuild else { return value }
+        return rebuild()
+    }
 
     /// A leaf variable.
     public init(_ value: Tensor, requiresGrad: Bool = false, name: String = "") {
@@ -72,9 +85,15 @@ public final class Tape {
     fileprivate let profile: OpProfile?
     fileprivate var lastOpEnd = 0.0
 
+    /// Whether `release` drops values (false keeps them all: the same results, more memory).
+    public let releasesValues: Bool
+    /// The bytes of the values `release` dropped on this tape.
+    public private(set) var releasedBytes = 0
+
     /// A tape; `recording: false` gives inference mode.
-    public init(recording: Bool = true) {
+    public init(recording: Bool = true, releasesValues: Bool = true) {
         self.isRecording = recording
+        self.releasesValues = releasesValues
         profile = OpProfile.shared.isEnabled ? OpProfile.shared : nil
         if profile != nil { lastOpEnd = OpProfile.now() }
     }
@@ -89,13 +108,19 @@ public final class Tape {
     /// Makes the output of an op; when any input requires a gradient, records `rule`.
     ///
     /// `rule` receives the output's gradient (called only if some consumer produced one).
-    /// `op` names the op kind in profiles (default: the calling method's name).
+    /// `op` names the op kind in profiles (default: the calling method's name). `readsInputs` and
+    /// `readsOutput` say whether `rule` reads the inputs' values and the output's value (for
+    /// `release`); an op that does not say is taken to read both.
     @inline(__always)
-    func output(_ value: Tensor, inputs: [Variable], op: String = #function,
+    func output(_ value: Tensor, inputs: [Variable], op: String = #function, readsInputs: Bool = true, readsOutput: Bool = true,
                 rule: @escaping (_ out: Variable, _ grad: UnsafeBufferPointer<Float>) throws -> Void) -> Variable {
+        // A released value has no elements: an op that read one computed garbage.
+        precondition(!inputs.contains { $0.value.isReleased }, "\(op): an input's value was released (Tape.release) before this op read it")
         let needs = isRecording && inputs.contains { $0.requiresGrad }
         let out = Variable(op: value, requiresGrad: needs)
         if needs {
+            if readsInputs { for x in inputs { x.valueReadByBackward = true } }
+            out.valueReadByBackward = readsOutput
             records.append((out, op, { [unowned out] in
                 guard let g = out.grad else { return }
                 try g.scalars.withUnsafeBufferPointer { try rule(out, $0) }
@@ -146,6 +171,22 @@ public final class Tape {
 }
 
 extension Tape {
+    /// Tells the tape the forward code is done with `v`: its value is dropped unless a recorded
+    /// backward rule reads it. The variable itself stays (its shape, and its gradient in
+    /// backward). The tape keeps every op's output variable until backward, so without this an
+    /// output that only feeds ops whose backward does not read it (a BatchNorm's output summed
+    /// into a node, a cell's concatenation under its ReLU) would be held for nothing. A value the
+    /// op can rebuild (`Variable.rebuild`) is dropped too, and recomputed when backward reads it.
+    /// Leaves are never dropped. Reading a dropped value's elements is a programming error (the tensor holds
+    /// none).
+    public func release(_ v: Variable) {
+        guard releasesValues, !v.isLeaf, !v.valueReadByBackward || v.rebuild != nil, !v.value.isReleased else { return }
+        releasedBytes += 4 * v.value.count
+        v.value = Tensor(releasedShape: v.value.shape)
+    }
+}
+
+extension Tape {
     /// Recomputation ("gradient checkpointing"): runs `body` on a non-recording tape, keeping only
     /// its output, and runs it again on a fresh tape when backward reaches it. Activation memory
     /// of the segment is traded for one more forward pass of it.
@@ -158,15 +199,17 @@ extension Tape {
     ///     (the body must then not repeat side effects such as BatchNorm running-average updates).
     public func checkpoint(_ inputs: [Variable], parametersNeedGrad: Bool, op: String = "checkpoint",
                            _ body: @escaping (_ tape: Tape, _ inputs: [Variable], _ recomputing: Bool) throws -> Variable) throws -> Variable {
-        let firstTape = Tape(recording: false)
+        let firstTape = Tape(recording: false, releasesValues: releasesValues)
         let first = try body(firstTape, inputs, false)
         multiplyAccumulates += firstTape.multiplyAccumulates
         let needs = isRecording && (parametersNeedGrad || inputs.contains { $0.requiresGrad })
         let out = Variable(op: first.value, requiresGrad: needs)
         if needs {
+            // The second run starts from the inputs' values; the output's is not read.
+            for x in inputs { x.valueReadByBackward = true }
             records.append((out, op, { [unowned out] in
                 guard let g = out.grad else { return }
-                let inner = Tape()
+                let inner = Tape(releasesValues: self.releasesValues)
                 let standIns = inputs.map { Variable($0.value, requiresGrad: $0.requiresGrad) }
                 let again = try body(inner, standIns, true)
                 try inner.backward(again, gradient: g)

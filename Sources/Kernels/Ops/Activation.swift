@@ -18,7 +18,8 @@ extension Tape {
                 }
             }
         }
-        return output(y, inputs: [x]) { out, dy in
+        // The mask is read from the output: x's value is not kept for backward.
+        return output(y, inputs: [x], readsInputs: false) { out, dy in
             x.writeOrAccumulateGrad { dx, accumulate in
                 out.value.scalars.withUnsafeBufferPointer { yp in
                     let (d, g, v) = (dx.baseAddress!, dy.baseAddress!, yp.baseAddress!)

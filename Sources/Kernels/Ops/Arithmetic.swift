@@ -30,7 +30,7 @@ extension Tape {
                 }
             }
         }
-        return output(y, inputs: xs, op: "sum") { _, dy in
+        return output(y, inputs: xs, op: "sum", readsInputs: false, readsOutput: false) { _, dy in
             let g = dy.baseAddress!
             for x in xs where x.requiresGrad {
                 x.writeOrAccumulateGrad { dx, accumulate in

@@ -145,42 +145,48 @@ extension Tape {
         }
 
         let gammaV = gamma?.value.scalars
-        let betaV = beta?.value.scalars
-        // Every plane is written below: no zero fill first.
-        let y = Tensor(uninitializedShape: x.shape) { yp in
-            x.value.scalars.withUnsafeBufferPointer { xp in
-                let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
-                Parallel.forEach(n * c, work: Self.planeWork(n * c * hw)) { p in
-                    let ch = p % c
-                    let scale = invStd[ch] * (gammaV?[ch] ?? 1)
-                    let shift = (betaV?[ch] ?? 0) - mean[ch] * scale
-                    let off = p * hw
-                    if relu {
-                        for j in 0..<hw { yb[off + j] = max(xb[off + j] * scale + shift, 0) }
-                    } else {
-                        for j in 0..<hw { yb[off + j] = xb[off + j] * scale + shift }
+        // y = x * scale + shift per channel (then ReLU).
+        var scale = [Float](repeating: 0, count: c), shift = [Float](repeating: 0, count: c)
+        for ch in 0..<c {
+            scale[ch] = invStd[ch] * (gammaV?[ch] ?? 1)
+            shift[ch] = (beta?.value.scalars[ch] ?? 0) - mean[ch] * scale[ch]
+        }
+        let normalize = { (x: Tensor) -> Tensor in
+            // Every plane is written below: no zero fill first.
+            Tensor(uninitializedShape: x.shape) { yp in
+                x.scalars.withUnsafeBufferPointer { xp in
+                    let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
+                    Parallel.forEach(n * c, work: Self.planeWork(n * c * hw)) { p in
+                        let (s, t, off) = (scale[p % c], shift[p % c], p * hw)
+                        if relu {
+                            for j in 0..<hw { yb[off + j] = max(xb[off + j] * s + t, 0) }
+                        } else {
+                            for j in 0..<hw { yb[off + j] = xb[off + j] * s + t }
+                        }
                     }
                 }
             }
         }
+        let y = normalize(x.value)
 
         var inputs = [x]
         if let gamma { inputs.append(gamma) }
         if let beta { inputs.append(beta) }
         let globalCount = m
-        return output(y, inputs: inputs, op: op) { out, dy in
+        // Backward reads x, and recomputes the fused ReLU's mask from it (x * scale + shift > 0,
+        // the forward's arithmetic): the output is not kept, and a consumer that needs it (the
+        // next depthwise convolution's weight gradient) has it rebuilt (`release`).
+        let out = output(y, inputs: inputs, op: op, readsOutput: false) { out, dy in
             // Per channel: sum(dy) and sum(dy * xhat) (local; summed over ranks for the input
             // gradient when synchronised).
             var sums = [Double](repeating: 0, count: 2 * c)
             // With the fused ReLU, the gradient reaching BatchNorm is dy where the output is
-            // positive, else 0: both passes below select it on the fly.
-            try out.value.scalars.withUnsafeBufferPointer { yp in
-            let gate = relu ? yp.baseAddress! : nil
+            // positive, else 0: both passes below select it on the fly (x * scale + shift > 0).
             let planes = x.value.scalars.withUnsafeBufferPointer { xp in
                 Self.planeSums(n * c, hw) { p in
                     let (g, xv) = (dy.baseAddress! + p * hw, xp.baseAddress! + p * hw)
-                    return gate.map { Reduce.sumAndCenteredDot(g, xv, mean: mean[p % c], hw, gate: $0 + p * hw) }
-                        ?? Reduce.sumAndCenteredDot(g, xv, mean: mean[p % c], hw)
+                    return relu ? Reduce.sumAndCenteredDot(g, xv, mean: mean[p % c], hw, gateScale: scale[p % c], gateShift: shift[p % c])
+                        : Reduce.sumAndCenteredDot(g, xv, mean: mean[p % c], hw)
                 }
             }
             for ch in 0..<c {
@@ -223,12 +229,12 @@ extension Tape {
                         let (k, c1, c0) = (coefficients[3 * ch], coefficients[3 * ch + 1], coefficients[3 * ch + 2])
                         let off = p * hw
                         let (d, g, xv) = (dxb + off, dyb + off, xb + off)
-                        if let gate {
-                            let yo = gate + off
+                        if relu {
+                            let (s, t) = (scale[ch], shift[ch])
                             if accumulate {
-                                for j in 0..<hw { d[j] += k * (yo[j] > 0 ? g[j] : 0) + c1 * xv[j] + c0 }
+                                for j in 0..<hw { d[j] += k * (xv[j] * s + t > 0 ? g[j] : 0) + c1 * xv[j] + c0 }
                             } else {
-                                for j in 0..<hw { d[j] = k * (yo[j] > 0 ? g[j] : 0) + c1 * xv[j] + c0 }
+                                for j in 0..<hw { d[j] = k * (xv[j] * s + t > 0 ? g[j] : 0) + c1 * xv[j] + c0 }
                             }
                         } else if accumulate {
                             for j in 0..<hw { d[j] += k * g[j] + c1 * xv[j] + c0 }
@@ -238,7 +244,8 @@ extension Tape {
                     }
                 }
             }
-            }
         }
+        if relu { out.rebuild = { normalize(x.value) } }
+        return out
     }
 }

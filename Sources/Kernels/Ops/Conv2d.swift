@@ -130,7 +130,7 @@ extension Tape {
             : g.isDepthwise ? (Conv2dKernels.DepthwisePadded(g) != nil ? "conv2d depthwise"
                                : Conv2dKernels.DepthwiseStrided(g) != nil ? "conv2d depthwise stride 2" : "conv2d depthwise other")
             : "conv2d im2col"
-        return output(y, inputs: inputs, op: kind) { _, dy in
+        return output(y, inputs: inputs, op: kind, readsOutput: false) { _, dy in
             let dyp = dy.baseAddress!
             if x.requiresGrad {
                 if g.isPointwise || Conv2dKernels.DepthwisePadded(g) != nil || Conv2dKernels.DepthwiseStrided(g) != nil {
@@ -151,8 +151,9 @@ extension Tape {
                 }
             }
             if w.requiresGrad {
+                let xValue = x.valueForBackward()
                 w.accumulateGrad { dw in
-                    x.value.scalars.withUnsafeBufferPointer { xp in
+                    xValue.scalars.withUnsafeBufferPointer { xp in
                         Conv2dKernels.backwardWeight(g, dy: dyp, x: xp.baseAddress!, dw: dw.baseAddress!)
                     }
                 }

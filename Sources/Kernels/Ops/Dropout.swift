@@ -60,7 +60,7 @@ extension Tape {
                 }
             }
         }
-        return output(y, inputs: xs, op: "maskedSum") { _, dy in
+        return output(y, inputs: xs, op: "maskedSum", readsInputs: false, readsOutput: false) { _, dy in
             let g = dy.baseAddress!
             for (k, x) in xs.enumerated() where x.requiresGrad {
                 x.writeOrAccumulateGrad { dx, accumulate in

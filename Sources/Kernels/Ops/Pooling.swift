@@ -200,7 +200,7 @@ extension Tape {
                 }
             }
         }
-        return output(y, inputs: [x]) { _, dy in
+        return output(y, inputs: [x], readsInputs: false, readsOutput: false) { _, dy in
             x.accumulateGrad { dx in
                 let (dxb, dyb) = (dx.baseAddress!, dy.baseAddress!)
                 Parallel.forEach(g.batch * g.channels, work: g.batch * g.channels * g.outHeight * g.outWidth * g.kernel * g.kernel) { nc in
@@ -336,7 +336,7 @@ extension Tape {
                 }
             }
         }
-        return output(out, inputs: [x], op: "avgPool2d") { _, dy in
+        return output(out, inputs: [x], op: "avgPool2d", readsInputs: false, readsOutput: false) { _, dy in
             x.accumulateGrad { dx in
                 inverseCount.withUnsafeBufferPointer { ic in
                     let (dxb, dyb, inv) = (dx.baseAddress!, dy.baseAddress!, ic.baseAddress!)

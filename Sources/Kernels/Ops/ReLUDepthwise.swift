@@ -22,7 +22,7 @@ extension Tape {
                 }
             }
         }
-        return output(y, inputs: [x, w], op: "relu+conv2d depthwise") { _, dy in
+        return output(y, inputs: [x, w], op: "relu+conv2d depthwise", readsOutput: false) { _, dy in
             let dyp = dy.baseAddress!
             x.value.scalars.withUnsafeBufferPointer { xp in
                 let xb = xp.baseAddress!

@@ -32,7 +32,7 @@ extension Tape {
                 }
             }
         }
-        return output(y, inputs: xs, op: "concatChannels") { _, dy in
+        return output(y, inputs: xs, op: "concatChannels", readsInputs: false, readsOutput: false) { _, dy in
             for (k, x) in xs.enumerated() where x.requiresGrad {
                 let ci = x.shape[1]
                 x.writeOrAccumulateGrad { dx, accumulate in

@@ -80,8 +80,14 @@ public final class EvalCell {
                 pair.append(h)
             }
             states.append(masks.allSatisfy { $0 == nil } ? try t.add(pair[0], pair[1]) : try t.maskedSum(pair, masks: masks))
+            // An op's own output (not a state passed through by skip_connect) is used by the sum
+            // alone, whose backward does not read it: dropped unless the op's backward keeps it.
+            for (k, h) in zip([2 * i, 2 * i + 1], pair) where h !== states[inputs[k]] { t.release(h) }
         }
-        return try t.concatChannels(concat.map { states[$0] })
+        let out = try t.concatChannels(concat.map { states[$0] })
+        // The node sums that only the concatenation reads are not kept (those an op reads are).
+        for s in states { t.release(s) }
+        return out
     }
 
     func collect(prefix: String, into state: inout NamedState) {
@@ -197,6 +203,7 @@ public final class EvalNetwork {
         // Every cell output feeds the next two cells' preprocessing, each starting with a ReLU:
         // it is computed once (r0, r1: the ReLUs of the cell's two inputs).
         let rs = t.relu(s)
+        if !cells.isEmpty { t.release(s) }  // only its ReLU reads it, and that keeps its own output
         var (r0, r1) = (rs, rs)
         var last = s
         var aux: Variable?
@@ -219,6 +226,9 @@ public final class EvalNetwork {
             let head = i == config.auxiliaryCell && ctx.training ? auxiliaryHead : nil
             guard i + 1 < cells.count || head != nil else { break }
             let r = t.relu(next)
+            // The concatenation is read by this ReLU alone, which keeps its output (the last
+            // cell's, under an auxiliary head there, is pooled below).
+            if i + 1 < cells.count { t.release(next) }
             if let head { aux = try head.forward(activated: r, ctx) }
             (r0, r1) = (r1, r)
         }
@@ -232,14 +242,15 @@ public final class EvalNetwork {
         recompute.recomputedCells(cells: cells.count, layers: config.layers) { estimatedActivationBytes(batch: batch) }
     }
 
-    /// A rough size of the activations a training step keeps: about 10 tensors of a cell's
-    /// state size per op (a separable convolution keeps 9), plus the node sums and the concat.
+    /// A rough size of the activations a training step keeps: about 4 tensors of a cell's state
+    /// size per op (a separable convolution keeps 4 of its 7 intermediate values, see
+    /// `Tape.release`), plus the node sums and the concat.
     public func estimatedActivationBytes(batch: Int) -> Int {
         var (h, w, c) = (config.inputShape[1], config.inputShape[2], config.channels)
         var total = 0
         for (i, cell) in cells.enumerated() {
             if SupernetConfig.isReduction(i, layers: config.layers) { h /= 2; w /= 2; c *= 2 }
-            total += (10 * cell.ops.count + 2 * cell.ops.count / 2 + 2) * batch * c * h * w * 4
+            total += (4 * cell.ops.count + 2 * cell.ops.count / 2 + 2) * batch * c * h * w * 4
         }
         return total
     }

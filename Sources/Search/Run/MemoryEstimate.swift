@@ -56,14 +56,18 @@ public struct MemoryEstimate: Equatable, Sendable {
                               batchDescription: "a batch of \(batch) images of \(shape.map(String.init).joined(separator: "x"))")
     }
 
-    /// The activations kept of cells that keep `perCell` bytes each: recomputed cells
-    /// (`recompute`) keep their inputs only, and one of them is rebuilt at a time in backward.
+    /// The peak of the activations kept by cells that keep `perCell` bytes each: recomputed cells
+    /// (`recompute`) keep their inputs only, and backward rebuilds one at a time, when the kept
+    /// cells after it have been released: the peak is the larger of everything kept at the end
+    /// of forward and, for each recomputed cell, the kept cells before it plus the cell itself.
     static func kept(_ perCell: [Double], _ recompute: RecomputePolicy) -> Double {
         let all = perCell.reduce(0, +)
         let recomputed = recompute.recomputedCells(cells: perCell.count, layers: perCell.count) { Int(all) }
-        guard !recomputed.isEmpty else { return all }
-        let again = recomputed.map { perCell[$0] }
-        return all - again.reduce(0, +) + (again.max() ?? 0)
+        var peak = 0.0, before = 0.0
+        for (i, bytes) in perCell.enumerated() {
+            if recomputed.contains(i) { peak = max(peak, before + bytes) } else { before += bytes }
+        }
+        return max(peak, before)
     }
 
     /// One image through the supernet without recording (as `nas-mpi summary` runs it): the

@@ -106,10 +106,13 @@ public final class SepConv: ReLUPrefixed {
     private func afterFirstConvolution(_ d: Variable, _ ctx: ForwardContext) throws -> Variable {
         let l = op.layers
         let bn = l[3] as! BatchNormLayer
-        var y = try l[2].forward(d, ctx)
-        y = try ctx.tape.batchNormReLU(y, gamma: bn.gamma, beta: bn.beta, statistics: bn.statistics, training: ctx.training,
-                                       updateStatistics: ctx.updateStatistics, reducer: ctx.statisticsReducer)
-        for layer in l[5...] { y = try layer.forward(y, ctx) }
+        let p = try l[2].forward(d, ctx)
+        let a = try ctx.tape.batchNormReLU(p, gamma: bn.gamma, beta: bn.beta, statistics: bn.statistics, training: ctx.training,
+                                           updateStatistics: ctx.updateStatistics, reducer: ctx.statisticsReducer)
+        var y = try l[5].forward(a, ctx)
+        // Not kept: the depthwise weight gradient recomputes it from p, which BatchNorm keeps.
+        ctx.tape.release(a)
+        for layer in l[6...] { y = try layer.forward(y, ctx) }
         return y
     }
     public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
@@ -142,7 +145,9 @@ public final class FactorizedReduce: ReLUPrefixed {
         }
         let a = try conv1.forward(h, ctx)
         let b = try conv2.forward(try t.crop(h, top: 1, left: 1, height: H - 1, width: W - 1), ctx)
-        return try bn.forward(try t.concatChannels([a, b]), ctx)
+        let ab = try t.concatChannels([a, b])
+        t.release(a); t.release(b)  // read by the concatenation alone
+        return try bn.forward(ab, ctx)
     }
 
     public func collect(prefix: String, into state: inout NamedState) {

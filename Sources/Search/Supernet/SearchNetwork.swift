@@ -70,7 +70,7 @@ public struct SupernetConfig: Codable, Equatable, Sendable {
 /// The same ops run on the same values, so results agree up to the order in which gradient
 /// contributions to a cell's inputs are summed (float rounding); BatchNorm running statistics
 /// are updated once either way.
-public enum RecomputePolicy: String, Codable, CaseIterable, Sendable {
+public enum RecomputePolicy: Hashable, Codable, Sendable, LosslessStringConvertible {
     /// Keep every activation.
     case none
     /// Recompute the full-resolution cells (before the first reduction), which hold the largest
@@ -80,6 +80,48 @@ public enum RecomputePolicy: String, Codable, CaseIterable, Sendable {
     case all
     /// `first` when the supernet's activations would exceed 2 GB for the batch, else `none`.
     case auto
+    /// The first n cells (at least 1), written as the number: finer than `first` when recomputing
+    /// one full-resolution cell already saves enough.
+    case leading(Int)
+
+    /// The policy a flag or a configuration names: none, first, all, auto, or a number of leading
+    /// cells (1 or more); nil for anything else.
+    public init?(_ description: String) {
+        switch description {
+        case "none": self = .none
+        case "first": self = .first
+        case "all": self = .all
+        case "auto": self = .auto
+        default:
+            guard let n = Int(description), n >= 1 else { return nil }
+            self = .leading(n)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .none: "none"
+        case .first: "first"
+        case .all: "all"
+        case .auto: "auto"
+        case .leading(let n): String(n)
+        }
+    }
+
+    /// Stored as its flag spelling ("first", "1"), as the earlier string enum was.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let s = try c.decode(String.self)
+        guard let policy = RecomputePolicy(s) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "recompute must be none, first, all, auto or a number of cells >= 1, got '\(s)'")
+        }
+        self = policy
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
 
     /// The cells to recompute among `cells` cells of a network with `layers` layers, given
     /// the bytes of activations it would keep (asked for `auto` only).
@@ -90,6 +132,7 @@ public enum RecomputePolicy: String, Codable, CaseIterable, Sendable {
         case .all: return Set(0..<cells)
         case .first: return firstStage
         case .auto: return activationBytes() > 2_000_000_000 ? firstStage : []
+        case .leading(let n): return Set(0..<min(n, cells))
         }
     }
 }

@@ -27,7 +27,7 @@ struct BenchStep: ParsableCommand {
     @Option(help: "Timed steps (after the warm-up).") var steps = 5
     @Option(help: "Untimed warm-up steps.") var warmup = 1
     @Flag(help: "Print where step time goes, by op kind.") var profile = false
-    @Option(help: "Recompute cell activations: none, first, all, auto.") var recompute: RecomputePolicy = .auto
+    @Option(help: "Recompute cell activations: none, first, all, auto, or N (the first N cells).") var recompute: RecomputePolicy = .auto
     @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
@@ -85,7 +85,7 @@ struct BenchStep: ParsableCommand {
                                               profile: profile, step: step) else { return }
         let s = shape.map(String.init).joined(separator: "x")
         let recomputed = net.recomputedCells(batch: batch).sorted()
-        print("nas-mpi bench step: \(method.rawValue)\(method == .pcDarts ? " K=\(partialChannels)" : ""), C=\(config.channels), \(config.layers) layers, input \(s), batch \(batch) per rank, order \(order), \(comm.size) rank(s) x \(threads) thread(s), recompute \(recompute.rawValue) (cells \(recomputed.isEmpty ? "none" : recomputed.map(String.init).joined(separator: ",")))")
+        print("nas-mpi bench step: \(method.rawValue)\(method == .pcDarts ? " K=\(partialChannels)" : ""), C=\(config.channels), \(config.layers) layers, input \(s), batch \(batch) per rank, order \(order), \(comm.size) rank(s) x \(threads) thread(s), recompute \(recompute) (cells \(recomputed.isEmpty ? "none" : recomputed.map(String.init).joined(separator: ",")))")
         print("forward MACs per image: \(macs); analytic work per step: \(String(format: "%.2f", flopsPerStep / 1e9)) GFLOP per rank")
         m.print(flopsPerStep: flopsPerStep, imagesPerStep: 2 * batch * comm.size, ranks: comm.size)
     }

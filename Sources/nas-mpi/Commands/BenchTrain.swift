@@ -37,7 +37,7 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Images per rank per batch.") var batch: Int?
     @Option(help: "Auxiliary head after cell 2*layers/3: true or false.") var auxiliary: Bool?
     @Option(help: "Drop-path probability.") var dropPath: Float?
-    @Option(help: "Recompute cell activations in backward: none, first, all, auto (as train --recompute).") var recompute: RecomputePolicy = .none
+    @Option(help: "Recompute cell activations in backward: none, first, all, auto, or N (the first N cells; as train --recompute).") var recompute: RecomputePolicy = .none
     @Option(help: "Timed steps (after the warm-up).") var steps = 5
     @Option(help: "Untimed warm-up steps.") var warmup = 1
     @Flag(help: "Print where step time goes, by op kind.") var profile = false
@@ -99,7 +99,7 @@ struct BenchTrain: ParsableCommand {
         }) else { return }
         let s = shape.map(String.init).joined(separator: "x")
         let parameters = network.parameterCountWithoutAuxiliary
-        print("nas-mpi bench train: \(genotype), C=\(config.channels), \(config.layers) layers, input \(s), batch \(batch) per rank, drop path \(dropPath), auxiliary \(config.auxiliary ? "on" : "off"), recompute \(recompute.rawValue) (cells \(Self.list(network.recomputedCells(batch: batch)))), \(parameters) parameters, \(comm.size) rank(s) x \(threads) thread(s)")
+        print("nas-mpi bench train: \(genotype), C=\(config.channels), \(config.layers) layers, input \(s), batch \(batch) per rank, drop path \(dropPath), auxiliary \(config.auxiliary ? "on" : "off"), recompute \(recompute) (cells \(Self.list(network.recomputedCells(batch: batch)))), \(parameters) parameters, \(comm.size) rank(s) x \(threads) thread(s)")
         print("forward MACs per image: \(network.multiplyAccumulates)\(config.auxiliary ? " + \(network.auxiliaryMultiplyAccumulates) auxiliary head" : ""); analytic work per step: \(String(format: "%.2f", flopsPerStep / 1e9)) GFLOP per rank (3 x 2 x MACs x batch)")
         m.print(flopsPerStep: flopsPerStep, imagesPerStep: batch * comm.size, ranks: comm.size)
     }

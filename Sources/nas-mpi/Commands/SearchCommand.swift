@@ -73,7 +73,7 @@ struct SearchCommand: ParsableCommand {
     var timeBudget: TimeBudget?
     @Flag(name: .customLong("sync-bn"), help: "Synchronised BatchNorm: batch statistics over all ranks (default: per rank).")
     var syncBatchNorm = false
-    @Option(help: "Recompute cell activations in backward to save memory: none, first (full-resolution cells), all, auto (first when activations would exceed 2 GB).")
+    @Option(help: "Recompute cell activations in backward to save memory: none, first (full-resolution cells), all, auto (first when activations would exceed 2 GB), or a number N (the first N cells).")
     var recompute: RecomputePolicy?
     @Option(help: "Start from the weights (and alphas) of a safetensors file written by `nas-mpi export` for a search run.")
     var initWeights: String?

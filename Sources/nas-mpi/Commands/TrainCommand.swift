@@ -48,7 +48,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Hold out this share (0 < F < 1) of the training images as a validation set, cut as the search cuts them (0.5: its two halves); best.bin is then the best validation accuracy and the test set is evaluated once, at the end.")
     var validationSplit: Double?
     @Flag(name: .customLong("sync-bn"), help: "Synchronised BatchNorm over ranks.") var syncBatchNorm = false
-    @Option(help: "Cells that recompute their activations in backward instead of keeping them: none (default), first (before the first reduction), all (least memory, about a third more compute), auto (first when the activations would pass 2 GB).")
+    @Option(help: "Cells that recompute their activations in backward instead of keeping them: none (default), first (before the first reduction), all (least memory, about a third more compute), auto (first when the activations would pass 2 GB), or a number N (the first N cells).")
     var recompute: RecomputePolicy?
     @Option(help: "Run directory (default runs/train-DATE-TIME).") var out: String?
     @Option(name: .customLong("resume"), help: "yes (a bare --resume): continue the run in --out from its checkpoint, with its saved configuration; auto: continue it if --out holds a run of this configuration, else start it.")
