@@ -52,6 +52,10 @@ final class ElementwiseTests: XCTestCase {
         try checkGradients([a, c]) { try $0.concatChannels([a, c, a]) }
         try checkGradients([a]) { try $0.sliceChannels(a, 1..<3) }
         try checkGradients([a]) { try $0.crop(a, top: 1, left: 0, height: 1, width: 2) }
+        // A window with a border on every side: first written (zeros around the window), then added.
+        let wide = leaf(randomTensor([2, 1, 4, 5], seed: 47))
+        try checkGradients([wide]) { try $0.crop(wide, top: 1, left: 2, height: 2, width: 2) }
+        try checkGradients([wide]) { t in try t.add(try t.crop(wide, top: 1, left: 2, height: 2, width: 2), try t.crop(wide, top: 0, left: 1, height: 2, width: 2)) }
         try checkGradients([a]) { try $0.reshape(a, [4, 6]) }
 
         let x = leaf(randomTensor([3, 4], seed: 44))

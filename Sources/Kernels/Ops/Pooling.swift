@@ -42,10 +42,12 @@ extension Tape {
         let g = try PoolGeometry(op: "maxPool2d", input: x.shape, kernel: kernel, stride: stride, padding: padding)
         if let plan = g.samePlan { return maxPoolSame(x, g, plan) }
         let outHW = g.outHeight * g.outWidth
-        var y = Tensor(shape: [g.batch, g.channels, g.outHeight, g.outWidth])
-        var argmax = [Int32](repeating: 0, count: y.count)
-        x.value.scalars.withUnsafeBufferPointer { xp in
-            y.scalars.withUnsafeMutableBufferPointer { yp in
+        // Every plane's outputs and argmax are written below (each branch covers the whole
+        // plane): neither is zero-filled first.
+        let count = g.batch * g.channels * outHW
+        var argmax = [Int32](unsafeUninitializedCapacity: count) { _, n in n = count }
+        let y = Tensor(uninitializedShape: [g.batch, g.channels, g.outHeight, g.outWidth]) { yp in
+            x.value.scalars.withUnsafeBufferPointer { xp in
                 argmax.withUnsafeMutableBufferPointer { ap in
                     let (xb, yb, ab) = (xp.baseAddress!, yp.baseAddress!, ap.baseAddress!)
                     let threeByThreeStrideTwo = g.kernel == 3 && g.stride == 2 && g.padding == 1
@@ -93,7 +95,8 @@ extension Tape {
                 }
             }
         }
-        return output(y, inputs: [x]) { _, dy in
+        // Backward scatters through the argmax: neither x's value nor the output's is read.
+        return output(y, inputs: [x], readsInputs: false, readsOutput: false) { _, dy in
             x.accumulateGrad { dx in
                 let (dxb, dyb) = (dx.baseAddress!, dy.baseAddress!)
                 argmax.withUnsafeBufferPointer { ap in

@@ -109,13 +109,23 @@ extension Tape {
                 Parallel.forChunks(nc, work: work) { _, planes in
                     for p in planes {
                         let plane = dx.baseAddress! + p * H * W
-                        // Written for the first time: zero outside the window, the window copied.
-                        if !accumulate { plane.update(repeating: 0, count: H * W) }
-                        for r in 0..<height {
-                            let dst = plane + (top + r) * W + left
-                            let src = dy.baseAddress! + (p * height + r) * width
-                            for j in 0..<width { dst[j] += src[j] }
+                        if accumulate {
+                            for r in 0..<height {
+                                let (dst, src) = (plane + (top + r) * W + left, dy.baseAddress! + (p * height + r) * width)
+                                for j in 0..<width { dst[j] += src[j] }
+                            }
+                            continue
                         }
+                        // Written for the first time: rows outside the window zeroed, and in the
+                        // window's rows the columns outside it zeroed and the window copied.
+                        plane.update(repeating: 0, count: top * W)
+                        for r in 0..<height {
+                            let row = plane + (top + r) * W
+                            row.update(repeating: 0, count: left)
+                            (row + left).update(from: dy.baseAddress! + (p * height + r) * width, count: width)
+                            (row + left + width).update(repeating: 0, count: W - left - width)
+                        }
+                        (plane + (top + height) * W).update(repeating: 0, count: (H - top - height) * W)
                     }
                 }
             }
