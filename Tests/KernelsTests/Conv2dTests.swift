@@ -193,6 +193,41 @@ final class Conv2dTests: XCTestCase {
     }
 
     func testGradientPointwise() throws { try gradCheck(x: [2, 3, 4, 5], w: [4, 3, 1, 1], bias: true) }
+    func testGradientPointwiseWithoutBias() throws { try gradCheck(x: [2, 3, 4, 5], w: [4, 3, 1, 1]) }
+
+    /// Without a bias the tape runs both pointwise gradients in one pass over the batch
+    /// (`backwardPointwise`): the same values as the input and weight gradient kernels run one
+    /// after the other, bit for bit, for a written and for an accumulated input gradient, and
+    /// with either gradient alone.
+    func testPointwiseGradientsInOnePassEqualTheSeparateKernels() throws {
+        let (x, w) = (randomTensor([30, 12, 5, 7], seed: 13), randomTensor([20, 12, 1, 1], seed: 14))
+        let dy = randomTensor([30, 20, 5, 7], seed: 15)
+        let prior = randomTensor([30, 12, 5, 7], seed: 16)
+        let g = try ConvGeometry(input: x.shape, weight: w.shape, stride: (1, 1), padding: (0, 0), dilation: 1, groups: 1)
+        for accumulate in [false, true] {
+            var (dxA, dwA) = (prior, Tensor(shape: w.shape)), (dxB, dwB) = (prior, Tensor(shape: w.shape))
+            var (dxOnly, dwOnly) = (prior, Tensor(shape: w.shape))
+            x.scalars.withUnsafeBufferPointer { xp in w.scalars.withUnsafeBufferPointer { wp in dy.scalars.withUnsafeBufferPointer { gp in
+                let (xb, wb, gb) = (xp.baseAddress!, wp.baseAddress!, gp.baseAddress!)
+                dxA.scalars.withUnsafeMutableBufferPointer { dx in dwA.scalars.withUnsafeMutableBufferPointer { dw in
+                    Conv2dKernels.backwardPointwise(g, dy: gb, w: wb, x: xb, dx: dx.baseAddress!, accumulate: accumulate, dw: dw.baseAddress!)
+                } }
+                dxB.scalars.withUnsafeMutableBufferPointer { Conv2dKernels.backwardInput(g, dy: gb, w: wb, dx: $0.baseAddress!, accumulate: accumulate) }
+                dwB.scalars.withUnsafeMutableBufferPointer { Conv2dKernels.backwardWeight(g, dy: gb, x: xb, dw: $0.baseAddress!) }
+                dxOnly.scalars.withUnsafeMutableBufferPointer {
+                    Conv2dKernels.backwardPointwise(g, dy: gb, w: wb, x: nil, dx: $0.baseAddress!, accumulate: accumulate, dw: nil)
+                }
+                dwOnly.scalars.withUnsafeMutableBufferPointer {
+                    Conv2dKernels.backwardPointwise(g, dy: gb, w: wb, x: xb, dx: nil, accumulate: accumulate, dw: $0.baseAddress!)
+                }
+            } } }
+            XCTAssertEqual(dxA, dxB, "accumulate \(accumulate)")
+            XCTAssertEqual(dwA, dwB)
+            XCTAssertEqual(dxOnly, dxB)
+            XCTAssertEqual(dwOnly, dwB)
+            XCTAssertNotEqual(dxA, prior)
+        }
+    }
     func testGradientPointwiseStride2() throws { try gradCheck(x: [2, 3, 5, 5], w: [2, 3, 1, 1], stride: 2) }
     func testGradientGeneral3x3() throws { try gradCheck(x: [2, 3, 5, 6], w: [4, 3, 3, 3], padding: 1, bias: true) }
     func testGradientStrided() throws { try gradCheck(x: [2, 2, 7, 7], w: [3, 2, 3, 3], stride: 2, padding: 1) }

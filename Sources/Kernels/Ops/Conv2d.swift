@@ -132,6 +132,30 @@ extension Tape {
             : "conv2d im2col"
         return output(y, inputs: inputs, op: kind, readsOutput: false) { _, dy in
             let dyp = dy.baseAddress!
+            if g.isPointwise, b == nil {
+                // Both gradients in one pass over the batch (`backwardPointwise`).
+                let xValue = w.requiresGrad ? x.valueForBackward() : nil
+                func run(_ dx: UnsafeMutablePointer<Float>?, _ accumulate: Bool) {
+                    w.value.scalars.withUnsafeBufferPointer { wp in
+                        guard let xValue else {
+                            Conv2dKernels.backwardPointwise(g, dy: dyp, w: wp.baseAddress!, x: nil, dx: dx, accumulate: accumulate, dw: nil)
+                            return
+                        }
+                        w.accumulateGrad { dw in
+                            xValue.scalars.withUnsafeBufferPointer { xp in
+                                Conv2dKernels.backwardPointwise(g, dy: dyp, w: wp.baseAddress!, x: xp.baseAddress!, dx: dx,
+                                                                accumulate: accumulate, dw: dw.baseAddress!)
+                            }
+                        }
+                    }
+                }
+                if x.requiresGrad {
+                    x.writeOrAccumulateGrad { dx, accumulate in run(dx.baseAddress!, accumulate) }
+                } else if w.requiresGrad {
+                    run(nil, false)
+                }
+                return
+            }
             if x.requiresGrad {
                 if g.isPointwise || Conv2dKernels.DepthwisePadded(g) != nil || Conv2dKernels.DepthwiseStrided(g) != nil {
                     // One GEMM per sample (or one store per block of the padded depthwise
@@ -241,16 +265,7 @@ public enum Conv2dKernels {
         let outHW = g.outHeight * g.outWidth
         let outPlane = g.outChannels * outHW
         if g.isPointwise {
-            // W transposed once ([Cin, Cout], a few KB): OpenBLAS's transposed-A path runs these
-            // small-K products markedly slower than the plain one.
-            ScratchPool.shared.withBuffers(1, size: g.inChannels * g.outChannels) { buffers in
-                let wt = buffers[0]
-                for o in 0..<g.outChannels { for i in 0..<g.inChannels { wt[i * g.outChannels + o] = w[o * g.inChannels + i] } }
-                Parallel.forEach(g.batch, work: g.macs) { n in
-                    BLAS.sgemm(m: g.inChannels, n: outHW, k: g.outChannels, a: wt, lda: g.outChannels,
-                               b: dy + n * outPlane, ldb: outHW, beta: accumulate ? 1 : 0, c: dx + n * inPlane, ldc: outHW)
-                }
-            }
+            backwardPointwise(g, dy: dy, w: w, x: nil, dx: dx, accumulate: accumulate, dw: nil)
         } else if g.isDepthwise {
             if let padded = DepthwisePadded(g) {
                 padded.convolvePlanes(g, dy, w: w, flipped: true, into: dx, accumulate: accumulate)
@@ -298,7 +313,6 @@ public enum Conv2dKernels {
         let inPlane = g.inChannels * g.height * g.width
         let outHW = g.outHeight * g.outWidth
         let outPlane = g.outChannels * outHW
-        let wCount = g.outChannels * g.patch
         if g.isDepthwise {
             // One channel per task: no two tasks write the same weights.
             let kk = g.kernelH * g.kernelW
@@ -329,10 +343,72 @@ public enum Conv2dKernels {
             }
             return
         }
-        // Partial sums over parts of the batch, added in part order. The parts depend only on the
-        // batch size (not on the thread count), so dw comes out bit-identical for any `--threads`;
-        // threads only choose which parts they compute. Partials are padded to 64-byte strides so
-        // neighbouring parts written by different threads share no cache line.
+        weightGradientParts(g, dw: dw) { partial, n, first, _, col in
+            if g.isPointwise {
+                BLAS.sgemm(transB: true, m: g.outChannels, n: g.inChannels, k: outHW,
+                           a: dy + n * outPlane, lda: outHW, b: x + n * inPlane, ldb: outHW,
+                           beta: first ? 0 : 1, c: partial, ldc: g.inChannels)
+            } else {
+                for grp in 0..<g.groups {
+                    im2col(g, x: x + n * inPlane + grp * g.inPerGroup * g.height * g.width, col: col)
+                    BLAS.sgemm(transB: true, m: g.outPerGroup, n: g.patch, k: outHW,
+                               a: dy + n * outPlane + grp * g.outPerGroup * outHW, lda: outHW,
+                               b: col, ldb: outHW,
+                               beta: first ? 0 : 1, c: partial + grp * g.outPerGroup * g.patch, ldc: g.patch)
+                }
+            }
+        }
+    }
+
+    /// A pointwise convolution's input and weight gradients in one pass over the batch: per
+    /// sample, dx = Wᵀ dy (written, or added with `accumulate`) and then dW's partial += dy xᵀ
+    /// while the sample's dy is still in cache (two passes over dy read it from memory twice).
+    /// Either gradient may be skipped (nil). The results are those of `backwardInput` and
+    /// `backwardWeight`, bit for bit.
+    public static func backwardPointwise(_ g: ConvGeometry, dy: UnsafePointer<Float>, w: UnsafePointer<Float>,
+                                         x: UnsafePointer<Float>?, dx: UnsafeMutablePointer<Float>?, accumulate: Bool,
+                                         dw: UnsafeMutablePointer<Float>?) {
+        precondition(g.isPointwise && (dw == nil || x != nil), "backwardPointwise: a pointwise convolution, and x for the weight gradient")
+        let hw = g.outHeight * g.outWidth
+        let (inPlane, outPlane) = (g.inChannels * hw, g.outChannels * hw)
+        // W transposed once ([Cin, Cout], a few KB): OpenBLAS's transposed-A path runs these
+        // small-K products markedly slower than the plain one.
+        ScratchPool.shared.withBuffers(1, size: g.inChannels * g.outChannels) { buffers in
+            let wt = buffers[0]
+            if dx != nil {
+                for o in 0..<g.outChannels { for i in 0..<g.inChannels { wt[i * g.outChannels + o] = w[o * g.inChannels + i] } }
+            }
+            let inputGradient = { (n: Int) in
+                guard let dx else { return }
+                BLAS.sgemm(m: g.inChannels, n: hw, k: g.outChannels, a: wt, lda: g.outChannels,
+                           b: dy + n * outPlane, ldb: hw, beta: accumulate ? 1 : 0, c: dx + n * inPlane, ldc: hw)
+            }
+            guard let dw, let x else {
+                Parallel.forEach(g.batch, work: g.macs) { n in inputGradient(n) }
+                return
+            }
+            weightGradientParts(g, dw: dw) { partial, n, first, _, _ in
+                inputGradient(n)
+                BLAS.sgemm(transB: true, m: g.outChannels, n: g.inChannels, k: hw,
+                           a: dy + n * outPlane, lda: hw, b: x + n * inPlane, ldb: hw,
+                           beta: first ? 0 : 1, c: partial, ldc: g.inChannels)
+            }
+        }
+    }
+
+    /// dw += the sum over samples of `sample(partial, n, first, worker, col)`, which writes
+    /// (`first`) or adds sample n's weight gradient into `partial` (`col`: the worker's im2col
+    /// scratch, for non-pointwise convolutions).
+    ///
+    /// Partial sums over parts of the batch, added in part order. The parts depend only on the
+    /// batch size (not on the thread count), so dw comes out bit-identical for any `--threads`;
+    /// threads only choose which parts they compute. Partials are padded to 64-byte strides so
+    /// neighbouring parts written by different threads share no cache line.
+    private static func weightGradientParts(_ g: ConvGeometry, dw: UnsafeMutablePointer<Float>,
+                                            _ sample: (_ partial: UnsafeMutablePointer<Float>, _ n: Int, _ first: Bool,
+                                                       _ worker: Int, _ col: UnsafeMutablePointer<Float>) -> Void) {
+        let outHW = g.outHeight * g.outWidth
+        let wCount = g.outChannels * g.patch
         let parts = Parallel.summationParts(g.batch)
         guard parts > 0 else { return }
         let workers = Parallel.workers(parts: parts, work: g.macs)
@@ -343,23 +419,8 @@ public enum Conv2dKernels {
             ScratchPool.shared.withBuffers(workers, size: max(colSize, 1)) { cols in
                 Parallel.forParts(g.batch, parts: parts, work: g.macs) { worker, part, range in
                     let partial = partials + part * pitch
-                    for n in range {
-                        // The part's first sample writes the partial, the others add to it.
-                        let beta: Float = n == range.lowerBound ? 0 : 1
-                        if g.isPointwise {
-                            BLAS.sgemm(transB: true, m: g.outChannels, n: g.inChannels, k: outHW,
-                                       a: dy + n * outPlane, lda: outHW, b: x + n * inPlane, ldb: outHW,
-                                       beta: beta, c: partial, ldc: g.inChannels)
-                        } else {
-                            for grp in 0..<g.groups {
-                                im2col(g, x: x + n * inPlane + grp * g.inPerGroup * g.height * g.width, col: cols[worker])
-                                BLAS.sgemm(transB: true, m: g.outPerGroup, n: g.patch, k: outHW,
-                                           a: dy + n * outPlane + grp * g.outPerGroup * outHW, lda: outHW,
-                                           b: cols[worker], ldb: outHW,
-                                           beta: beta, c: partial + grp * g.outPerGroup * g.patch, ldc: g.patch)
-                            }
-                        }
-                    }
+                    // The part's first sample writes the partial, the others add to it.
+                    for n in range { sample(partial, n, n == range.lowerBound, worker, cols[worker]) }
                 }
             }
             // dw += ((p0 + p1) + p2) + ...: the parts in order, whatever thread computed them.
