@@ -177,8 +177,8 @@ extension Tape {
     /// output that only feeds ops whose backward does not read it (a BatchNorm's output summed
     /// into a node, a cell's concatenation under its ReLU) would be held for nothing. A value the
     /// op can rebuild (`Variable.rebuild`) is dropped too, and recomputed when backward reads it.
-    /// Leaves are never dropped. Reading a dropped value's elements is a programming error (the tensor holds
-    /// none).
+    /// Leaves are never dropped. Reading a dropped value's elements is a programming error (the
+    /// tensor holds none; an op given one as input stops with a message).
     public func release(_ v: Variable) {
         guard releasesValues, !v.isLeaf, !v.valueReadByBackward || v.rebuild != nil, !v.value.isReleased else { return }
         releasedBytes += 4 * v.value.count

@@ -132,7 +132,7 @@ public enum RecomputePolicy: Hashable, Codable, Sendable, LosslessStringConverti
         case .all: return Set(0..<cells)
         case .first: return firstStage
         case .auto: return activationBytes() > 2_000_000_000 ? firstStage : []
-        case .leading(let n): return Set(0..<min(n, cells))
+        case .leading(let n): return Set(0..<max(0, min(n, cells)))
         }
     }
 }
