@@ -176,7 +176,7 @@ extension Tape {
         // Backward reads x, and recomputes the fused ReLU's mask from it (x * scale + shift > 0,
         // the forward's arithmetic): the output is not kept, and a consumer that needs it (the
         // next depthwise convolution's weight gradient) has it rebuilt (`release`).
-        let out = output(y, inputs: inputs, op: op, readsOutput: false) { out, dy in
+        let out = output(y, inputs: inputs, op: op, readsOutput: false) { _, dy in
             // Per channel: sum(dy) and sum(dy * xhat) (local; summed over ranks for the input
             // gradient when synchronised).
             var sums = [Double](repeating: 0, count: 2 * c)

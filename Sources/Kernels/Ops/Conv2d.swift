@@ -345,9 +345,7 @@ public enum Conv2dKernels {
         }
         weightGradientParts(g, dw: dw) { partial, n, first, _, col in
             if g.isPointwise {
-                BLAS.sgemm(transB: true, m: g.outChannels, n: g.inChannels, k: outHW,
-                           a: dy + n * outPlane, lda: outHW, b: x + n * inPlane, ldb: outHW,
-                           beta: first ? 0 : 1, c: partial, ldc: g.inChannels)
+                pointwiseWeightGradient(g, dy: dy, x: x, sample: n, into: partial, first: first)
             } else {
                 for grp in 0..<g.groups {
                     im2col(g, x: x + n * inPlane + grp * g.inPerGroup * g.height * g.width, col: col)
@@ -389,11 +387,19 @@ public enum Conv2dKernels {
             }
             weightGradientParts(g, dw: dw) { partial, n, first, _, _ in
                 inputGradient(n)
-                BLAS.sgemm(transB: true, m: g.outChannels, n: g.inChannels, k: hw,
-                           a: dy + n * outPlane, lda: hw, b: x + n * inPlane, ldb: hw,
-                           beta: first ? 0 : 1, c: partial, ldc: g.inChannels)
+                pointwiseWeightGradient(g, dy: dy, x: x, sample: n, into: partial, first: first)
             }
         }
+    }
+
+    /// Sample n's pointwise weight gradient dy xᵀ, written into `partial` (`first`) or added.
+    @inline(__always)
+    private static func pointwiseWeightGradient(_ g: ConvGeometry, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, sample n: Int,
+                                                into partial: UnsafeMutablePointer<Float>, first: Bool) {
+        let hw = g.outHeight * g.outWidth
+        BLAS.sgemm(transB: true, m: g.outChannels, n: g.inChannels, k: hw,
+                   a: dy + n * g.outChannels * hw, lda: hw, b: x + n * g.inChannels * hw, ldb: hw,
+                   beta: first ? 0 : 1, c: partial, ldc: g.inChannels)
     }
 
     /// dw += the sum over samples of `sample(partial, n, first, worker, col)`, which writes
