@@ -71,6 +71,62 @@ final class BatchNormTests: XCTestCase {
         }
     }
 
+    func testBatchNormSumIsTheSumOfBatchNormsToTheBit() throws {
+        // A cell node: two convolutions' outputs, each through its BatchNorm, drop path on both,
+        // one or none (a mask with a dropped sample), summed; or one BatchNorm term and one plain
+        // (a skip or a pool). The fused op against batchNorm + maskedSum / add: output, every
+        // gradient and the running statistics, bit for bit, in training and eval mode, with the
+        // second input also used elsewhere (its gradient accumulates).
+        let shape = [4, 3, 5, 7]  // 35 values per plane: the vector loops and their tails
+        let (a, b) = (randomTensor(shape, seed: 60), randomTensor(shape, seed: 61))
+        let dy = randomTensor(shape, seed: 62)
+        let params = (0..<4).map { randomTensor([3], seed: 63 + UInt64($0)) }
+        let m = tensor([4], [1.25, 0, 1.25, 1.25])
+        for training in [true, false] {
+            for (masks, normed) in [([m, m], [true, true]), ([m, nil], [true, true]), ([nil, nil], [true, true]),
+                                    ([nil, m], [true, false]), ([m, nil], [false, true])] as [([Tensor?], [Bool])] {
+                func run(fused: Bool) throws -> [[Float]] {
+                    let tape = Tape()
+                    let (x, y) = (leaf(a), leaf(b))
+                    let p = params.map { leaf($0) }
+                    let stats = (0..<2).map { _ in BatchNormStatistics(channels: 3) }
+                    stats[1].runningMean = tensor([3], [0.1, -0.2, 0.3])
+                    let norms: [BatchNormApplication?] = (0..<2).map { k in
+                        normed[k] ? BatchNormApplication(gamma: p[2 * k], beta: p[2 * k + 1], statistics: stats[k], training: training) : nil
+                    }
+                    var out: Variable
+                    if fused {
+                        out = try tape.batchNormSum([x, y], batchNorms: norms, masks: masks)
+                    } else {
+                        let h = try zip([x, y], norms).map { v, bn in
+                            try bn.map { try tape.batchNorm(v, gamma: $0.gamma, beta: $0.beta, statistics: $0.statistics, training: training) } ?? v
+                        }
+                        out = masks.allSatisfy { $0 == nil } ? try tape.add(h[0], h[1]) : try tape.maskedSum(h, masks: masks)
+                    }
+                    out = try tape.add(out, y)
+                    try tape.backward(out, gradient: dy)
+                    let grads = ([x, y] + p).map { $0.grad?.scalars ?? [] }
+                    return [out.value.scalars] + grads + stats.flatMap { [$0.runningMean.scalars, $0.runningVar.scalars] }
+                }
+                XCTAssertEqual(try run(fused: true), try run(fused: false), "training \(training), masks \(masks.map { $0 != nil }), BatchNorm \(normed)")
+            }
+        }
+        // Finite differences through the fused op directly (training mode, one sample dropped).
+        let x = leaf(randomTensor([3, 2, 3, 3], seed: 70)), y = leaf(randomTensor([3, 2, 3, 3], seed: 71))
+        let gamma = leaf(randomTensor([2], seed: 72)), beta = leaf(randomTensor([2], seed: 73))
+        try checkGradients([x, y, gamma, beta]) { tape in
+            try tape.batchNormSum([x, y], batchNorms: [BatchNormApplication(gamma: gamma, beta: beta, statistics: BatchNormStatistics(channels: 2),
+                                                                            training: true), nil],
+                                  masks: [tensor([3], [2, 0, 2]), tensor([3], [0, 2, 2])])
+        }
+        assertKernelError("batchNormSum", mentions: ["2 inputs", "1 BatchNorms"]) {
+            try Tape().batchNormSum([x, y], batchNorms: [nil], masks: [nil, nil])
+        }
+        assertKernelError("batchNormSum", mentions: ["one value per sample"]) {
+            try Tape().batchNormSum([x, y], batchNorms: [nil, nil], masks: [tensor([2], [1, 1]), nil])
+        }
+    }
+
     func testReducerSeesSumsAndGlobalCount() throws {
         // A reducer that doubles every sum acts as two ranks holding the same batch: normalisation
         // and input gradient are unchanged, while the running variance uses the doubled count.

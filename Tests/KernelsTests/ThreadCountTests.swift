@@ -101,6 +101,10 @@ final class ThreadCountTests: XCTestCase {
                                                                       try t.crop(v[0], top: 0, left: 0, height: 59, width: 59)) }
         let mask = tensor([3], [2, 0, 2])
         try assertThreadIndependent("maskedSum", xs) { t, v in try t.maskedSum([v[0], v[1]], masks: [mask, nil]) }
+        try assertThreadIndependent("batchNormSum", xs) { t, v in
+            try t.batchNormSum([v[0], v[1]], batchNorms: [BatchNormApplication(gamma: nil, beta: nil, statistics: BatchNormStatistics(channels: xs[0].shape[1]),
+                                                                                training: true), nil], masks: [mask, nil])
+        }
     }
 
     func testBatchNorm() throws {

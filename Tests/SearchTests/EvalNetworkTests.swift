@@ -76,10 +76,11 @@ final class EvalNetworkTests: XCTestCase {
 
     /// One training step's loss, gradients, running statistics and drop-path generator, from a
     /// fresh network with the given recomputation.
-    private func step(recompute: RecomputePolicy, releasing: Bool = true, genotype: Genotype? = nil)
+    private func step(recompute: RecomputePolicy, releasing: Bool = true, fused: Bool = true, genotype: Genotype? = nil)
         throws -> (loss: Float, grads: [[Float]], statistics: [[Float]], generator: RandomGenerator, releasedBytes: Int) {
         let net = try genotype.map { try tiny($0) } ?? tiny()
         net.recompute = recompute
+        net.fusesBatchNormIntoNodeSum = fused
         var x = Tensor(shape: [4, 1, 32, 32])
         var g = RandomGenerator(seed: 5)
         g.fillUniform(&x, -1, 1)
@@ -95,14 +96,16 @@ final class EvalNetworkTests: XCTestCase {
                 released)
     }
 
+    /// Cells with average and max pools, skips on FactorizedReduce, 5x5 convolutions.
+    static let poolsGenotype = try! Genotype(python: "Genotype(normal=[('avg_pool_3x3', 0), ('sep_conv_5x5', 1), ('dil_conv_5x5', 0), ('skip_connect', 2), ('max_pool_3x3', 1), ('sep_conv_3x3', 3), ('avg_pool_3x3', 2), ('skip_connect', 0)], normal_concat=[2, 3, 4, 5], reduce=[('skip_connect', 0), ('avg_pool_3x3', 1), ('sep_conv_3x3', 0), ('dil_conv_3x3', 2), ('skip_connect', 1), ('max_pool_3x3', 3), ('sep_conv_5x5', 4), ('skip_connect', 0)], reduce_concat=[2, 3, 4, 5])")
+
     /// Dropping the values no backward rule reads (op outputs summed into a node, node sums read
     /// by the concatenation only, the concatenation under its ReLU) and rebuilding SepConv's
     /// middle BatchNorm + ReLU output for its depthwise weight gradient changes nothing: the
     /// same loss, gradients and running statistics, bit for bit, on the DARTS_V2 cells (sep and
     /// dil convs, max pools, skips) and on cells with average pools and FactorizedReduce skips.
     func testDroppingUnreadValuesGivesTheSameStepBitForBit() throws {
-        let pools = try Genotype(python: "Genotype(normal=[('avg_pool_3x3', 0), ('sep_conv_5x5', 1), ('dil_conv_5x5', 0), ('skip_connect', 2), ('max_pool_3x3', 1), ('sep_conv_3x3', 3), ('avg_pool_3x3', 2), ('skip_connect', 0)], normal_concat=[2, 3, 4, 5], reduce=[('skip_connect', 0), ('avg_pool_3x3', 1), ('sep_conv_3x3', 0), ('dil_conv_3x3', 2), ('skip_connect', 1), ('max_pool_3x3', 3), ('sep_conv_5x5', 4), ('skip_connect', 0)], reduce_concat=[2, 3, 4, 5])")
-        for genotype in [nil, pools] {
+        for genotype in [nil, Self.poolsGenotype] {
             for policy in [RecomputePolicy.none, .leading(1)] {
                 let dropped = try step(recompute: policy, releasing: true, genotype: genotype)
                 let kept = try step(recompute: policy, releasing: false, genotype: genotype)
@@ -111,6 +114,23 @@ final class EvalNetworkTests: XCTestCase {
                 XCTAssertEqual(dropped.loss, kept.loss)
                 XCTAssertEqual(dropped.grads, kept.grads, "\(policy): gradients bit for bit")
                 XCTAssertEqual(dropped.statistics, kept.statistics)
+            }
+        }
+    }
+
+    /// The BatchNorm ending a sep_conv or dil_conv applied inside its node's sum
+    /// (`batchNormSum`) gives the step of separate BatchNorm and sum ops, bit for bit: on
+    /// DARTS_V2 (two fused terms, or one beside a skip) and on cells whose fused terms sit beside
+    /// pools, skips and FactorizedReduce, with and without recomputation.
+    func testBatchNormInsideTheNodeSumGivesTheSameStepBitForBit() throws {
+        for genotype in [nil, Self.poolsGenotype] {
+            for policy in [RecomputePolicy.none, .leading(1)] {
+                let fused = try step(recompute: policy, fused: true, genotype: genotype)
+                let separate = try step(recompute: policy, fused: false, genotype: genotype)
+                XCTAssertEqual(fused.loss, separate.loss)
+                XCTAssertEqual(fused.grads, separate.grads, "\(policy): gradients bit for bit")
+                XCTAssertEqual(fused.statistics, separate.statistics)
+                XCTAssertEqual(fused.generator, separate.generator)
             }
         }
     }

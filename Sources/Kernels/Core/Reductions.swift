@@ -80,6 +80,20 @@ public enum Reduce {
         return (s, s2)
     }
 
+    /// The same on dy scaled by f, dy[i] * f formed per element as a materialised f * dy would
+    /// hold it: equal to the plain version on that product (drop path's per-sample factor
+    /// applied inside BatchNorm's backward, `batchNormSum`).
+    public static func sumAndCenteredDot(_ dy: UnsafePointer<Float>, scaledBy f: Float, _ x: UnsafePointer<Float>, mean mu: Float,
+                                         _ n: Int) -> (Float, Float) {
+        var a = SIMD8<Float>(), b = SIMD8<Float>()
+        let m = SIMD8<Float>(repeating: mu), f8 = SIMD8<Float>(repeating: f)
+        var i = 0
+        while i + 8 <= n { let d = load(dy + i) * f8; a += d; b += d * (load(x + i) - m); i += 8 }
+        var s = a.sum(), s2 = b.sum()
+        while i < n { let d = dy[i] * f; s += d; s2 += d * (x[i] - mu); i += 1 }
+        return (s, s2)
+    }
+
     /// The same with dy zeroed where x * gateScale + gateShift is not positive (the backward of
     /// a ReLU fused after BatchNorm, its mask recomputed with the forward's arithmetic): equal
     /// to the plain version on the masked dy.

@@ -111,15 +111,21 @@ public final class Tape {
     /// `op` names the op kind in profiles (default: the calling method's name). `readsInputs` and
     /// `readsOutput` say whether `rule` reads the inputs' values and the output's value (for
     /// `release`); an op that does not say is taken to read both.
+    /// `inputsRead`, when given, names the inputs whose values `rule` reads, the others not.
     @inline(__always)
     func output(_ value: Tensor, inputs: [Variable], op: String = #function, readsInputs: Bool = true, readsOutput: Bool = true,
+                inputsRead: [Variable]? = nil,
                 rule: @escaping (_ out: Variable, _ grad: UnsafeBufferPointer<Float>) throws -> Void) -> Variable {
         // A released value has no elements: an op that read one computed garbage.
         precondition(!inputs.contains { $0.value.isReleased }, "\(op): an input's value was released (Tape.release) before this op read it")
         let needs = isRecording && inputs.contains { $0.requiresGrad }
         let out = Variable(op: value, requiresGrad: needs)
         if needs {
-            if readsInputs { for x in inputs { x.valueReadByBackward = true } }
+            if let inputsRead {
+                for x in inputsRead { x.valueReadByBackward = true }
+            } else if readsInputs {
+                for x in inputs { x.valueReadByBackward = true }
+            }
             out.valueReadByBackward = readsOutput
             records.append((out, op, { [unowned out] in
                 guard let g = out.grad else { return }

@@ -93,6 +93,61 @@ extension Tape {
     private func batchNorm(_ x: Variable, gamma: Variable?, beta: Variable?, statistics st: BatchNormStatistics, training: Bool,
                            updateStatistics: Bool, reducer: StatisticsReducer?, relu: Bool) throws -> Variable {
         let op = relu ? "batchNormReLU" : "batchNorm"
+        let plan = try BatchNormPlan(x.value, gamma: gamma, beta: beta, statistics: st, training: training,
+                                     updateStatistics: updateStatistics, reducer: reducer, op: op)
+        let normalize = { (x: Tensor) -> Tensor in
+            // Every plane is written below: no zero fill first.
+            Tensor(uninitializedShape: x.shape) { yp in
+                x.scalars.withUnsafeBufferPointer { xp in
+                    let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
+                    let (c, hw) = (plan.c, plan.hw)
+                    Parallel.forEach(plan.n * c, work: Self.planeWork(plan.n * c * hw)) { p in
+                        let (s, t, off) = (plan.scale[p % c], plan.shift[p % c], p * hw)
+                        if relu {
+                            for j in 0..<hw { yb[off + j] = max(xb[off + j] * s + t, 0) }
+                        } else {
+                            for j in 0..<hw { yb[off + j] = xb[off + j] * s + t }
+                        }
+                    }
+                }
+            }
+        }
+        let y = normalize(x.value)
+
+        var inputs = [x]
+        if let gamma { inputs.append(gamma) }
+        if let beta { inputs.append(beta) }
+        // Backward reads x, and recomputes the fused ReLU's mask from it (x * scale + shift > 0,
+        // the forward's arithmetic): the output is not kept, and a consumer that needs it (the
+        // next depthwise convolution's weight gradient) has it rebuilt (`release`).
+        let out = output(y, inputs: inputs, op: op, readsOutput: false) { _, dy in
+            try plan.backward(x: x, gamma: gamma, beta: beta, dy: dy.baseAddress!, factors: nil, relu: relu)
+        }
+        if relu { out.rebuild = { normalize(x.value) } }
+        return out
+    }
+}
+
+/// One BatchNorm application: the statistics it normalised with (the batch's, taken and reduced
+/// over ranks here, or the running averages), as y = x * scale + shift per channel, and its
+/// backward. Shared by `batchNorm`, `batchNormReLU` and `batchNormSum`.
+struct BatchNormPlan {
+    let n: Int, c: Int, hw: Int
+    /// Per channel: the mean used and 1/sqrt(var + eps).
+    let mean: [Float], invStd: [Float]
+    /// y = x * scale + shift per channel (before a fused ReLU).
+    let scale: [Float], shift: [Float]
+    let gamma: [Float]?
+    /// The (global) count of values per channel.
+    let count: Double
+    let batchStatistics: Bool
+    /// Sums the backward's per-channel sums over ranks (training with synchronised statistics).
+    let reducer: StatisticsReducer?
+
+    /// Takes the statistics of x (training, or no running statistics) and updates the running
+    /// averages when asked, as `Tape.batchNorm` documents.
+    init(_ x: Tensor, gamma: Variable?, beta: Variable?, statistics st: BatchNormStatistics, training: Bool,
+         updateStatistics: Bool, reducer: StatisticsReducer?, op: String) throws {
         try require(x.shape.count == 4, op, "input must be [N, C, H, W], got \(x.shape)")
         let (n, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         try require(st.channels == c, op, "input \(x.shape) has \(c) channels, statistics have \(st.channels)")
@@ -103,7 +158,6 @@ extension Tape {
         let batchStatistics = training || !st.tracksRunningStatistics
         let updateStatistics = updateStatistics && st.tracksRunningStatistics
 
-        // Per channel: the mean used and 1/sqrt(var + eps); m is the (global) count per channel.
         var mean = [Float](repeating: 0, count: c)
         var invStd = [Float](repeating: 0, count: c)
         var m = Double(n * hw)
@@ -113,8 +167,8 @@ extension Tape {
             sums[2 * c] = m
             // Float sums per plane (vectorised, planes split over threads), then Double across the
             // planes of each channel in sample order (the same result for any thread count).
-            let planes = x.value.scalars.withUnsafeBufferPointer { xp in
-                Self.planeSums(n * c, hw) { p in Reduce.sumAndSquares(xp.baseAddress! + p * hw, hw) }
+            let planes = x.scalars.withUnsafeBufferPointer { xp in
+                Tape.planeSums(n * c, hw) { p in Reduce.sumAndSquares(xp.baseAddress! + p * hw, hw) }
             }
             for ch in 0..<c {
                 for i in 0..<n {
@@ -145,107 +199,104 @@ extension Tape {
         }
 
         let gammaV = gamma?.value.scalars
-        // y = x * scale + shift per channel (then ReLU).
         var scale = [Float](repeating: 0, count: c), shift = [Float](repeating: 0, count: c)
         for ch in 0..<c {
             scale[ch] = invStd[ch] * (gammaV?[ch] ?? 1)
             shift[ch] = (beta?.value.scalars[ch] ?? 0) - mean[ch] * scale[ch]
         }
-        let normalize = { (x: Tensor) -> Tensor in
-            // Every plane is written below: no zero fill first.
-            Tensor(uninitializedShape: x.shape) { yp in
-                x.scalars.withUnsafeBufferPointer { xp in
-                    let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
-                    Parallel.forEach(n * c, work: Self.planeWork(n * c * hw)) { p in
-                        let (s, t, off) = (scale[p % c], shift[p % c], p * hw)
-                        if relu {
-                            for j in 0..<hw { yb[off + j] = max(xb[off + j] * s + t, 0) }
-                        } else {
-                            for j in 0..<hw { yb[off + j] = xb[off + j] * s + t }
-                        }
-                    }
-                }
-            }
-        }
-        let y = normalize(x.value)
+        (self.n, self.c, self.hw) = (n, c, hw)
+        (self.mean, self.invStd, self.scale, self.shift) = (mean, invStd, scale, shift)
+        self.gamma = gammaV
+        count = m
+        self.batchStatistics = batchStatistics
+        self.reducer = reducer
+    }
 
-        var inputs = [x]
-        if let gamma { inputs.append(gamma) }
-        if let beta { inputs.append(beta) }
-        let globalCount = m
-        // Backward reads x, and recomputes the fused ReLU's mask from it (x * scale + shift > 0,
-        // the forward's arithmetic): the output is not kept, and a consumer that needs it (the
-        // next depthwise convolution's weight gradient) has it rebuilt (`release`).
-        let out = output(y, inputs: inputs, op: op, readsOutput: false) { _, dy in
-            // Per channel: sum(dy) and sum(dy * xhat) (local; summed over ranks for the input
-            // gradient when synchronised).
-            var sums = [Double](repeating: 0, count: 2 * c)
-            // With the fused ReLU, the gradient reaching BatchNorm is dy where the output is
-            // positive, else 0: both passes below select it on the fly (x * scale + shift > 0).
-            let planes = x.value.scalars.withUnsafeBufferPointer { xp in
-                Self.planeSums(n * c, hw) { p in
-                    let (g, xv) = (dy.baseAddress! + p * hw, xp.baseAddress! + p * hw)
-                    return relu ? Reduce.sumAndCenteredDot(g, xv, mean: mean[p % c], hw, gateScale: scale[p % c], gateShift: shift[p % c])
-                        : Reduce.sumAndCenteredDot(g, xv, mean: mean[p % c], hw)
+    /// Accumulates the gradients of gamma and beta and writes or accumulates x's, given the
+    /// output's gradient dy, with sample i's gradient scaled by factors[i] when given (drop path
+    /// applied after BatchNorm: the same values as a materialised factor * dy) and, with `relu`,
+    /// zeroed where the output was not positive (the mask recomputed from x with the forward's
+    /// arithmetic, x * scale + shift > 0).
+    func backward(x: Variable, gamma: Variable?, beta: Variable?, dy: UnsafePointer<Float>, factors: [Float]?, relu: Bool) throws {
+        precondition(!relu || factors == nil, "BatchNorm's backward: a fused ReLU and drop-path factors together")
+        let (n, c, hw) = (self.n, self.c, self.hw)
+        let (mean, invStd, scale, shift) = (self.mean, self.invStd, self.scale, self.shift)
+        // Per channel: sum(dy) and sum(dy * xhat) (local; summed over ranks for the input
+        // gradient when synchronised).
+        var sums = [Double](repeating: 0, count: 2 * c)
+        let planes = x.value.scalars.withUnsafeBufferPointer { xp in
+            Tape.planeSums(n * c, hw) { p in
+                let (g, xv) = (dy + p * hw, xp.baseAddress! + p * hw)
+                if let factors {
+                    let f = factors[p / c]
+                    // A dropped sample's gradient is 0: it adds nothing.
+                    return f == 0 ? (0, 0) : Reduce.sumAndCenteredDot(g, scaledBy: f, xv, mean: mean[p % c], hw)
                 }
+                return relu ? Reduce.sumAndCenteredDot(g, xv, mean: mean[p % c], hw, gateScale: scale[p % c], gateShift: shift[p % c])
+                    : Reduce.sumAndCenteredDot(g, xv, mean: mean[p % c], hw)
             }
-            for ch in 0..<c {
-                var a = 0.0, b = 0.0
-                for i in 0..<n {
-                    a += Double(planes[2 * (i * c + ch)])
-                    b += Double(planes[2 * (i * c + ch) + 1])
-                }
-                sums[ch] = a; sums[c + ch] = b * Double(invStd[ch])
+        }
+        for ch in 0..<c {
+            var a = 0.0, b = 0.0
+            for i in 0..<n {
+                a += Double(planes[2 * (i * c + ch)])
+                b += Double(planes[2 * (i * c + ch) + 1])
             }
-            // gamma and beta get the local sums: the trainer averages parameter gradients over ranks.
-            if let gamma, gamma.requiresGrad {
-                gamma.accumulateGrad { g in for ch in 0..<c { g[ch] += Float(sums[c + ch]) } }
+            sums[ch] = a; sums[c + ch] = b * Double(invStd[ch])
+        }
+        // gamma and beta get the local sums: the trainer averages parameter gradients over ranks.
+        if let gamma, gamma.requiresGrad {
+            gamma.accumulateGrad { g in for ch in 0..<c { g[ch] += Float(sums[c + ch]) } }
+        }
+        if let beta, beta.requiresGrad {
+            beta.accumulateGrad { g in for ch in 0..<c { g[ch] += Float(sums[ch]) } }
+        }
+        guard x.requiresGrad else { return }
+        if let reducer { try sums.withUnsafeMutableBufferPointer { try reducer($0) } }
+        // Training: dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)), rewritten as
+        // dx = k * dy + c1 * x + c0 so the inner loop is one fused linear combination.
+        var coefficients = [Float](repeating: 0, count: 3 * c)
+        for ch in 0..<c {
+            let (mu, inv) = (mean[ch], invStd[ch])
+            let k = (self.gamma?[ch] ?? 1) * inv
+            var c1: Float = 0, c0: Float = 0
+            if batchStatistics {
+                let mdy = Float(sums[ch] / count)
+                let mdx = Float(sums[c + ch] / count)
+                c1 = -k * mdx * inv
+                c0 = -k * mdy + k * mdx * inv * mu
             }
-            if let beta, beta.requiresGrad {
-                beta.accumulateGrad { g in for ch in 0..<c { g[ch] += Float(sums[ch]) } }
-            }
-            guard x.requiresGrad else { return }
-            if let reducer { try sums.withUnsafeMutableBufferPointer { try reducer($0) } }
-            x.writeOrAccumulateGrad { dx, accumulate in
-                x.value.scalars.withUnsafeBufferPointer { xp in
-                    let (xb, dyb, dxb) = (xp.baseAddress!, dy.baseAddress!, dx.baseAddress!)
-                    // Training: dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)), rewritten as
-                    // dx = k * dy + c1 * x + c0 so the inner loop is one fused linear combination.
-                    var coefficients = [Float](repeating: 0, count: 3 * c)
-                    for ch in 0..<c {
-                        let (mu, inv) = (mean[ch], invStd[ch])
-                        let k = (gammaV?[ch] ?? 1) * inv
-                        var c1: Float = 0, c0: Float = 0
-                        if batchStatistics {
-                            let mdy = Float(sums[ch] / globalCount)
-                            let mdx = Float(sums[c + ch] / globalCount)
-                            c1 = -k * mdx * inv
-                            c0 = -k * mdy + k * mdx * inv * mu
-                        }
-                        coefficients[3 * ch] = k; coefficients[3 * ch + 1] = c1; coefficients[3 * ch + 2] = c0
-                    }
-                    Parallel.forEach(n * c, work: Self.planeWork(n * c * hw)) { p in
-                        let ch = p % c
-                        let (k, c1, c0) = (coefficients[3 * ch], coefficients[3 * ch + 1], coefficients[3 * ch + 2])
-                        let off = p * hw
-                        let (d, g, xv) = (dxb + off, dyb + off, xb + off)
-                        if relu {
-                            let (s, t) = (scale[ch], shift[ch])
-                            if accumulate {
-                                for j in 0..<hw { d[j] += k * (xv[j] * s + t > 0 ? g[j] : 0) + c1 * xv[j] + c0 }
-                            } else {
-                                for j in 0..<hw { d[j] = k * (xv[j] * s + t > 0 ? g[j] : 0) + c1 * xv[j] + c0 }
-                            }
-                        } else if accumulate {
-                            for j in 0..<hw { d[j] += k * g[j] + c1 * xv[j] + c0 }
+            coefficients[3 * ch] = k; coefficients[3 * ch + 1] = c1; coefficients[3 * ch + 2] = c0
+        }
+        x.writeOrAccumulateGrad { dx, accumulate in
+            x.value.scalars.withUnsafeBufferPointer { xp in
+                let (xb, dxb) = (xp.baseAddress!, dx.baseAddress!)
+                Parallel.forEach(n * c, work: Tape.planeWork(n * c * hw)) { p in
+                    let ch = p % c
+                    let (k, c1, c0) = (coefficients[3 * ch], coefficients[3 * ch + 1], coefficients[3 * ch + 2])
+                    let off = p * hw
+                    let (d, g, xv) = (dxb + off, dy + off, xb + off)
+                    if let factors {
+                        let f = factors[p / c]
+                        if accumulate {
+                            for j in 0..<hw { d[j] += k * (g[j] * f) + c1 * xv[j] + c0 }
                         } else {
-                            for j in 0..<hw { d[j] = k * g[j] + c1 * xv[j] + c0 }
+                            for j in 0..<hw { d[j] = k * (g[j] * f) + c1 * xv[j] + c0 }
                         }
+                    } else if relu {
+                        let (s, t) = (scale[ch], shift[ch])
+                        if accumulate {
+                            for j in 0..<hw { d[j] += k * (xv[j] * s + t > 0 ? g[j] : 0) + c1 * xv[j] + c0 }
+                        } else {
+                            for j in 0..<hw { d[j] = k * (xv[j] * s + t > 0 ? g[j] : 0) + c1 * xv[j] + c0 }
+                        }
+                    } else if accumulate {
+                        for j in 0..<hw { d[j] += k * g[j] + c1 * xv[j] + c0 }
+                    } else {
+                        for j in 0..<hw { d[j] = k * g[j] + c1 * xv[j] + c0 }
                     }
                 }
             }
         }
-        if relu { out.rebuild = { normalize(x.value) } }
-        return out
     }
 }

@@ -115,7 +115,7 @@ extension Tape {
 
     /// d[range] = a[range] * f (or +=); without a factor, a copy (or an add).
     @inline(__always)
-    private static func scaleRun(_ a: UnsafePointer<Float>, by f: Float?, into d: UnsafeMutablePointer<Float>, _ range: Range<Int>,
+    static func scaleRun(_ a: UnsafePointer<Float>, by f: Float?, into d: UnsafeMutablePointer<Float>, _ range: Range<Int>,
                                  accumulate: Bool) {
         switch (accumulate, f) {
         case (false, let f?): for i in range { d[i] = a[i] * f }

@@ -63,14 +63,24 @@ public final class EvalCell {
 
     var multiplier: Int { concat.count }
 
-    /// The cell on ReLU(s0) and ReLU(s1), its inputs' ReLUs.
-    func forward(activated r0: Variable, _ r1: Variable, _ ctx: ForwardContext) throws -> Variable {
+    /// The cell on ReLU(s0) and ReLU(s1), its inputs' ReLUs. With `fuseBatchNorm`, an op ending
+    /// in BatchNorm hands its output before that BatchNorm to the node's sum, which applies it
+    /// (`Tape.batchNormSum`; the same values to the bit).
+    func forward(activated r0: Variable, _ r1: Variable, _ ctx: ForwardContext, fuseBatchNorm: Bool = true) throws -> Variable {
         let t = ctx.tape
         var states = [try preprocess0.forward(activated: r0, ctx), try preprocess1.forward(activated: r1, ctx)]
         for i in 0..<(ops.count / 2) {
-            var pair: [Variable] = [], masks: [Tensor?] = []
+            var pair: [Variable] = [], masks: [Tensor?] = [], norms: [BatchNormApplication?] = []
             for k in [2 * i, 2 * i + 1] {
-                let h = try ops[k].forward(states[inputs[k]], ctx)
+                let h: Variable
+                if fuseBatchNorm, let op = ops[k] as? EndsWithBatchNorm {
+                    let (y, bn) = try op.forwardBeforeBatchNorm(states[inputs[k]], ctx)
+                    h = y
+                    norms.append(bn.application(ctx))
+                } else {
+                    h = try ops[k].forward(states[inputs[k]], ctx)
+                    norms.append(nil)
+                }
                 // Drop path's masks are applied inside the node's sum (`maskedSum`).
                 if ctx.training, let dp = ctx.dropPath, dp.probability > 0, !(ops[k] is Identity) {
                     masks.append(try t.dropPathMask(samples: h.shape[0], p: dp.probability, generator: &dp.generator))
@@ -79,9 +89,14 @@ public final class EvalCell {
                 }
                 pair.append(h)
             }
-            states.append(masks.allSatisfy { $0 == nil } ? try t.add(pair[0], pair[1]) : try t.maskedSum(pair, masks: masks))
+            if norms.contains(where: { $0 != nil }) {
+                states.append(try t.batchNormSum(pair, batchNorms: norms, masks: masks))
+            } else {
+                states.append(masks.allSatisfy { $0 == nil } ? try t.add(pair[0], pair[1]) : try t.maskedSum(pair, masks: masks))
+            }
             // An op's own output (not a state passed through by skip_connect) is used by the sum
-            // alone, whose backward does not read it: dropped unless the op's backward keeps it.
+            // alone, whose backward does not read it (nor a fused BatchNorm's, which it keeps):
+            // dropped unless the op's backward keeps it.
             for (k, h) in zip([2 * i, 2 * i + 1], pair) where h !== states[inputs[k]] { t.release(h) }
         }
         let out = try t.concatChannels(concat.map { states[$0] })
@@ -191,6 +206,11 @@ public final class EvalNetwork {
     /// --recompute`): a memory/time choice, the same results up to float summation order.
     public var recompute: RecomputePolicy = .none
 
+    /// Whether the BatchNorm that ends a sep_conv or dil_conv runs inside its node's sum
+    /// (`Tape.batchNormSum`, the default) or as its own op: the same values to the bit, two
+    /// passes over each such op's output fewer in each direction.
+    public var fusesBatchNormIntoNodeSum = true
+
     /// Logits, and the auxiliary head's logits in training mode when the head exists.
     ///
     /// A recomputed cell runs once without a tape and keeps only its inputs and output; backward
@@ -217,10 +237,11 @@ public final class EvalNetwork {
                     let after = ctx.dropPath?.generator
                     if again, let start { ctx.dropPath?.generator = start }
                     defer { if again, let after { ctx.dropPath?.generator = after } }
-                    return try cell.forward(activated: ins[0], ins[1], ctx.on(tape, updateStatistics: !again))
+                    return try cell.forward(activated: ins[0], ins[1], ctx.on(tape, updateStatistics: !again),
+                                            fuseBatchNorm: self.fusesBatchNormIntoNodeSum)
                 }
             } else {
-                next = try cell.forward(activated: r0, r1, ctx)
+                next = try cell.forward(activated: r0, r1, ctx, fuseBatchNorm: fusesBatchNormIntoNodeSum)
             }
             last = next
             let head = i == config.auxiliaryCell && ctx.training ? auxiliaryHead : nil

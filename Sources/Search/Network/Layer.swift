@@ -119,6 +119,12 @@ public final class BatchNormLayer: Layer {
                                updateStatistics: ctx.updateStatistics, reducer: ctx.statisticsReducer)
     }
 
+    /// This layer as applied in `ctx` (for `Tape.batchNormSum`).
+    public func application(_ ctx: ForwardContext) -> BatchNormApplication {
+        BatchNormApplication(gamma: gamma, beta: beta, statistics: statistics, training: ctx.training,
+                             updateStatistics: ctx.updateStatistics, reducer: ctx.statisticsReducer)
+    }
+
     public func collect(prefix: String, into state: inout NamedState) {
         if let gamma, let beta {
             state.parameters.append((qualified(prefix, "weight"), gamma))

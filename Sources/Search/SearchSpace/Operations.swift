@@ -21,6 +21,13 @@ extension Sequential {
     }
 }
 
+/// An op whose last layer is BatchNorm (sep_conv, dil_conv): its output before that BatchNorm,
+/// so that a cell node's sum can apply it on the fly (`Tape.batchNormSum`).
+public protocol EndsWithBatchNorm: Layer {
+    /// The op's output before its last BatchNorm, and that BatchNorm.
+    func forwardBeforeBatchNorm(_ x: Variable, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer)
+}
+
 /// ReLU, convolution, BatchNorm (`ReLUConvBN`): children under `op`.
 public final class ReLUConvBN: ReLUPrefixed {
     public let op: Sequential
@@ -39,7 +46,7 @@ public final class ReLUConvBN: ReLUPrefixed {
 }
 
 /// ReLU, depthwise k x k with dilation, 1x1, BatchNorm (`DilConv`).
-public final class DilConv: ReLUPrefixed {
+public final class DilConv: ReLUPrefixed, EndsWithBatchNorm {
     public let op: Sequential
 
     public init(_ cin: Int, _ cout: Int, kernel: Int, stride: Int, padding: Int, dilation: Int, affine: Bool,
@@ -55,9 +62,14 @@ public final class DilConv: ReLUPrefixed {
     /// ReLU and the depthwise convolution as one op where it has stride 1
     /// (`reluDepthwiseConv2d`), then the 1x1 convolution and BatchNorm.
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
+        let (y, bn) = try forwardBeforeBatchNorm(x, ctx)
+        return try bn.forward(y, ctx)
+    }
+
+    public func forwardBeforeBatchNorm(_ x: Variable, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
         let l = op.layers
-        guard let y = try (l[1] as! Conv2dLayer).forwardAfterFusedReLU(x, ctx) else { return try op.forward(x, ctx) }
-        return try l[3].forward(try l[2].forward(y, ctx), ctx)
+        let d = try (l[1] as! Conv2dLayer).forwardAfterFusedReLU(x, ctx) ?? l[1].forward(ctx.tape.relu(x), ctx)
+        return (try l[2].forward(d, ctx), l[3] as! BatchNormLayer)
     }
     public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forwardAfterReLU(h, ctx) }
     public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
@@ -72,7 +84,7 @@ extension Conv2dLayer {
 }
 
 /// Two stacked (ReLU, depthwise, 1x1, BatchNorm) blocks, the first with the stride (`SepConv`).
-public final class SepConv: ReLUPrefixed {
+public final class SepConv: ReLUPrefixed, EndsWithBatchNorm {
     public let op: Sequential
 
     public init(_ cin: Int, _ cout: Int, kernel: Int, stride: Int, padding: Int, affine: Bool, generator: inout RandomGenerator) {
@@ -91,29 +103,33 @@ public final class SepConv: ReLUPrefixed {
     /// With stride 1, the leading ReLU runs inside the first depthwise convolution
     /// (`reluDepthwiseConv2d`).
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
-        guard let y = try (op.layers[1] as! Conv2dLayer).forwardAfterFusedReLU(x, ctx) else {
-            return try forward(activated: ctx.tape.relu(x), ctx)
-        }
-        return try afterFirstConvolution(y, ctx)
+        let (y, bn) = try forwardBeforeBatchNorm(x, ctx)
+        return try bn.forward(y, ctx)
+    }
+
+    public func forwardBeforeBatchNorm(_ x: Variable, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
+        let d = try (op.layers[1] as! Conv2dLayer).forwardAfterFusedReLU(x, ctx) ?? op.layers[1].forward(ctx.tape.relu(x), ctx)
+        return try beforeLastBatchNorm(d, ctx)
     }
 
     /// The layers after the leading ReLU, with the middle BatchNorm and ReLU (op.3, op.4) run as
     /// one fused op.
     public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable {
-        try afterFirstConvolution(try op.layers[1].forward(h, ctx), ctx)
+        let (y, bn) = try beforeLastBatchNorm(try op.layers[1].forward(h, ctx), ctx)
+        return try bn.forward(y, ctx)
     }
 
-    private func afterFirstConvolution(_ d: Variable, _ ctx: ForwardContext) throws -> Variable {
+    /// From the first depthwise convolution's output to the last 1x1 convolution's.
+    private func beforeLastBatchNorm(_ d: Variable, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
         let l = op.layers
         let bn = l[3] as! BatchNormLayer
         let p = try l[2].forward(d, ctx)
         let a = try ctx.tape.batchNormReLU(p, gamma: bn.gamma, beta: bn.beta, statistics: bn.statistics, training: ctx.training,
                                            updateStatistics: ctx.updateStatistics, reducer: ctx.statisticsReducer)
-        var y = try l[5].forward(a, ctx)
+        let y = try l[5].forward(a, ctx)
         // Not kept: the depthwise weight gradient recomputes it from p, which BatchNorm keeps.
         ctx.tape.release(a)
-        for layer in l[6...] { y = try layer.forward(y, ctx) }
-        return y
+        return (try l[6].forward(y, ctx), l[7] as! BatchNormLayer)
     }
     public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
 }
