@@ -151,6 +151,57 @@ final class Conv2dTests: XCTestCase {
         }
     }
 
+    func testDepthwisePointwisePerSampleIsBitIdenticalToTheTwoOps() throws {
+        // y = 1x1(dw(relu?(x))) one sample at a time against the two (or three) ops: output, input
+        // gradient (written, and added onto a second use of x) and both weight gradients, for 3x3
+        // and 5x5 kernels, dilated or not, widths on and off the 8-wide vector, and a batch of 5
+        // (not a multiple of the summation parts).
+        for width in [5, 8, 13] {
+            for (k, d) in [(3, 1), (5, 1), (3, 2), (5, 2)] {
+                let p = d * (k - 1) / 2
+                let x = randomTensor([5, 3, 6, width], seed: UInt64(50 + width))
+                let wd = randomTensor([3, 1, k, k], seed: 51), wp = randomTensor([4, 3, 1, 1], seed: 52)
+                let dy = randomTensor([5, 4, 6, width], seed: 53)
+                func run(fused: Bool, relu: Bool, twice: Bool) throws -> [[Float]] {
+                    let tape = Tape()
+                    let (xv, dv, pv) = (leaf(x), leaf(wd), leaf(wp))
+                    var y: Variable
+                    if fused {
+                        y = try tape.depthwisePointwiseConv2d(xv, depthwise: dv, pointwise: pv, padding: p, dilation: d, reluInput: relu)
+                    } else {
+                        let h = relu ? try tape.reluDepthwiseConv2d(xv, dv, padding: p, dilation: d)
+                            : try tape.conv2d(xv, dv, padding: p, dilation: d, groups: 3)
+                        y = try tape.conv2d(h, pv)
+                    }
+                    if twice { y = try tape.add(y, try tape.sliceChannels(try tape.concatChannels([xv, xv]), 0..<4)) }
+                    try tape.backward(y, gradient: dy)
+                    return [y.value.scalars, xv.grad!.scalars, dv.grad!.scalars, pv.grad!.scalars, [Float(tape.multiplyAccumulates)]]
+                }
+                for relu in [false, true] {
+                    for twice in [false, true] {
+                        XCTAssertEqual(try run(fused: true, relu: relu, twice: twice), try run(fused: false, relu: relu, twice: twice),
+                                       "k \(k) d \(d) width \(width) relu \(relu) twice \(twice)")
+                    }
+                }
+            }
+        }
+    }
+
+    func testGradientDepthwisePointwise() throws {
+        let x = leaf(randomTensor([3, 2, 5, 6], seed: 54, spaced: true))
+        let wd = leaf(randomTensor([2, 1, 3, 3], seed: 55)), wp = leaf(randomTensor([3, 2, 1, 1], seed: 56))
+        for relu in [false, true] {
+            try checkGradients([x, wd, wp]) { tape in
+                try tape.depthwisePointwiseConv2d(x, depthwise: wd, pointwise: wp, padding: 2, dilation: 2, reluInput: relu)
+            }
+        }
+        // A geometry the fused kernels do not take (an even kernel) runs the separate ops.
+        let w2 = leaf(randomTensor([2, 1, 2, 2], seed: 57))
+        try checkGradients([x, w2, wp]) { tape in
+            try tape.depthwisePointwiseConv2d(x, depthwise: w2, pointwise: wp, padding: 0, reluInput: true)
+        }
+    }
+
     func testGradientReLUDepthwise() throws {
         let x = leaf(randomTensor([2, 3, 6, 9], seed: 43, spaced: true))
         let w = leaf(randomTensor([3, 1, 3, 3], seed: 44))

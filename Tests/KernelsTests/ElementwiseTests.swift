@@ -96,6 +96,26 @@ final class ElementwiseTests: XCTestCase {
         }
     }
 
+    func testConcatChannelsReLUIsReLUOfTheConcatenationToTheBit() throws {
+        // A cell's output under its ReLU: three node states (one listed twice, one also used
+        // elsewhere so its gradient accumulates), against relu(concatChannels): output and every
+        // input gradient bit for bit.
+        let (a, b) = (randomTensor([3, 2, 5, 7], seed: 80), randomTensor([3, 4, 5, 7], seed: 81))
+        let dy = randomTensor([3, 8, 5, 7], seed: 82)
+        func run(fused: Bool) throws -> [[Float]] {
+            let tape = Tape()
+            let (x, y) = (leaf(a), leaf(b))
+            let parts = [x, y, x]
+            let out = fused ? try tape.concatChannelsReLU(parts) : tape.relu(try tape.concatChannels(parts))
+            let also = try tape.add(try tape.sum([try tape.sliceChannels(out, 0..<4), y]), y)
+            try tape.backward(try tape.concatChannels([also, try tape.sliceChannels(out, 4..<8)]), gradient: dy)
+            return [out.value.scalars, x.grad!.scalars, y.grad!.scalars]
+        }
+        XCTAssertEqual(try run(fused: true), try run(fused: false))
+        let x = leaf(randomTensor([2, 2, 3, 3], seed: 83, spaced: true)), y = leaf(randomTensor([2, 1, 3, 3], seed: 84, spaced: true))
+        try checkGradients([x, y]) { try $0.concatChannelsReLU([x, y, x]) }
+    }
+
     func testMaskedSumIsTheSumOfDropPathsToTheBit() throws {
         // A cell node: two ops' outputs, drop path on both, on one, or none, summed. The fused op
         // against dropPath + add with the same generator: output and both input gradients, with

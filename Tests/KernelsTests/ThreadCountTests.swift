@@ -92,11 +92,21 @@ final class ThreadCountTests: XCTestCase {
         }
     }
 
+    func testDepthwisePointwise() throws {
+        let inputs = [randomTensor([7, 6, 9, 9], seed: 19), randomTensor([6, 1, 3, 3], seed: 20), randomTensor([5, 6, 1, 1], seed: 21)]
+        for relu in [false, true] {
+            try assertThreadIndependent("depthwise+1x1 relu \(relu)", inputs) { t, v in
+                try t.depthwisePointwiseConv2d(v[0], depthwise: v[1], pointwise: v[2], padding: 1, reluInput: relu)
+            }
+        }
+    }
+
     func testSumAndConcat() throws {
         // 3 x 8 x 60 x 60 = 86400 elements: above the 65536-element grain of range splitting.
         let xs = (0..<2).map { randomTensor([3, 8, 60, 60], seed: 40 + UInt64($0)) }
         try assertThreadIndependent("sum", xs) { t, v in try t.sum([v[0], v[1], v[0]]) }
         try assertThreadIndependent("concatChannels", xs) { t, v in try t.concatChannels([v[0], v[1], v[0]]) }
+        try assertThreadIndependent("concatChannelsReLU", xs) { t, v in try t.concatChannelsReLU([v[0], v[1], v[0]]) }
         try assertThreadIndependent("crop", xs) { t, v in try t.add(try t.crop(v[0], top: 1, left: 1, height: 59, width: 59),
                                                                       try t.crop(v[0], top: 0, left: 0, height: 59, width: 59)) }
         let mask = tensor([3], [2, 0, 2])

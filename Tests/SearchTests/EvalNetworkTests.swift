@@ -80,13 +80,14 @@ final class EvalNetworkTests: XCTestCase {
         throws -> (loss: Float, grads: [[Float]], statistics: [[Float]], generator: RandomGenerator, releasedBytes: Int) {
         let net = try genotype.map { try tiny($0) } ?? tiny()
         net.recompute = recompute
-        net.fusesBatchNormIntoNodeSum = fused
         var x = Tensor(shape: [4, 1, 32, 32])
         var g = RandomGenerator(seed: 5)
         g.fillUniform(&x, -1, 1)
         let dp = DropPathSampler(probability: 0.4, generator: RandomGenerator(seed: 9, stream: .dropout))
         let tape = Tape(releasesValues: releasing)
-        let (logits, aux) = try net.forward(Variable(x), ForwardContext(tape: tape, training: true, dropPath: dp))
+        var ctx = ForwardContext(tape: tape, training: true, dropPath: dp)
+        ctx.fusesOps = fused
+        let (logits, aux) = try net.forward(Variable(x), ctx)
         let loss = try tape.add(try tape.crossEntropy(logits, labels: [0, 1, 2, 0]),
                                 tape.scale(try tape.crossEntropy(aux!, labels: [0, 1, 2, 0]), 0.4))
         let released = tape.releasedBytes
@@ -118,11 +119,13 @@ final class EvalNetworkTests: XCTestCase {
         }
     }
 
-    /// The BatchNorm ending a sep_conv or dil_conv applied inside its node's sum
-    /// (`batchNormSum`) gives the step of separate BatchNorm and sum ops, bit for bit: on
-    /// DARTS_V2 (two fused terms, or one beside a skip) and on cells whose fused terms sit beside
-    /// pools, skips and FactorizedReduce, with and without recomputation.
-    func testBatchNormInsideTheNodeSumGivesTheSameStepBitForBit() throws {
+    /// The fused ops give the step of separate ops, bit for bit: a sep_conv's or dil_conv's
+    /// depthwise and 1x1 convolutions per sample (`depthwisePointwiseConv2d`), the BatchNorm
+    /// ending it applied inside its node's sum (`batchNormSum`), and a cell output's ReLU inside
+    /// its concatenation; on DARTS_V2 (two fused terms, or one beside a skip) and on cells whose
+    /// fused terms sit beside pools, skips and FactorizedReduce, 5x5 and stride-2 convolutions,
+    /// with and without recomputation (a recomputed cell's output is its ReLU).
+    func testFusedCellOpsGiveTheSameStepBitForBit() throws {
         for genotype in [nil, Self.poolsGenotype] {
             for policy in [RecomputePolicy.none, .leading(1)] {
                 let fused = try step(recompute: policy, fused: true, genotype: genotype)

@@ -345,7 +345,7 @@ public enum Conv2dKernels {
         }
         weightGradientParts(g, dw: dw) { partial, n, first, _, col in
             if g.isPointwise {
-                pointwiseWeightGradient(g, dy: dy, x: x, sample: n, into: partial, first: first)
+                pointwiseWeightGradient(g, dy: dy + n * outPlane, x: x + n * inPlane, into: partial, first: first)
             } else {
                 for grp in 0..<g.groups {
                     im2col(g, x: x + n * inPlane + grp * g.inPerGroup * g.height * g.width, col: col)
@@ -373,9 +373,7 @@ public enum Conv2dKernels {
         // small-K products markedly slower than the plain one.
         ScratchPool.shared.withBuffers(1, size: g.inChannels * g.outChannels) { buffers in
             let wt = buffers[0]
-            if dx != nil {
-                for o in 0..<g.outChannels { for i in 0..<g.inChannels { wt[i * g.outChannels + o] = w[o * g.inChannels + i] } }
-            }
+            if dx != nil { transpose(w, rows: g.outChannels, columns: g.inChannels, into: wt) }
             let inputGradient = { (n: Int) in
                 guard let dx else { return }
                 BLAS.sgemm(m: g.inChannels, n: hw, k: g.outChannels, a: wt, lda: g.outChannels,
@@ -387,18 +385,24 @@ public enum Conv2dKernels {
             }
             weightGradientParts(g, dw: dw) { partial, n, first, _, _ in
                 inputGradient(n)
-                pointwiseWeightGradient(g, dy: dy, x: x, sample: n, into: partial, first: first)
+                pointwiseWeightGradient(g, dy: dy + n * outPlane, x: x + n * inPlane, into: partial, first: first)
             }
         }
     }
 
-    /// Sample n's pointwise weight gradient dy xᵀ, written into `partial` (`first`) or added.
+    /// t = wᵀ for a rows x columns matrix w.
     @inline(__always)
-    private static func pointwiseWeightGradient(_ g: ConvGeometry, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, sample n: Int,
-                                                into partial: UnsafeMutablePointer<Float>, first: Bool) {
+    static func transpose(_ w: UnsafePointer<Float>, rows: Int, columns: Int, into t: UnsafeMutablePointer<Float>) {
+        for o in 0..<rows { for i in 0..<columns { t[i * rows + o] = w[o * columns + i] } }
+    }
+
+    /// One sample's pointwise weight gradient dy xᵀ (dy, x: the sample's planes), written into
+    /// `partial` (`first`) or added.
+    @inline(__always)
+    static func pointwiseWeightGradient(_ g: ConvGeometry, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                                        into partial: UnsafeMutablePointer<Float>, first: Bool) {
         let hw = g.outHeight * g.outWidth
-        BLAS.sgemm(transB: true, m: g.outChannels, n: g.inChannels, k: hw,
-                   a: dy + n * g.outChannels * hw, lda: hw, b: x + n * g.inChannels * hw, ldb: hw,
+        BLAS.sgemm(transB: true, m: g.outChannels, n: g.inChannels, k: hw, a: dy, lda: hw, b: x, ldb: hw,
                    beta: first ? 0 : 1, c: partial, ldc: g.inChannels)
     }
 
@@ -410,25 +414,33 @@ public enum Conv2dKernels {
     /// batch size (not on the thread count), so dw comes out bit-identical for any `--threads`;
     /// threads only choose which parts they compute. Partials are padded to 64-byte strides so
     /// neighbouring parts written by different threads share no cache line.
-    private static func weightGradientParts(_ g: ConvGeometry, dw: UnsafeMutablePointer<Float>,
-                                            _ sample: (_ partial: UnsafeMutablePointer<Float>, _ n: Int, _ first: Bool,
-                                                       _ worker: Int, _ col: UnsafeMutablePointer<Float>) -> Void) {
+    ///
+    /// `scratchSize` overrides the size of `col` (the fused depthwise-pointwise backward's
+    /// per-sample buffers), `prepare` runs once on each worker's before the samples; with `dw`
+    /// nil the samples run and no gradient is added.
+    static func weightGradientParts(_ g: ConvGeometry, dw: UnsafeMutablePointer<Float>?, scratchSize: Int? = nil, work: Int? = nil,
+                                    prepare: ((UnsafeMutablePointer<Float>) -> Void)? = nil,
+                                    _ sample: (_ partial: UnsafeMutablePointer<Float>, _ n: Int, _ first: Bool,
+                                               _ worker: Int, _ col: UnsafeMutablePointer<Float>) -> Void) {
         let outHW = g.outHeight * g.outWidth
         let wCount = g.outChannels * g.patch
         let parts = Parallel.summationParts(g.batch)
         guard parts > 0 else { return }
-        let workers = Parallel.workers(parts: parts, work: g.macs)
+        let work = work ?? g.macs
+        let workers = Parallel.workers(parts: parts, work: work)
         let pitch = (wCount + 15) & ~15
-        let colSize = g.isPointwise ? 0 : g.patch * outHW
+        let colSize = scratchSize ?? (g.isPointwise ? 0 : g.patch * outHW)
         ScratchPool.shared.withBuffers(1, size: parts * pitch) { partialBuffer in
             let partials = partialBuffer[0]
             ScratchPool.shared.withBuffers(workers, size: max(colSize, 1)) { cols in
-                Parallel.forParts(g.batch, parts: parts, work: g.macs) { worker, part, range in
+                if let prepare { cols.forEach(prepare) }
+                Parallel.forParts(g.batch, parts: parts, work: work) { worker, part, range in
                     let partial = partials + part * pitch
                     // The part's first sample writes the partial, the others add to it.
                     for n in range { sample(partial, n, n == range.lowerBound, worker, cols[worker]) }
                 }
             }
+            guard let dw else { return }
             // dw += ((p0 + p1) + p2) + ...: the parts in order, whatever thread computed them.
             for part in 1..<parts {
                 let p = partials + part * pitch

@@ -4,7 +4,18 @@
 extension Tape {
     /// Concatenates along dimension 1. Each input: [N, C_i, ...rest] -> [N, sum C_i, ...rest].
     public func concatChannels(_ xs: [Variable]) throws -> Variable {
-        let op = "concatChannels"
+        try concatChannels(xs, relu: false)
+    }
+
+    /// relu(concatChannels(xs)) as one op (a cell's output, which the next cells read only
+    /// through a ReLU): the concatenation is never materialised, and backward hands each input
+    /// its slice of dy where the output is positive, in one pass. The same values to the bit.
+    public func concatChannelsReLU(_ xs: [Variable]) throws -> Variable {
+        try concatChannels(xs, relu: true)
+    }
+
+    private func concatChannels(_ xs: [Variable], relu: Bool) throws -> Variable {
+        let op = relu ? "concatChannelsReLU" : "concatChannels"
         try require(!xs.isEmpty, op, "no inputs")
         let first = xs[0].shape
         try require(first.count >= 2, op, "inputs must have at least 2 dimensions, got \(first)")
@@ -26,21 +37,32 @@ extension Tape {
                     for i in samples {
                         for (k, x) in xs.enumerated() {
                             let ci = x.shape[1]
-                            (yp.baseAddress! + (i * totalC + offsets[k]) * inner).update(from: ps[k] + i * ci * inner, count: ci * inner)
+                            let (dst, src) = (yp.baseAddress! + (i * totalC + offsets[k]) * inner, ps[k] + i * ci * inner)
+                            if relu {
+                                for j in 0..<(ci * inner) { dst[j] = max(src[j], 0) }
+                            } else {
+                                dst.update(from: src, count: ci * inner)
+                            }
                         }
                     }
                 }
             }
         }
-        return output(y, inputs: xs, op: "concatChannels", readsInputs: false, readsOutput: false) { _, dy in
+        // With the ReLU, its mask is read from the output.
+        return output(y, inputs: xs, op: op, readsInputs: false, readsOutput: relu) { out, dy in
             for (k, x) in xs.enumerated() where x.requiresGrad {
                 let ci = x.shape[1]
                 x.writeOrAccumulateGrad { dx, accumulate in
                     Parallel.forChunks(n, work: work) { _, samples in
                         for i in samples {
-                            let src = dy.baseAddress! + (i * totalC + offsets[k]) * inner
+                            let at = (i * totalC + offsets[k]) * inner
+                            let src = dy.baseAddress! + at
                             let dst = dx.baseAddress! + i * ci * inner
-                            if accumulate {
+                            if relu {
+                                out.value.scalars.withUnsafeBufferPointer { yp in
+                                    Elementwise.passWherePositive(src, gate: yp.baseAddress! + at, into: dst, ci * inner, accumulate: accumulate)
+                                }
+                            } else if accumulate {
                                 for j in 0..<(ci * inner) { dst[j] += src[j] }
                             } else {
                                 dst.update(from: src, count: ci * inner)

@@ -63,17 +63,20 @@ public final class EvalCell {
 
     var multiplier: Int { concat.count }
 
-    /// The cell on ReLU(s0) and ReLU(s1), its inputs' ReLUs. With `fuseBatchNorm`, an op ending
+    /// The cell on ReLU(s0) and ReLU(s1), its inputs' ReLUs. With `ctx.fusesOps`, an op ending
     /// in BatchNorm hands its output before that BatchNorm to the node's sum, which applies it
     /// (`Tape.batchNormSum`; the same values to the bit).
-    func forward(activated r0: Variable, _ r1: Variable, _ ctx: ForwardContext, fuseBatchNorm: Bool = true) throws -> Variable {
+    ///
+    /// With `activatedOutput`, the cell's output goes through a ReLU in the same op as the
+    /// concatenation (`concatChannelsReLU`): what the next cells read.
+    func forward(activated r0: Variable, _ r1: Variable, _ ctx: ForwardContext, activatedOutput: Bool = false) throws -> Variable {
         let t = ctx.tape
         var states = [try preprocess0.forward(activated: r0, ctx), try preprocess1.forward(activated: r1, ctx)]
         for i in 0..<(ops.count / 2) {
             var pair: [Variable] = [], masks: [Tensor?] = [], norms: [BatchNormApplication?] = []
             for k in [2 * i, 2 * i + 1] {
                 let h: Variable
-                if fuseBatchNorm, let op = ops[k] as? EndsWithBatchNorm {
+                if ctx.fusesOps, let op = ops[k] as? EndsWithBatchNorm {
                     let (y, bn) = try op.forwardBeforeBatchNorm(states[inputs[k]], ctx)
                     h = y
                     norms.append(bn.application(ctx))
@@ -99,7 +102,7 @@ public final class EvalCell {
             // dropped unless the op's backward keeps it.
             for (k, h) in zip([2 * i, 2 * i + 1], pair) where h !== states[inputs[k]] { t.release(h) }
         }
-        let out = try t.concatChannels(concat.map { states[$0] })
+        let out = activatedOutput && ctx.fusesOps ? try t.concatChannelsReLU(concat.map { states[$0] }) : try t.concatChannels(concat.map { states[$0] })
         // The node sums that only the concatenation reads are not kept (those an op reads are).
         for s in states { t.release(s) }
         return out
@@ -206,11 +209,6 @@ public final class EvalNetwork {
     /// --recompute`): a memory/time choice, the same results up to float summation order.
     public var recompute: RecomputePolicy = .none
 
-    /// Whether the BatchNorm that ends a sep_conv or dil_conv runs inside its node's sum
-    /// (`Tape.batchNormSum`, the default) or as its own op: the same values to the bit, two
-    /// passes over each such op's output fewer in each direction.
-    public var fusesBatchNormIntoNodeSum = true
-
     /// Logits, and the auxiliary head's logits in training mode when the head exists.
     ///
     /// A recomputed cell runs once without a tape and keeps only its inputs and output; backward
@@ -229,6 +227,8 @@ public final class EvalNetwork {
         var aux: Variable?
         let recomputed = t.isRecording ? recomputedCells(batch: x.shape[0]) : []
         for (i, cell) in cells.enumerated() {
+            // Every cell output but the last is read only through a ReLU: the cell applies it.
+            let activated = ctx.fusesOps && i + 1 < cells.count
             let next: Variable
             if recomputed.contains(i) {
                 let start = ctx.dropPath?.generator
@@ -238,18 +238,21 @@ public final class EvalNetwork {
                     if again, let start { ctx.dropPath?.generator = start }
                     defer { if again, let after { ctx.dropPath?.generator = after } }
                     return try cell.forward(activated: ins[0], ins[1], ctx.on(tape, updateStatistics: !again),
-                                            fuseBatchNorm: self.fusesBatchNormIntoNodeSum)
+                                            activatedOutput: activated)
                 }
             } else {
-                next = try cell.forward(activated: r0, r1, ctx, fuseBatchNorm: fusesBatchNormIntoNodeSum)
+                next = try cell.forward(activated: r0, r1, ctx, activatedOutput: activated)
             }
             last = next
             let head = i == config.auxiliaryCell && ctx.training ? auxiliaryHead : nil
             guard i + 1 < cells.count || head != nil else { break }
-            let r = t.relu(next)
-            // The concatenation is read by this ReLU alone, which keeps its output (the last
-            // cell's, under an auxiliary head there, is pooled below).
-            if i + 1 < cells.count { t.release(next) }
+            var r = next
+            if !activated {
+                r = t.relu(next)
+                // The concatenation is read by this ReLU alone, which keeps its output (the last
+                // cell's, under an auxiliary head there, is pooled below).
+                if i + 1 < cells.count { t.release(next) }
+            }
             if let head { aux = try head.forward(activated: r, ctx) }
             (r0, r1) = (r1, r)
         }

@@ -11,6 +11,11 @@ public struct ForwardContext {
     public var statisticsReducer: StatisticsReducer?
     /// Drop path for the evaluation network (applied in training mode only; nil: none).
     public var dropPath: DropPathSampler?
+    /// Whether ops run fused where a fused form exists (the default): the same values to the
+    /// bit with fewer passes over memory (a sep_conv's depthwise and 1x1 convolutions per sample,
+    /// BatchNorm inside a cell node's sum, a cell output's ReLU inside its concatenation). Off,
+    /// every layer runs as its own op, for comparisons.
+    public var fusesOps = true
 
     public init(tape: Tape, training: Bool, updateStatistics: Bool = true, statisticsReducer: StatisticsReducer? = nil,
                 dropPath: DropPathSampler? = nil) {
@@ -26,8 +31,10 @@ extension ForwardContext {
     /// The same context on another tape (for a recomputed segment), optionally without running-
     /// statistics updates.
     public func on(_ tape: Tape, updateStatistics: Bool) -> ForwardContext {
-        ForwardContext(tape: tape, training: training, updateStatistics: self.updateStatistics && updateStatistics,
-                       statisticsReducer: statisticsReducer, dropPath: dropPath)
+        var ctx = ForwardContext(tape: tape, training: training, updateStatistics: self.updateStatistics && updateStatistics,
+                                 statisticsReducer: statisticsReducer, dropPath: dropPath)
+        ctx.fusesOps = fusesOps
+        return ctx
     }
 }
 

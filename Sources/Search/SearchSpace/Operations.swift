@@ -68,11 +68,27 @@ public final class DilConv: ReLUPrefixed, EndsWithBatchNorm {
 
     public func forwardBeforeBatchNorm(_ x: Variable, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
         let l = op.layers
-        let d = try (l[1] as! Conv2dLayer).forwardAfterFusedReLU(x, ctx) ?? l[1].forward(ctx.tape.relu(x), ctx)
-        return (try l[2].forward(d, ctx), l[3] as! BatchNormLayer)
+        return (try depthwisePointwise(x, l[1] as! Conv2dLayer, l[2] as! Conv2dLayer, relu: true, ctx), l[3] as! BatchNormLayer)
     }
-    public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forwardAfterReLU(h, ctx) }
+    public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable {
+        let l = op.layers
+        return try l[3].forward(try depthwisePointwise(h, l[1] as! Conv2dLayer, l[2] as! Conv2dLayer, relu: false, ctx), ctx)
+    }
     public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
+}
+
+/// pointwise(depthwise(x)), with `relu` of ReLU(x): one op per sample (`depthwisePointwiseConv2d`)
+/// where the depthwise convolution has stride 1 and `ctx.fusesOps`, else the layers one by one
+/// (the ReLU inside a stride-1 depthwise convolution).
+func depthwisePointwise(_ x: Variable, _ depthwise: Conv2dLayer, _ pointwise: Conv2dLayer, relu: Bool,
+                        _ ctx: ForwardContext) throws -> Variable {
+    if ctx.fusesOps, depthwise.stride == (1, 1), depthwise.padding.0 == depthwise.padding.1, depthwise.groups == x.shape[1],
+       depthwise.groups > 1 {
+        return try ctx.tape.depthwisePointwiseConv2d(x, depthwise: depthwise.weight, pointwise: pointwise.weight,
+                                                     padding: depthwise.padding.0, dilation: depthwise.dilation, reluInput: relu)
+    }
+    let d = relu ? try depthwise.forwardAfterFusedReLU(x, ctx) ?? depthwise.forward(ctx.tape.relu(x), ctx) : try depthwise.forward(x, ctx)
+    return try pointwise.forward(d, ctx)
 }
 
 extension Conv2dLayer {
@@ -108,28 +124,27 @@ public final class SepConv: ReLUPrefixed, EndsWithBatchNorm {
     }
 
     public func forwardBeforeBatchNorm(_ x: Variable, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
-        let d = try (op.layers[1] as! Conv2dLayer).forwardAfterFusedReLU(x, ctx) ?? op.layers[1].forward(ctx.tape.relu(x), ctx)
-        return try beforeLastBatchNorm(d, ctx)
+        try beforeLastBatchNorm(x, relu: true, ctx)
     }
 
     /// The layers after the leading ReLU, with the middle BatchNorm and ReLU (op.3, op.4) run as
     /// one fused op.
     public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable {
-        let (y, bn) = try beforeLastBatchNorm(try op.layers[1].forward(h, ctx), ctx)
+        let (y, bn) = try beforeLastBatchNorm(h, relu: false, ctx)
         return try bn.forward(y, ctx)
     }
 
-    /// From the first depthwise convolution's output to the last 1x1 convolution's.
-    private func beforeLastBatchNorm(_ d: Variable, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
+    /// From the input (with `relu`, before the leading ReLU) to the last 1x1 convolution's output.
+    private func beforeLastBatchNorm(_ x: Variable, relu: Bool, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
         let l = op.layers
         let bn = l[3] as! BatchNormLayer
-        let p = try l[2].forward(d, ctx)
+        let p = try depthwisePointwise(x, l[1] as! Conv2dLayer, l[2] as! Conv2dLayer, relu: relu, ctx)
         let a = try ctx.tape.batchNormReLU(p, gamma: bn.gamma, beta: bn.beta, statistics: bn.statistics, training: ctx.training,
                                            updateStatistics: ctx.updateStatistics, reducer: ctx.statisticsReducer)
-        let y = try l[5].forward(a, ctx)
-        // Not kept: the depthwise weight gradient recomputes it from p, which BatchNorm keeps.
+        let y = try depthwisePointwise(a, l[5] as! Conv2dLayer, l[6] as! Conv2dLayer, relu: false, ctx)
+        // Not kept: the depthwise convolution's backward recomputes it from p, which BatchNorm keeps.
         ctx.tape.release(a)
-        return (try l[6].forward(y, ctx), l[7] as! BatchNormLayer)
+        return (y, l[7] as! BatchNormLayer)
     }
     public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
 }
