@@ -293,7 +293,11 @@ extension Conv2dKernels {
                                 acc += t[ky * K + kx] * UnsafeRawPointer(row + kx * d).loadUnaligned(as: V.self)
                             }
                         }
-                        if ox + 8 <= width {
+                        if ox + 8 <= width || (!accumulate && oy * width + ox + 8 <= height * width) {
+                            // A row's last, partial vector (rows of 7, 14, 28 floats) is stored
+                            // whole: its extra lanes land in the next rows of this plane, which
+                            // are written after it. Near the plane's end it stores lane by lane
+                            // (the next plane may be another thread's).
                             if let gate {
                                 let open = UnsafeRawPointer(gate + oy * width + ox).loadUnaligned(as: V.self) .> 0
                                 acc = V(repeating: 0).replacing(with: acc, where: open)
