@@ -131,23 +131,23 @@ extension Conv2dKernels {
                                                   prepare: padded.clear) { partial, i, first, _, s in
                     let (d, dd) = (s + padded.scratchSize, s + padded.scratchSize + inPlane)
                     let (dyi, xi) = (dy + i * outPlane, x + i * inPlane)
-                    depthwiseSample(i, x: x, wd: wd, s: s, d: d)
                     if dx != nil || dwd != nil {
                         BLAS.sgemm(m: c, n: hw, k: cout, a: wt, lda: cout, b: dyi, ldb: hw, beta: 0, c: dd, ldc: hw)
                     }
-                    if dwp != nil { Conv2dKernels.pointwiseWeightGradient(pointwise, dy: dyi, x: d, into: partial, first: first) }
                     for ch in 0..<c {
                         let at = ch * hw
+                        // One padded copy of x's plane serves the rebuilt depthwise output (for the
+                        // 1x1 weight gradient) and the depthwise weight gradient.
+                        padded.pad(xi + at, into: s, relu: relu)
+                        if dwp != nil { padded.convolve(s, w: wd + ch * kk, flipped: false, into: d + at, accumulate: false) }
+                        if dwd != nil { padded.weightGrad(s, dy: dd + at, dw: sampleGrads + (i * c + ch) * kk) }
                         if let dx {
                             padded.pad(dd + at, into: s)
                             padded.convolve(s, w: wd + ch * kk, flipped: true, into: dx + i * inPlane + at, accumulate: accumulate,
                                             gate: relu ? xi + at : nil)
                         }
-                        if dwd != nil {
-                            padded.pad(xi + at, into: s, relu: relu)
-                            padded.weightGrad(s, dy: dd + at, dw: sampleGrads + (i * c + ch) * kk)
-                        }
                     }
+                    if dwp != nil { Conv2dKernels.pointwiseWeightGradient(pointwise, dy: dyi, x: d, into: partial, first: first) }
                 }
                 if let dwd {
                     for i in 0..<n {
