@@ -266,15 +266,17 @@ public final class EvalNetwork {
         recompute.recomputedCells(cells: cells.count, layers: config.layers) { estimatedActivationBytes(batch: batch) }
     }
 
-    /// A rough size of the activations a training step keeps: about 4 tensors of a cell's state
-    /// size per op (a separable convolution keeps 4 of its 7 intermediate values, see
-    /// `Tape.release`), plus the node sums and the concat.
+    /// A rough size of the activations a training step keeps, on the high side: 2 tensors of a
+    /// cell's state size per op (a separable convolution keeps its two 1x1 outputs, a dilated one
+    /// one, see `Tape.release` and `depthwisePointwiseConv2d`), plus the node sums, the
+    /// preprocessing's convolution and BatchNorm outputs and the concatenation's ReLU (measured:
+    /// about 20 per DARTS_V2 cell, this gives 28).
     public func estimatedActivationBytes(batch: Int) -> Int {
         var (h, w, c) = (config.inputShape[1], config.inputShape[2], config.channels)
         var total = 0
         for (i, cell) in cells.enumerated() {
             if SupernetConfig.isReduction(i, layers: config.layers) { h /= 2; w /= 2; c *= 2 }
-            total += (4 * cell.ops.count + 2 * cell.ops.count / 2 + 2) * batch * c * h * w * 4
+            total += (2 * cell.ops.count + cell.ops.count / 2 + 4 + cell.multiplier) * batch * c * h * w * 4
         }
         return total
     }

@@ -50,7 +50,8 @@ public struct MemoryEstimate: Equatable, Sendable {
         let batch = config.batchSize / max(ranks, 1)
         let cells = cellShapes(channels: config.channels, layers: config.layers, inputShape: shape)
         let weights = cells.reduce(0.0) { $0 + 8 * (2 * $1.c * $1.c + 50 * $1.c) }
-        let perCell = cells.map { 30 * Double(batch) * $0.c * $0.hw * 4 }
+        // About 20 tensors of a cell's state size per cell (measured on DARTS_V2, docs/PERFORMANCE.md).
+        let perCell = cells.map { 20 * Double(batch) * $0.c * $0.hw * 4 }
         return MemoryEstimate(parameterBytes: 3 * 4 * weights, activationBytes: kept(perCell, config.recompute),
                               imageBytes: config.data.generatedImageBytes,
                               batchDescription: "a batch of \(batch) images of \(shape.map(String.init).joined(separator: "x"))")
