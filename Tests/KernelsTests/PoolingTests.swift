@@ -126,4 +126,28 @@ final class PoolingTests: XCTestCase {
         assertKernelError("avgPool2d", mentions: ["padding 2"]) { try self.t.avgPool2d(self.grid, kernel: 3, padding: 2) }
         assertKernelError("maxPool2d", mentions: ["[1, 1, 2, 2]"]) { try self.t.maxPool2d(Variable(Tensor(shape: [1, 1, 2, 2])), kernel: 3) }
     }
+
+    func testRepeatedPoolIsTheSecondPoolToTheBit() throws {
+        // An edge pooling the same input as an earlier one: `repeatOp` on the first output against
+        // a second pool call, with other uses of x in between and different upstream gradients;
+        // output and x's gradient bit for bit, for the strided, general and whole-plane kernels.
+        let x = randomTensor([3, 2, 7, 8], seed: 90, spaced: true)
+        for (kind, stride) in [("max", 2), ("max", 1), ("avg", 2), ("avg", 1)] {
+            func pool(_ t: Tape, _ v: Variable) throws -> Variable {
+                kind == "max" ? try t.maxPool2d(v, kernel: 3, stride: stride, padding: 1) : try t.avgPool2d(v, kernel: 3, stride: stride, padding: 1)
+            }
+            func run(repeating: Bool) throws -> [[Float]] {
+                let t = Tape()
+                let xv = leaf(x)
+                let a = try pool(t, xv)
+                let between = t.scale(xv, 0.5)
+                let b = repeating ? try t.repeatOp(a) : try pool(t, xv)
+                let out = try t.add(t.scale(a, 1.5), t.scale(b, -0.75))
+                try t.backward(try t.sum([t.sumAll(out), t.sumAll(between)]))
+                return [a.value.scalars, b.value.scalars, xv.grad!.scalars]
+            }
+            XCTAssertEqual(try run(repeating: true), try run(repeating: false), "\(kind) stride \(stride)")
+        }
+        assertKernelError("repeatOp", mentions: ["pooling"]) { try Tape().repeatOp(Tape().relu(leaf(x))) }
+    }
 }

@@ -122,9 +122,11 @@ final class EvalNetworkTests: XCTestCase {
     /// The fused ops give the step of separate ops, bit for bit: a sep_conv's or dil_conv's
     /// depthwise and 1x1 convolutions per sample (`depthwisePointwiseConv2d`), the BatchNorm
     /// ending it applied inside its node's sum (`batchNormSum`), and a cell output's ReLU inside
-    /// its concatenation; on DARTS_V2 (two fused terms, or one beside a skip) and on cells whose
-    /// fused terms sit beside pools, skips and FactorizedReduce, 5x5 and stride-2 convolutions,
-    /// with and without recomputation (a recomputed cell's output is its ReLU).
+    /// its concatenation, and a pool that an earlier edge of the cell applied to the same input
+    /// repeated (`repeatOp`: DARTS_V2's reduction cell); on DARTS_V2 (two fused terms, or one
+    /// beside a skip) and on cells whose fused terms sit beside pools, skips and FactorizedReduce,
+    /// 5x5 and stride-2 convolutions, with and without recomputation (a recomputed cell's output
+    /// is its ReLU).
     func testFusedCellOpsGiveTheSameStepBitForBit() throws {
         for genotype in [nil, Self.poolsGenotype] {
             for policy in [RecomputePolicy.none, .leading(1)] {

@@ -21,6 +21,9 @@ public final class Variable {
     /// (BatchNorm + ReLU from its input): `Tape.release` then drops it even though a backward
     /// rule reads it, and that rule reads it through `valueForBackward()`.
     var rebuild: (() -> Tensor)?
+    /// For an op whose output can stand for a second run of it on the same input (pooling):
+    /// what `Tape.repeatOp` records again.
+    var repeatable: RepeatableOp?
 
     /// The value for a backward rule: recomputed (and not kept) when it was dropped.
     public func valueForBackward() -> Tensor {
@@ -113,13 +116,18 @@ public final class Tape {
     /// `release`); an op that does not say is taken to read both.
     /// `inputsRead`, when given, names the inputs whose values `rule` reads, the others not.
     @inline(__always)
+    /// `repeatable` lets `repeatOp` record the op again on this output (a deterministic op whose
+    /// rule captures nothing that changes: pooling).
     func output(_ value: Tensor, inputs: [Variable], op: String = #function, readsInputs: Bool = true, readsOutput: Bool = true,
-                inputsRead: [Variable]? = nil,
+                inputsRead: [Variable]? = nil, repeatable: Bool = false,
                 rule: @escaping (_ out: Variable, _ grad: UnsafeBufferPointer<Float>) throws -> Void) -> Variable {
         // A released value has no elements: an op that read one computed garbage.
         precondition(!inputs.contains { $0.value.isReleased }, "\(op): an input's value was released (Tape.release) before this op read it")
         let needs = isRecording && inputs.contains { $0.requiresGrad }
         let out = Variable(op: value, requiresGrad: needs)
+        if repeatable {
+            out.repeatable = RepeatableOp(inputs: inputs, op: op, readsInputs: readsInputs, readsOutput: readsOutput, rule: rule)
+        }
         if needs {
             if let inputsRead {
                 for x in inputsRead { x.valueReadByBackward = true }
@@ -173,6 +181,30 @@ public final class Tape {
             if !record.output.isLeaf, record.output !== output { record.output.grad = nil }
             i -= 1
         }
+    }
+}
+
+/// What `Tape.repeatOp` needs to record an op again: its inputs, name, what its rule reads, the rule.
+struct RepeatableOp {
+    let inputs: [Variable]
+    let op: String
+    let readsInputs: Bool, readsOutput: Bool
+    let rule: (_ out: Variable, _ grad: UnsafeBufferPointer<Float>) throws -> Void
+}
+
+extension Tape {
+    /// The op that made `v` run again on the same input, without its forward pass: a new
+    /// variable holding v's value (shared, not copied) whose backward runs that op's rule on its
+    /// own gradient, at its own place on the tape. Bit for bit what calling the op again gives,
+    /// for ops that declare it (pooling): a cell whose edges pool one input the same way computes
+    /// the pool once.
+    public func repeatOp(_ v: Variable) throws -> Variable {
+        guard let r = v.repeatable else {
+            throw KernelError.invalidArgument(op: "repeatOp", "the variable was not made by a repeatable op (pooling)")
+        }
+        let out = output(v.value, inputs: r.inputs, op: r.op, readsInputs: r.readsInputs, readsOutput: r.readsOutput, rule: r.rule)
+        out.repeatable = r
+        return out
     }
 }
 

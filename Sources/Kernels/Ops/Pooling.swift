@@ -96,7 +96,7 @@ extension Tape {
             }
         }
         // Backward scatters through the argmax: neither x's value nor the output's is read.
-        return output(y, inputs: [x], readsInputs: false, readsOutput: false) { _, dy in
+        return output(y, inputs: [x], readsInputs: false, readsOutput: false, repeatable: true) { _, dy in
             x.accumulateGrad { dx in
                 let (dxb, dyb) = (dx.baseAddress!, dy.baseAddress!)
                 argmax.withUnsafeBufferPointer { ap in
@@ -203,7 +203,7 @@ extension Tape {
                 }
             }
         }
-        return output(y, inputs: [x], readsInputs: false, readsOutput: false) { _, dy in
+        return output(y, inputs: [x], readsInputs: false, readsOutput: false, repeatable: true) { _, dy in
             x.accumulateGrad { dx in
                 let (dxb, dyb) = (dx.baseAddress!, dy.baseAddress!)
                 Parallel.forEach(g.batch * g.channels, work: g.batch * g.channels * g.outHeight * g.outWidth * g.kernel * g.kernel) { nc in
@@ -277,7 +277,7 @@ extension Tape {
                 }
             }
         }
-        return output(y, inputs: [x], op: "maxPool2d") { out, dy in
+        return output(y, inputs: [x], op: "maxPool2d", repeatable: true) { out, dy in
             x.accumulateGrad { dx in
                 x.value.scalars.withUnsafeBufferPointer { xp in
                     out.value.scalars.withUnsafeBufferPointer { yp in
@@ -339,7 +339,7 @@ extension Tape {
                 }
             }
         }
-        return output(out, inputs: [x], op: "avgPool2d", readsInputs: false, readsOutput: false) { _, dy in
+        return output(out, inputs: [x], op: "avgPool2d", readsInputs: false, readsOutput: false, repeatable: true) { _, dy in
             x.accumulateGrad { dx in
                 inverseCount.withUnsafeBufferPointer { ic in
                     let (dxb, dyb, inv) = (dx.baseAddress!, dy.baseAddress!, ic.baseAddress!)

@@ -63,6 +63,19 @@ public final class EvalCell {
 
     var multiplier: Int { concat.count }
 
+    /// Per edge: for a pooling op, a key equal for edges that pool the same input the same way
+    /// (kind, stride, input); nil for other ops.
+    private lazy var poolKey: [Int?] = ops.indices.map { k in
+        guard let pool = ops[k] as? PoolLayer else { return nil }
+        return ((pool.kind == .max ? 0 : 1) * 4 + pool.stride) * 64 + inputs[k]
+    }
+
+    /// Per edge: whether a later edge repeats this edge's pool.
+    private lazy var poolRepeatedLater: [Bool] = ops.indices.map { k in
+        guard let key = poolKey[k] else { return false }
+        return poolKey[(k + 1)...].contains(key)
+    }
+
     /// The cell on ReLU(s0) and ReLU(s1), its inputs' ReLUs. With `ctx.fusesOps`, an op ending
     /// in BatchNorm hands its output before that BatchNorm to the node's sum, which applies it
     /// (`Tape.batchNormSum`; the same values to the bit).
@@ -72,6 +85,10 @@ public final class EvalCell {
     func forward(activated r0: Variable, _ r1: Variable, _ ctx: ForwardContext, activatedOutput: Bool = false) throws -> Variable {
         let t = ctx.tape
         var states = [try preprocess0.forward(activated: r0, ctx), try preprocess1.forward(activated: r1, ctx)]
+        // An edge that pools a state as an earlier edge did repeats that op (`Tape.repeatOp`): the
+        // same values and gradients to the bit, one forward pass fewer (DARTS_V2's reduction cell
+        // pools each input two or three times).
+        var pooled: [Int: [Variable]] = [:]
         for i in 0..<(ops.count / 2) {
             var pair: [Variable] = [], masks: [Tensor?] = [], norms: [BatchNormApplication?] = []
             for k in [2 * i, 2 * i + 1] {
@@ -80,6 +97,14 @@ public final class EvalCell {
                     let (y, bn) = try op.forwardBeforeBatchNorm(states[inputs[k]], ctx)
                     h = y
                     norms.append(bn.application(ctx))
+                } else if ctx.fusesOps, let key = poolKey[k] {
+                    if let earlier = pooled[key]?.first {
+                        h = try t.repeatOp(earlier)
+                    } else {
+                        h = try ops[k].forward(states[inputs[k]], ctx)
+                    }
+                    pooled[key, default: []].append(h)
+                    norms.append(nil)
                 } else {
                     h = try ops[k].forward(states[inputs[k]], ctx)
                     norms.append(nil)
@@ -100,7 +125,12 @@ public final class EvalCell {
             // An op's own output (not a state passed through by skip_connect) is used by the sum
             // alone, whose backward does not read it (nor a fused BatchNorm's, which it keeps):
             // dropped unless the op's backward keeps it.
-            for (k, h) in zip([2 * i, 2 * i + 1], pair) where h !== states[inputs[k]] { t.release(h) }
+            // A pooled output a later edge repeats is released after that edge's node (the
+            // repetitions share its value).
+            for (k, h) in zip([2 * i, 2 * i + 1], pair) where h !== states[inputs[k]] && !(ctx.fusesOps && poolRepeatedLater[k]) {
+                t.release(h)
+                if ctx.fusesOps, let key = poolKey[k] { pooled[key]?.forEach(t.release) }
+            }
         }
         let out = activatedOutput && ctx.fusesOps ? try t.concatChannelsReLU(concat.map { states[$0] }) : try t.concatChannels(concat.map { states[$0] })
         // The node sums that only the concatenation reads are not kept (those an op reads are).
