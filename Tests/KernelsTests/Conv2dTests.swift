@@ -54,14 +54,15 @@ final class Conv2dTests: XCTestCase {
 
     func testDepthwiseSamePaddingMatchesDenseInBothPasses() throws {
         // The register-blocked stride-1 kernel (rows computed 8 wide on padded copies) against the
-        // dense im2col path one channel at a time, output and both gradients, for widths below (a partial vector spanning rows),
+        // dense im2col path one channel at a time, output and both gradients, for even and odd
+        // heights (rows are computed in pairs) and widths below (a partial vector spanning rows),
         // at and between multiples of 8 and every DARTS kernel (3x3 and 5x5, dilation 1 and 2).
         // Even kernels with an even dilation (2 x 2 and 4 x 4, dilation 2) also keep the size; they
         // take the whole-plane tap kernel (`DepthwisePlan`) instead of the padded one.
-        for width in [2, 5, 8, 13, 17, 28] {
+        for (height, width) in [(6, 2), (7, 5), (6, 8), (7, 13), (6, 17), (7, 28), (1, 9)] {
             for (k, d) in [(3, 1), (5, 1), (3, 2), (5, 2), (2, 2), (4, 2)] {
                 let p = d * (k - 1) / 2
-                let x = randomTensor([2, 3, 6, width], seed: UInt64(30 + width))
+                let x = randomTensor([2, 3, height, width], seed: UInt64(30 + width))
                 let w = randomTensor([3, 1, k, k], seed: 31)
                 let tape = Tape()
                 let (xv, wv) = (leaf(x), leaf(w))

@@ -281,8 +281,58 @@ extension Conv2dKernels {
             withUnsafeTemporaryAllocation(of: Float.self, capacity: K * K) { taps in
                 for k in 0..<(K * K) { taps[k] = flipped ? w[K * K - 1 - k] : w[k] }
                 let t = taps.baseAddress!
-                for oy in 0..<height {
+                /// Stores (or adds) the outputs ox..<ox+8 of row oy, zeroed where the gate is closed.
+                @inline(__always)
+                func store(_ sum: V, _ oy: Int, _ ox: Int) {
+                    var acc = sum
                     let yr = y + oy * width
+                    if ox + 8 <= width || (!accumulate && oy * width + ox + 8 <= height * width) {
+                        // A row's last, partial vector (rows of 7, 14, 28 floats) is stored
+                        // whole: its extra lanes land in later rows of this plane, which are
+                        // written after it. Near the plane's end it stores lane by lane (the next
+                        // plane may be another thread's).
+                        if let gate {
+                            let open = UnsafeRawPointer(gate + oy * width + ox).loadUnaligned(as: V.self) .> 0
+                            acc = V(repeating: 0).replacing(with: acc, where: open)
+                        }
+                        if accumulate { acc += UnsafeRawPointer(yr + ox).loadUnaligned(as: V.self) }
+                        UnsafeMutableRawPointer(yr + ox).storeBytes(of: acc, as: V.self)
+                    } else {
+                        for i in 0..<(width - ox) {
+                            let v = gate.map { $0[oy * width + ox + i] > 0 ? acc[i] : 0 } ?? acc[i]
+                            yr[ox + i] = accumulate ? yr[ox + i] + v : v
+                        }
+                    }
+                }
+                var oy = 0
+                if d == 1 {
+                    // Two output rows at a time: they share K - 1 of their K + 1 input rows, so each
+                    // loaded vector feeds both sums (12 loads for 18 multiply-adds at 3x3, not 18).
+                    // Each output still adds its taps in the one-row order: the same values. The
+                    // blocks go right to left, so a partial last block's extra lanes (in the next
+                    // row) are overwritten by that row's first block.
+                    let last = (width - 1) / 8 * 8
+                    while oy + 1 < height {
+                        let top = padded + oy * pitch
+                        var ox = last
+                        while ox >= 0 {
+                            var a0 = V(repeating: 0), a1 = V(repeating: 0)
+                            for r in 0...K {
+                                let row = top + r * pitch + ox
+                                for kx in 0..<K {
+                                    let v = UnsafeRawPointer(row + kx).loadUnaligned(as: V.self)
+                                    if r < K { a0 += t[r * K + kx] * v }
+                                    if r > 0 { a1 += t[(r - 1) * K + kx] * v }
+                                }
+                            }
+                            store(a0, oy, ox)
+                            store(a1, oy + 1, ox)
+                            ox -= 8
+                        }
+                        oy += 2
+                    }
+                }
+                while oy < height {
                     let top = padded + oy * pitch
                     var ox = 0
                     while ox < width {
@@ -293,25 +343,10 @@ extension Conv2dKernels {
                                 acc += t[ky * K + kx] * UnsafeRawPointer(row + kx * d).loadUnaligned(as: V.self)
                             }
                         }
-                        if ox + 8 <= width || (!accumulate && oy * width + ox + 8 <= height * width) {
-                            // A row's last, partial vector (rows of 7, 14, 28 floats) is stored
-                            // whole: its extra lanes land in the next rows of this plane, which
-                            // are written after it. Near the plane's end it stores lane by lane
-                            // (the next plane may be another thread's).
-                            if let gate {
-                                let open = UnsafeRawPointer(gate + oy * width + ox).loadUnaligned(as: V.self) .> 0
-                                acc = V(repeating: 0).replacing(with: acc, where: open)
-                            }
-                            if accumulate { acc += UnsafeRawPointer(yr + ox).loadUnaligned(as: V.self) }
-                            UnsafeMutableRawPointer(yr + ox).storeBytes(of: acc, as: V.self)
-                        } else {
-                            for i in 0..<(width - ox) {
-                                let v = gate.map { $0[oy * width + ox + i] > 0 ? acc[i] : 0 } ?? acc[i]
-                                yr[ox + i] = accumulate ? yr[ox + i] + v : v
-                            }
-                        }
+                        store(acc, oy, ox)
                         ox += 8
                     }
+                    oy += 1
                 }
             }
         }
