@@ -59,7 +59,11 @@ public final class SearchCell: Layer {
             }
             offset += terms.count
         }
-        return try t.concatChannels(Array(states.suffix(steps)))
+        let out = try t.concatChannels(Array(states.suffix(steps)))
+        // The last node is read by the concatenation only, whose backward reads no value: not kept
+        // (the other states are read by their edges' backward and stay).
+        for s in states { t.release(s) }
+        return out
     }
 
     /// The cell on one discrete architecture: each node sums the outputs of its chosen edges'

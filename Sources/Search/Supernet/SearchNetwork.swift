@@ -259,6 +259,9 @@ public final class SearchNetwork {
             } else {
                 next = try cell.forward(s0, s1, weights: w, ctx)
             }
+            // s0's last reader has run (unless it is also s1: the stem's output before cell 1);
+            // its value goes unless a backward rule reads it.
+            if s0 !== s1 { t.release(s0) }
             (s0, s1) = (s1, next)
         }
         return try classifier.forward(try t.globalAvgPool(s1), ctx)
