@@ -35,12 +35,19 @@ extension Tape {
     ///
     /// xs: [N, C, H, W] of one shape; masks: [N] each.
     public func batchNormSum(_ xs: [Variable], batchNorms: [BatchNormApplication?], masks: [Tensor?]) throws -> Variable {
-        let op = "batchNormSum"
-        try require(!xs.isEmpty && xs.count == masks.count && xs.count == batchNorms.count, op,
+        try require(!xs.isEmpty && xs.count == masks.count && xs.count == batchNorms.count, "batchNormSum",
                     "\(xs.count) inputs, \(batchNorms.count) BatchNorms and \(masks.count) masks")
+        return try nodeSum(xs, batchNorms: batchNorms, masks: masks, op: "batchNormSum")
+    }
+
+    /// `batchNormSum`, and `maskedSum` (no BatchNorm, any [N, ...] shape).
+    func nodeSum(_ xs: [Variable], batchNorms: [BatchNormApplication?], masks: [Tensor?], op: String) throws -> Variable {
         let shape = xs[0].shape
-        try require(shape.count == 4 && xs.allSatisfy { $0.shape == shape }, op, "inputs must be [N, C, H, W] of one shape: \(xs.map(\.shape))")
-        let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3])
+        let normalises = batchNorms.contains { $0 != nil }
+        try require(shape.count >= 1 && xs.allSatisfy { $0.shape == shape }, op, "shapes differ: \(xs.map(\.shape))")
+        try require(!normalises || shape.count == 4, op, "inputs must be [N, C, H, W] for BatchNorm, got \(shape)")
+        let n = shape[0]
+        let (c, hw) = normalises ? (shape[1], shape[2] * shape[3]) : (1, shape.dropFirst().reduce(1, *))
         try require(masks.allSatisfy { $0 == nil || $0!.shape == [n] }, op, "masks must hold one value per sample (\(n))")
         // In input order, as the separate BatchNorms would run (running averages, reductions).
         let plans = try zip(xs, batchNorms).map { x, bn in

@@ -41,36 +41,7 @@ extension Tape {
     /// xs: [N, ...] of one shape; masks: [N] each.
     public func maskedSum(_ xs: [Variable], masks: [Tensor?]) throws -> Variable {
         try require(!xs.isEmpty && xs.count == masks.count, "maskedSum", "\(xs.count) inputs and \(masks.count) masks")
-        let shape = xs[0].shape
-        try require(shape.count >= 1 && xs.allSatisfy { $0.shape == shape }, "maskedSum", "shapes differ: \(xs.map(\.shape))")
-        let n = shape[0]
-        try require(masks.allSatisfy { $0 == nil || $0!.shape == [n] }, "maskedSum", "masks must hold one value per sample (\(n))")
-        let count = xs[0].value.count
-        let inner = count / max(n, 1)
-        let factors = masks.map { $0?.scalars }  // per input: one factor per sample, or none
-        let y = Tensor(uninitializedShape: shape) { out in
-            let d = out.baseAddress!
-            withPointers(xs.map(\.value.scalars)) { ps in
-                Parallel.forChunks(n, work: count * xs.count) { _, samples in
-                    for s in samples {
-                        for (k, p) in ps.enumerated() {
-                            Self.scaleRun(p, by: factors[k]?[s], into: d, s * inner..<(s + 1) * inner, accumulate: k > 0)
-                        }
-                    }
-                }
-            }
-        }
-        return output(y, inputs: xs, op: "maskedSum", readsInputs: false, readsOutput: false) { _, dy in
-            let g = dy.baseAddress!
-            for (k, x) in xs.enumerated() where x.requiresGrad {
-                x.writeOrAccumulateGrad { dx, accumulate in
-                    let d = dx.baseAddress!
-                    Parallel.forChunks(n, work: count) { _, samples in
-                        for s in samples { Self.scaleRun(g, by: factors[k]?[s], into: d, s * inner..<(s + 1) * inner, accumulate: accumulate) }
-                    }
-                }
-            }
-        }
+        return try nodeSum(xs, batchNorms: [BatchNormApplication?](repeating: nil, count: xs.count), masks: masks, op: "maskedSum")
     }
 
     /// y = x * mask, with mask elementwise (same shape) or one value per sample.
