@@ -65,9 +65,15 @@ public final class EvalCell {
 
     /// Per edge: for a pooling op, a key equal for edges that pool the same input the same way
     /// (kind, stride, input); nil for other ops.
-    private lazy var poolKey: [Int?] = ops.indices.map { k in
+    private lazy var poolKey: [PoolKey?] = ops.indices.map { k in
         guard let pool = ops[k] as? PoolLayer else { return nil }
-        return ((pool.kind == .max ? 0 : 1) * 4 + pool.stride) * 64 + inputs[k]
+        return PoolKey(kind: pool.kind, stride: pool.stride, input: inputs[k])
+    }
+
+    private struct PoolKey: Hashable {
+        let kind: PoolLayer.Kind
+        let stride: Int
+        let input: Int
     }
 
     /// Per edge: whether a later edge repeats this edge's pool.
@@ -88,7 +94,7 @@ public final class EvalCell {
         // An edge that pools a state as an earlier edge did repeats that op (`Tape.repeatOp`): the
         // same values and gradients to the bit, one forward pass fewer (DARTS_V2's reduction cell
         // pools each input two or three times).
-        var pooled: [Int: [Variable]] = [:]
+        var pooled: [PoolKey: [Variable]] = [:]
         for i in 0..<(ops.count / 2) {
             var pair: [Variable] = [], masks: [Tensor?] = [], norms: [BatchNormApplication?] = []
             for k in [2 * i, 2 * i + 1] {
