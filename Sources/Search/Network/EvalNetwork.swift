@@ -98,24 +98,18 @@ public final class EvalCell {
         for i in 0..<(ops.count / 2) {
             var pair: [Variable] = [], masks: [Tensor?] = [], norms: [BatchNormApplication?] = []
             for k in [2 * i, 2 * i + 1] {
-                let h: Variable
+                var h: Variable, norm: BatchNormApplication? = nil
                 if ctx.fusesOps, let op = ops[k] as? EndsWithBatchNorm {
                     let (y, bn) = try op.forwardBeforeBatchNorm(states[inputs[k]], ctx)
-                    h = y
-                    norms.append(bn.application(ctx))
+                    (h, norm) = (y, bn.application(ctx))
                 } else if ctx.fusesOps, let key = poolKey[k] {
-                    if let earlier = pooled[key]?.first {
-                        h = try t.repeatOp(earlier)
-                    } else {
-                        h = try ops[k].forward(states[inputs[k]], ctx)
-                    }
+                    h = try pooled[key]?.first.map(t.repeatOp) ?? ops[k].forward(states[inputs[k]], ctx)
                     pooled[key, default: []].append(h)
-                    norms.append(nil)
                 } else {
                     h = try ops[k].forward(states[inputs[k]], ctx)
-                    norms.append(nil)
                 }
-                // Drop path's masks are applied inside the node's sum (`maskedSum`).
+                norms.append(norm)
+                // Drop path's masks are applied inside the node's sum (`maskedSum`, `batchNormSum`).
                 if ctx.training, let dp = ctx.dropPath, dp.probability > 0, !(ops[k] is Identity) {
                     masks.append(try t.dropPathMask(samples: h.shape[0], p: dp.probability, generator: &dp.generator))
                 } else {

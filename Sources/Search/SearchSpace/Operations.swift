@@ -59,20 +59,26 @@ public final class DilConv: ReLUPrefixed, EndsWithBatchNorm {
         ])
     }
 
-    /// ReLU and the depthwise convolution as one op where it has stride 1
-    /// (`reluDepthwiseConv2d`), then the 1x1 convolution and BatchNorm.
+    /// Where the depthwise convolution has stride 1, ReLU, depthwise and 1x1 convolutions run as
+    /// one op per sample (`depthwisePointwise`), then BatchNorm.
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
         let (y, bn) = try forwardBeforeBatchNorm(x, ctx)
         return try bn.forward(y, ctx)
     }
 
     public func forwardBeforeBatchNorm(_ x: Variable, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
-        let l = op.layers
-        return (try depthwisePointwise(x, l[1] as! Conv2dLayer, l[2] as! Conv2dLayer, relu: true, ctx), l[3] as! BatchNormLayer)
+        try beforeBatchNorm(x, relu: true, ctx)
     }
+
     public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable {
+        let (y, bn) = try beforeBatchNorm(h, relu: false, ctx)
+        return try bn.forward(y, ctx)
+    }
+
+    /// From the input (with `relu`, before the leading ReLU) to the 1x1 convolution's output.
+    private func beforeBatchNorm(_ x: Variable, relu: Bool, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
         let l = op.layers
-        return try l[3].forward(try depthwisePointwise(h, l[1] as! Conv2dLayer, l[2] as! Conv2dLayer, relu: false, ctx), ctx)
+        return (try depthwisePointwise(x, l[1] as! Conv2dLayer, l[2] as! Conv2dLayer, relu: relu, ctx), l[3] as! BatchNormLayer)
     }
     public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
 }
@@ -116,8 +122,8 @@ public final class SepConv: ReLUPrefixed, EndsWithBatchNorm {
         ])
     }
 
-    /// With stride 1, the leading ReLU runs inside the first depthwise convolution
-    /// (`reluDepthwiseConv2d`).
+    /// Each (ReLU,) depthwise and 1x1 pair with a stride-1 depthwise convolution runs as one op
+    /// per sample (`depthwisePointwise`); the middle BatchNorm and ReLU as one op.
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
         let (y, bn) = try forwardBeforeBatchNorm(x, ctx)
         return try bn.forward(y, ctx)
