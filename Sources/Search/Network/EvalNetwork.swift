@@ -100,7 +100,7 @@ public final class EvalCell {
             for k in [2 * i, 2 * i + 1] {
                 var h: Variable, norm: BatchNormApplication? = nil
                 if ctx.fusesOps, let op = ops[k] as? EndsWithBatchNorm {
-                    let (y, bn) = try op.forwardBeforeBatchNorm(states[inputs[k]], ctx)
+                    let (y, bn) = try op.beforeBatchNorm(states[inputs[k]], relu: true, ctx)
                     (h, norm) = (y, bn.application(ctx))
                 } else if ctx.fusesOps, let key = poolKey[k] {
                     h = try pooled[key]?.first.map(t.repeatOp) ?? ops[k].forward(states[inputs[k]], ctx)

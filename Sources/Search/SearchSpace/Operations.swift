@@ -21,11 +21,25 @@ extension Sequential {
     }
 }
 
-/// An op whose last layer is BatchNorm (sep_conv, dil_conv): its output before that BatchNorm,
-/// so that a cell node's sum can apply it on the fly (`Tape.batchNormSum`).
-public protocol EndsWithBatchNorm: Layer {
-    /// The op's output before its last BatchNorm, and that BatchNorm.
-    func forwardBeforeBatchNorm(_ x: Variable, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer)
+/// An op that starts with ReLU and ends with BatchNorm (sep_conv, dil_conv): its output before
+/// that BatchNorm, so that a cell node's sum can apply it on the fly (`Tape.batchNormSum`). The
+/// op's forward passes are that output through the BatchNorm.
+public protocol EndsWithBatchNorm: ReLUPrefixed {
+    /// The op's output before its last BatchNorm, and that BatchNorm, from x (with `relu`, before
+    /// the leading ReLU; without, ReLU(x) already computed).
+    func beforeBatchNorm(_ x: Variable, relu: Bool, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer)
+}
+
+extension EndsWithBatchNorm {
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
+        let (y, bn) = try beforeBatchNorm(x, relu: true, ctx)
+        return try bn.forward(y, ctx)
+    }
+
+    public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable {
+        let (y, bn) = try beforeBatchNorm(h, relu: false, ctx)
+        return try bn.forward(y, ctx)
+    }
 }
 
 /// ReLU, convolution, BatchNorm (`ReLUConvBN`): children under `op`.
@@ -46,7 +60,7 @@ public final class ReLUConvBN: ReLUPrefixed {
 }
 
 /// ReLU, depthwise k x k with dilation, 1x1, BatchNorm (`DilConv`).
-public final class DilConv: ReLUPrefixed, EndsWithBatchNorm {
+public final class DilConv: EndsWithBatchNorm {
     public let op: Sequential
 
     public init(_ cin: Int, _ cout: Int, kernel: Int, stride: Int, padding: Int, dilation: Int, affine: Bool,
@@ -60,23 +74,8 @@ public final class DilConv: ReLUPrefixed, EndsWithBatchNorm {
     }
 
     /// Where the depthwise convolution has stride 1, ReLU, depthwise and 1x1 convolutions run as
-    /// one op per sample (`depthwisePointwise`), then BatchNorm.
-    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
-        let (y, bn) = try forwardBeforeBatchNorm(x, ctx)
-        return try bn.forward(y, ctx)
-    }
-
-    public func forwardBeforeBatchNorm(_ x: Variable, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
-        try beforeBatchNorm(x, relu: true, ctx)
-    }
-
-    public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable {
-        let (y, bn) = try beforeBatchNorm(h, relu: false, ctx)
-        return try bn.forward(y, ctx)
-    }
-
-    /// From the input (with `relu`, before the leading ReLU) to the 1x1 convolution's output.
-    private func beforeBatchNorm(_ x: Variable, relu: Bool, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
+    /// one op per sample (`depthwisePointwise`); then BatchNorm.
+    public func beforeBatchNorm(_ x: Variable, relu: Bool, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
         let l = op.layers
         return (try depthwisePointwise(x, l[1] as! Conv2dLayer, l[2] as! Conv2dLayer, relu: relu, ctx), l[3] as! BatchNormLayer)
     }
@@ -106,7 +105,7 @@ extension Conv2dLayer {
 }
 
 /// Two stacked (ReLU, depthwise, 1x1, BatchNorm) blocks, the first with the stride (`SepConv`).
-public final class SepConv: ReLUPrefixed, EndsWithBatchNorm {
+public final class SepConv: EndsWithBatchNorm {
     public let op: Sequential
 
     public init(_ cin: Int, _ cout: Int, kernel: Int, stride: Int, padding: Int, affine: Bool, generator: inout RandomGenerator) {
@@ -123,25 +122,9 @@ public final class SepConv: ReLUPrefixed, EndsWithBatchNorm {
     }
 
     /// Each (ReLU,) depthwise and 1x1 pair with a stride-1 depthwise convolution runs as one op
-    /// per sample (`depthwisePointwise`); the middle BatchNorm and ReLU as one op.
-    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
-        let (y, bn) = try forwardBeforeBatchNorm(x, ctx)
-        return try bn.forward(y, ctx)
-    }
-
-    public func forwardBeforeBatchNorm(_ x: Variable, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
-        try beforeLastBatchNorm(x, relu: true, ctx)
-    }
-
-    /// The layers after the leading ReLU, with the middle BatchNorm and ReLU (op.3, op.4) run as
-    /// one fused op.
-    public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable {
-        let (y, bn) = try beforeLastBatchNorm(h, relu: false, ctx)
-        return try bn.forward(y, ctx)
-    }
-
-    /// From the input (with `relu`, before the leading ReLU) to the last 1x1 convolution's output.
-    private func beforeLastBatchNorm(_ x: Variable, relu: Bool, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
+    /// per sample (`depthwisePointwise`); the middle BatchNorm and ReLU (op.3, op.4) as one op;
+    /// the last BatchNorm is returned.
+    public func beforeBatchNorm(_ x: Variable, relu: Bool, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
         let l = op.layers
         let bn = l[3] as! BatchNormLayer
         let p = try depthwisePointwise(x, l[1] as! Conv2dLayer, l[2] as! Conv2dLayer, relu: relu, ctx)
