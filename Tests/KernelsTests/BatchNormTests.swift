@@ -127,6 +127,35 @@ final class BatchNormTests: XCTestCase {
         }
     }
 
+    func testStatisticsFromTheProducersPlaneSumsAreTheSame() throws {
+        // A 1x1 convolution and the fused depthwise+1x1 ops take their output's plane sums for
+        // the BatchNorm after them; that BatchNorm normalises and updates its running averages as
+        // it does from the value itself (a copy, without the sums), bit for bit.
+        let x = randomTensor([5, 4, 6, 7], seed: 74)
+        let (w1, wd, wp) = (randomTensor([3, 4, 1, 1], seed: 75), randomTensor([4, 1, 3, 3], seed: 76), randomTensor([3, 4, 1, 1], seed: 77))
+        let producers: [(String, (Tape, Variable) throws -> Variable)] = [
+            ("conv2d 1x1", { t, v in try t.conv2d(v, leaf(w1)) }),
+            ("depthwise+1x1", { t, v in try t.depthwisePointwiseConv2d(v, depthwise: leaf(wd), pointwise: leaf(wp), padding: 1, reluInput: true) }),
+            ("batchNormReLU+depthwise+1x1", { t, v in
+                try t.batchNormReLUDepthwisePointwiseConv2d(v, batchNorm: BatchNormApplication(gamma: nil, beta: nil, statistics: BatchNormStatistics(channels: 4),
+                                                                                               training: true),
+                                                            depthwise: leaf(wd), pointwise: leaf(wp), padding: 1)
+            }),
+        ]
+        for (name, produce) in producers {
+            var results: [[[Float]]] = []
+            for fromSums in [true, false] {
+                let tape = Tape()
+                let p = try produce(tape, leaf(x))
+                let input = fromSums ? p : Variable(p.value)
+                let st = BatchNormStatistics(channels: 3)
+                let y = try tape.batchNorm(input, statistics: st, training: true)
+                results.append([y.value.scalars, st.runningMean.scalars, st.runningVar.scalars])
+            }
+            XCTAssertEqual(results[0], results[1], name)
+        }
+    }
+
     func testReducerSeesSumsAndGlobalCount() throws {
         // A reducer that doubles every sum acts as two ranks holding the same batch: normalisation
         // and input gradient are unchanged, while the running variance uses the doubled count.

@@ -203,6 +203,77 @@ final class Conv2dTests: XCTestCase {
         }
     }
 
+    func testBatchNormReLUDepthwisePointwiseIsBitIdenticalToTheSeparateOps() throws {
+        // The middle of a sep_conv, BatchNorm + ReLU then depthwise and 1x1 as one op, against
+        // batchNormReLU and depthwisePointwiseConv2d: output, every gradient (x's also added onto
+        // a second use of x), the running statistics and what the ranks' reducer sees (it doubles
+        // the sums, as two ranks with the same data), bit for bit; affine or not, training or
+        // eval, widths on and off the 8-wide vector, dilated or not, and an even kernel (which
+        // the fused kernels do not take).
+        for width in [5, 8, 13] {
+            for (k, d) in [(3, 1), (5, 2), (2, 1)] {
+                let p = k == 2 ? 0 : d * (k - 1) / 2
+                let x = randomTensor([5, 3, 6, width], seed: UInt64(80 + width))
+                let wd = randomTensor([3, 1, k, k], seed: 81), wp = randomTensor([4, 3, 1, 1], seed: 82)
+                let (gamma, beta) = (randomTensor([3], seed: 83), randomTensor([3], seed: 84))
+                let dy = randomTensor([5, 4, 6 + 2 * p - d * (k - 1), width + 2 * p - d * (k - 1)], seed: 85)
+                func run(fused: Bool, affine: Bool, training: Bool, twice: Bool) throws -> [[Float]] {
+                    let tape = Tape()
+                    let (xv, dv, pv, gv, bv) = (leaf(x), leaf(wd), leaf(wp), leaf(gamma), leaf(beta))
+                    let st = BatchNormStatistics(channels: 3)
+                    st.runningMean = tensor([3], [0.1, -0.2, 0.3])
+                    var reduced: [Double] = []
+                    let bn = BatchNormApplication(gamma: affine ? gv : nil, beta: affine ? bv : nil, statistics: st, training: training,
+                                                  reducer: { sums in
+                                                      for i in sums.indices { sums[i] *= 2 }
+                                                      reduced += sums
+                                                  })
+                    var y: Variable
+                    if fused {
+                        y = try tape.batchNormReLUDepthwisePointwiseConv2d(xv, batchNorm: bn, depthwise: dv, pointwise: pv, padding: p,
+                                                                           dilation: d)
+                    } else {
+                        let a = try tape.batchNormReLU(xv, gamma: bn.gamma, beta: bn.beta, statistics: st, training: training,
+                                                       reducer: bn.reducer)
+                        y = try tape.depthwisePointwiseConv2d(a, depthwise: dv, pointwise: pv, padding: p, dilation: d, reluInput: false)
+                    }
+                    if twice { y = try tape.add(y, try tape.sliceChannels(try tape.concatChannels([xv, xv]), 0..<4)) }
+                    try tape.backward(y, gradient: dy)
+                    let grads = [xv, dv, pv] + (affine ? [gv, bv] : [])
+                    return [y.value.scalars] + grads.map { $0.grad!.scalars }
+                        + [st.runningMean.scalars, st.runningVar.scalars, [Float(st.batchesTracked), Float(tape.multiplyAccumulates)],
+                           reduced.map { Float($0) }]
+                }
+                for affine in [false, true] {
+                    for training in [false, true] {
+                        for twice in k == 2 ? [false] : [false, true] {  // the even kernel's output is smaller than x
+                            let a = try run(fused: true, affine: affine, training: training, twice: twice)
+                            XCTAssertEqual(a, try run(fused: false, affine: affine, training: training, twice: twice),
+                                           "k \(k) d \(d) width \(width) affine \(affine) training \(training) twice \(twice)")
+                            XCTAssertEqual(a.last!.isEmpty, !training, "the reducer runs in training only")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testGradientBatchNormReLUDepthwisePointwise() throws {
+        // Eval mode, running statistics 0 and 1: x is spaced (values +-0.025 + 0.05 k), and
+        // 2x + 0.1 and 0.5x - 0.025 have their kinks at -0.05 and 0.05, halfway between two
+        // values, so finite differences of x do not straddle the ReLU's kink. (The bit-identity
+        // test above covers gamma's and beta's gradients.)
+        let x = leaf(randomTensor([3, 2, 5, 6], seed: 86, spaced: true))
+        let wd = leaf(randomTensor([2, 1, 3, 3], seed: 87)), wp = leaf(randomTensor([3, 2, 1, 1], seed: 88))
+        let gamma = leaf(tensor([2], [2, 0.5])), beta = leaf(tensor([2], [0.1, -0.025]))
+        let st = BatchNormStatistics(channels: 2)
+        try checkGradients([x, wd, wp]) { tape in
+            try tape.batchNormReLUDepthwisePointwiseConv2d(x, batchNorm: BatchNormApplication(gamma: gamma, beta: beta, statistics: st,
+                                                                                               training: false),
+                                                           depthwise: wd, pointwise: wp, padding: 2, dilation: 2)
+        }
+    }
+
     func testGradientReLUDepthwise() throws {
         let x = leaf(randomTensor([2, 3, 6, 9], seed: 43, spaced: true))
         let w = leaf(randomTensor([3, 1, 3, 3], seed: 44))

@@ -101,6 +101,15 @@ final class ThreadCountTests: XCTestCase {
         }
     }
 
+    func testBatchNormReLUDepthwisePointwise() throws {
+        let inputs = [randomTensor([7, 6, 9, 9], seed: 22), randomTensor([6, 1, 3, 3], seed: 23), randomTensor([5, 6, 1, 1], seed: 24),
+                      randomTensor([6], seed: 25), randomTensor([6], seed: 26)]
+        try assertThreadIndependent("batchNormReLU+depthwise+1x1", inputs) { t, v in
+            let bn = BatchNormApplication(gamma: v[3], beta: v[4], statistics: BatchNormStatistics(channels: 6), training: true)
+            return try t.batchNormReLUDepthwisePointwiseConv2d(v[0], batchNorm: bn, depthwise: v[1], pointwise: v[2], padding: 1)
+        }
+    }
+
     func testSumAndConcat() throws {
         // 3 x 8 x 60 x 60 = 86400 elements: above the 65536-element grain of range splitting.
         let xs = (0..<2).map { randomTensor([3, 8, 60, 60], seed: 40 + UInt64($0)) }

@@ -17,6 +17,11 @@ public final class Variable {
     /// Whether a recorded backward rule reads this variable's value; `Tape.release` keeps such a
     /// value and drops any other.
     public internal(set) var valueReadByBackward = false
+    /// Per plane of an [N, C, H, W] value (sample-major): its sum and sum of squares, as
+    /// `Reduce.sumAndSquares` gives them, taken by the op that produced the value while each
+    /// plane was in cache; BatchNorm's batch statistics read these instead of the value. Nil when
+    /// the op did not take them. (An op's output value is never changed after the op.)
+    var planeSums: [Float]?
     /// Recomputes the value from values kept anyway, for an op whose output is cheap to redo
     /// (BatchNorm + ReLU from its input): `Tape.release` then drops it even though a backward
     /// rule reads it, and that rule reads it through `valueForBackward()`.

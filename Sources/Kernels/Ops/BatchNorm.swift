@@ -93,7 +93,7 @@ extension Tape {
     private func batchNorm(_ x: Variable, gamma: Variable?, beta: Variable?, statistics st: BatchNormStatistics, training: Bool,
                            updateStatistics: Bool, reducer: StatisticsReducer?, relu: Bool) throws -> Variable {
         let op = relu ? "batchNormReLU" : "batchNorm"
-        let plan = try BatchNormPlan(x.value, gamma: gamma, beta: beta, statistics: st, training: training,
+        let plan = try BatchNormPlan(x, gamma: gamma, beta: beta, statistics: st, training: training,
                                      updateStatistics: updateStatistics, reducer: reducer, op: op)
         let normalize = { (x: Tensor) -> Tensor in
             // Every plane is written below: no zero fill first.
@@ -146,8 +146,10 @@ struct BatchNormPlan {
 
     /// Takes the statistics of x (training, or no running statistics) and updates the running
     /// averages when asked, as `Tape.batchNorm` documents.
-    init(_ x: Tensor, gamma: Variable?, beta: Variable?, statistics st: BatchNormStatistics, training: Bool,
+    /// The batch statistics come from `input.planeSums` when its producer took them.
+    init(_ input: Variable, gamma: Variable?, beta: Variable?, statistics st: BatchNormStatistics, training: Bool,
          updateStatistics: Bool, reducer: StatisticsReducer?, op: String) throws {
+        let x = input.value
         try require(x.shape.count == 4, op, "input must be [N, C, H, W], got \(x.shape)")
         let (n, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         try require(st.channels == c, op, "input \(x.shape) has \(c) channels, statistics have \(st.channels)")
@@ -167,7 +169,7 @@ struct BatchNormPlan {
             sums[2 * c] = m
             // Float sums per plane (vectorised, planes split over threads), then Double across the
             // planes of each channel in sample order (the same result for any thread count).
-            let planes = x.scalars.withUnsafeBufferPointer { xp in
+            let planes = input.planeSums ?? x.scalars.withUnsafeBufferPointer { xp in
                 Tape.planeSums(n * c, hw) { p in Reduce.sumAndSquares(xp.baseAddress! + p * hw, hw) }
             }
             for ch in 0..<c {
@@ -212,19 +214,33 @@ struct BatchNormPlan {
         self.reducer = reducer
     }
 
+    /// Plane p's sum(dy) and sum(dy * (x - mean)) (dy zeroed where a fused ReLU's output was
+    /// not positive): the first pass of `backward` (without drop-path factors).
+    @inline(__always)
+    func planeSums(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, plane p: Int, relu: Bool) -> (Float, Float) {
+        let ch = p % c
+        return relu ? Reduce.sumAndCenteredDot(dy, x, mean: mean[ch], hw, gateScale: scale[ch], gateShift: shift[ch])
+            : Reduce.sumAndCenteredDot(dy, x, mean: mean[ch], hw)
+    }
+
     /// Accumulates the gradients of gamma and beta and writes or accumulates x's, given the
     /// output's gradient dy, with sample i's gradient scaled by factors[i] when given (drop path
     /// applied after BatchNorm: the same values as a materialised factor * dy) and, with `relu`,
     /// zeroed where the output was not positive (the mask recomputed from x with the forward's
     /// arithmetic, x * scale + shift > 0).
-    func backward(x: Variable, gamma: Variable?, beta: Variable?, dy: UnsafePointer<Float>, factors: [Float]?, relu: Bool) throws {
+    ///
+    /// `planeSums`, when given, holds what `planeSums(dy:x:plane:relu:)` returns for every plane
+    /// (taken while dy was produced, still in cache).
+    func backward(x: Variable, gamma: Variable?, beta: Variable?, dy: UnsafePointer<Float>, factors: [Float]?, relu: Bool,
+                  planeSums precomputed: [Float]? = nil) throws {
         precondition(!relu || factors == nil, "BatchNorm's backward: a fused ReLU and drop-path factors together")
+        precondition(precomputed == nil || factors == nil, "BatchNorm's backward: plane sums are taken without drop-path factors")
         let (n, c, hw) = (self.n, self.c, self.hw)
         let (mean, invStd, scale, shift) = (self.mean, self.invStd, self.scale, self.shift)
         // Per channel: sum(dy) and sum(dy * xhat) (local; summed over ranks for the input
         // gradient when synchronised).
         var sums = [Double](repeating: 0, count: 2 * c)
-        let planes = x.value.scalars.withUnsafeBufferPointer { xp in
+        let planes = precomputed ?? x.value.scalars.withUnsafeBufferPointer { xp in
             Tape.planeSums(n * c, hw) { p in
                 let (g, xv) = (dy + p * hw, xp.baseAddress! + p * hw)
                 if let factors {
@@ -232,8 +248,7 @@ struct BatchNormPlan {
                     // A dropped sample's gradient is 0: it adds nothing.
                     return f == 0 ? (0, 0) : Reduce.sumAndCenteredDot(g, scaledBy: f, xv, mean: mean[p % c], hw)
                 }
-                return relu ? Reduce.sumAndCenteredDot(g, xv, mean: mean[p % c], hw, gateScale: scale[p % c], gateShift: shift[p % c])
-                    : Reduce.sumAndCenteredDot(g, xv, mean: mean[p % c], hw)
+                return planeSums(dy: g, x: xv, plane: p, relu: relu)
             }
         }
         for ch in 0..<c {

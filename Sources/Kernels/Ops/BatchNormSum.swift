@@ -52,7 +52,7 @@ extension Tape {
         // In input order, as the separate BatchNorms would run (running averages, reductions).
         let plans = try zip(xs, batchNorms).map { x, bn in
             try bn.map {
-                try BatchNormPlan(x.value, gamma: $0.gamma, beta: $0.beta, statistics: $0.statistics, training: $0.training,
+                try BatchNormPlan(x, gamma: $0.gamma, beta: $0.beta, statistics: $0.statistics, training: $0.training,
                                   updateStatistics: $0.updateStatistics, reducer: $0.reducer, op: op)
             }
         }

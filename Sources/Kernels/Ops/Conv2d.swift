@@ -116,10 +116,19 @@ extension Tape {
         multiplyAccumulates += g.macs
         // Every kernel path writes the whole output (GEMMs with beta 0, depthwise paths store or
         // zero first), so it starts uninitialised rather than zero-filled.
+        // A pointwise convolution without bias (ReLUConvBN's, before BatchNorm) takes its output's
+        // plane sums for BatchNorm's statistics.
+        var sums = g.isPointwise && b == nil ? [Float](repeating: 0, count: 2 * g.batch * g.outChannels) : nil
         let y = Tensor(uninitializedShape: [g.batch, g.outChannels, g.outHeight, g.outWidth]) { yp in
             x.value.scalars.withUnsafeBufferPointer { xp in
                 w.value.scalars.withUnsafeBufferPointer { wp in
-                    Conv2dKernels.forward(g, x: xp.baseAddress!, w: wp.baseAddress!, y: yp.baseAddress!)
+                    if sums == nil {
+                        Conv2dKernels.forward(g, x: xp.baseAddress!, w: wp.baseAddress!, y: yp.baseAddress!)
+                    } else {
+                        sums!.withUnsafeMutableBufferPointer { sp in
+                            Conv2dKernels.forward(g, x: xp.baseAddress!, w: wp.baseAddress!, y: yp.baseAddress!, planeSums: sp.baseAddress!)
+                        }
+                    }
                 }
             }
             if let b { Conv2dKernels.addBias(g, b.value.scalars, y: yp.baseAddress!) }
@@ -130,7 +139,7 @@ extension Tape {
             : g.isDepthwise ? (Conv2dKernels.DepthwisePadded(g) != nil ? "conv2d depthwise"
                                : Conv2dKernels.DepthwiseStrided(g) != nil ? "conv2d depthwise stride 2" : "conv2d depthwise other")
             : "conv2d im2col"
-        return output(y, inputs: inputs, op: kind, readsOutput: false) { _, dy in
+        let out = output(y, inputs: inputs, op: kind, readsOutput: false) { _, dy in
             let dyp = dy.baseAddress!
             if g.isPointwise, b == nil {
                 // Both gradients in one pass over the batch (`backwardPointwise`).
@@ -186,13 +195,18 @@ extension Tape {
                 b.accumulateGrad { db in Conv2dKernels.backwardBias(g, dy: dyp, db: db.baseAddress!) }
             }
         }
+        out.planeSums = sums
+        return out
     }
 }
 
 /// The convolution kernels on raw buffers. All backward kernels accumulate (+=).
 public enum Conv2dKernels {
-    /// y = conv(x, w); y is overwritten.
-    public static func forward(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+    /// y = conv(x, w); y is overwritten. For a pointwise convolution, `planeSums` (when given)
+    /// receives each output plane's sum and sum of squares (as `Variable.planeSums`), taken while
+    /// the sample's output is in cache.
+    public static func forward(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                               planeSums: UnsafeMutablePointer<Float>? = nil) {
         let inPlane = g.inChannels * g.height * g.width
         let outHW = g.outHeight * g.outWidth
         let outPlane = g.outChannels * outHW
@@ -200,6 +214,11 @@ public enum Conv2dKernels {
             Parallel.forEach(g.batch, work: g.macs) { n in
                 BLAS.sgemm(m: g.outChannels, n: outHW, k: g.inChannels, a: w, lda: g.inChannels,
                            b: x + n * inPlane, ldb: outHW, c: y + n * outPlane, ldc: outHW)
+                guard let planeSums else { return }
+                for o in 0..<g.outChannels {
+                    let p = n * g.outChannels + o
+                    (planeSums[2 * p], planeSums[2 * p + 1]) = Reduce.sumAndSquares(y + p * outHW, outHW)
+                }
             }
         } else if g.isDepthwise {
             if let padded = DepthwisePadded(g) {

@@ -226,6 +226,16 @@ extension Conv2dKernels {
             }
         }
 
+        /// Copies ReLU(plane * scale + shift) into the interior of the padded plane at the start of
+        /// `scratch`: BatchNorm and ReLU applied on the way in, with `batchNormReLU`'s arithmetic.
+        @inline(__always)
+        func pad(_ plane: UnsafePointer<Float>, into scratch: UnsafeMutablePointer<Float>, scale: Float, shift: Float) {
+            for r in 0..<height {
+                let (dst, src) = (scratch + (r + padding) * pitch + padding, plane + r * width)
+                for c in 0..<width { dst[c] = max(src[c] * scale + shift, 0) }
+            }
+        }
+
         /// Every plane of the batch: out (+)= the convolution of `source` with its channel's
         /// kernel (flipped: the transposed convolution, i.e. the input gradient from dy).
         /// - Parameters:

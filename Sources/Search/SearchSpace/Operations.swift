@@ -87,13 +87,19 @@ public final class DilConv: EndsWithBatchNorm {
 /// (the ReLU inside a stride-1 depthwise convolution).
 func depthwisePointwise(_ x: Variable, _ depthwise: Conv2dLayer, _ pointwise: Conv2dLayer, relu: Bool,
                         _ ctx: ForwardContext) throws -> Variable {
-    if ctx.fusesOps, depthwise.stride == (1, 1), depthwise.padding.0 == depthwise.padding.1, depthwise.groups == x.shape[1],
-       depthwise.groups > 1 {
+    if fusesDepthwisePointwise(x, depthwise, ctx) {
         return try ctx.tape.depthwisePointwiseConv2d(x, depthwise: depthwise.weight, pointwise: pointwise.weight,
                                                      padding: depthwise.padding.0, dilation: depthwise.dilation, reluInput: relu)
     }
     let d = relu ? try depthwise.forwardAfterFusedReLU(x, ctx) ?? depthwise.forward(ctx.tape.relu(x), ctx) : try depthwise.forward(x, ctx)
     return try pointwise.forward(d, ctx)
+}
+
+/// Whether `depthwise` then a 1x1 convolution on x run as one op: a stride-1 depthwise layer
+/// with `ctx.fusesOps`.
+func fusesDepthwisePointwise(_ x: Variable, _ depthwise: Conv2dLayer, _ ctx: ForwardContext) -> Bool {
+    ctx.fusesOps && depthwise.stride == (1, 1) && depthwise.padding.0 == depthwise.padding.1 && depthwise.groups == x.shape[1]
+        && depthwise.groups > 1
 }
 
 extension Conv2dLayer {
@@ -122,15 +128,23 @@ public final class SepConv: EndsWithBatchNorm {
     }
 
     /// Each (ReLU,) depthwise and 1x1 pair with a stride-1 depthwise convolution runs as one op
-    /// per sample (`depthwisePointwise`); the middle BatchNorm and ReLU (op.3, op.4) as one op;
-    /// the last BatchNorm is returned.
+    /// per sample (`depthwisePointwise`), the second with the middle BatchNorm and ReLU (op.3,
+    /// op.4) applied on the way in (`batchNormReLUDepthwisePointwiseConv2d`); the last BatchNorm
+    /// is returned. Without `ctx.fusesOps`, the middle BatchNorm and ReLU run as one op.
     public func beforeBatchNorm(_ x: Variable, relu: Bool, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
         let l = op.layers
         let bn = l[3] as! BatchNormLayer
         let p = try depthwisePointwise(x, l[1] as! Conv2dLayer, l[2] as! Conv2dLayer, relu: relu, ctx)
+        let (depthwise, pointwise) = (l[5] as! Conv2dLayer, l[6] as! Conv2dLayer)
+        if fusesDepthwisePointwise(p, depthwise, ctx) {
+            let y = try ctx.tape.batchNormReLUDepthwisePointwiseConv2d(p, batchNorm: bn.application(ctx), depthwise: depthwise.weight,
+                                                                        pointwise: pointwise.weight, padding: depthwise.padding.0,
+                                                                        dilation: depthwise.dilation)
+            return (y, l[7] as! BatchNormLayer)
+        }
         let a = try ctx.tape.batchNormReLU(p, gamma: bn.gamma, beta: bn.beta, statistics: bn.statistics, training: ctx.training,
                                            updateStatistics: ctx.updateStatistics, reducer: ctx.statisticsReducer)
-        let y = try depthwisePointwise(a, l[5] as! Conv2dLayer, l[6] as! Conv2dLayer, relu: false, ctx)
+        let y = try depthwisePointwise(a, depthwise, pointwise, relu: false, ctx)
         // Not kept: the depthwise convolution's backward recomputes it from p, which BatchNorm keeps.
         ctx.tape.release(a)
         return (y, l[7] as! BatchNormLayer)
