@@ -5,11 +5,13 @@ import XCTest
 final class ParallelTests: XCTestCase {
     override func tearDown() { Parallel.setThreads(1) }
 
-    /// Every index is visited exactly once, by chunk-contiguous workers, across many fork/joins of
-    /// the persistent pool (including after idle periods, when the workers have gone to sleep).
+    /// Every index is visited exactly once, in contiguous pieces that the threads claim, across
+    /// many fork/joins of the persistent pool (including after idle periods, when the workers have
+    /// gone to sleep); every thread takes pieces in some of them.
     func testChunksCoverEveryIndexOnceAcrossRepeatedJoins() {
         for threads in [2, 3] {
             Parallel.setThreads(threads)
+            var everyWorker = Set<Int>()
             for round in 0..<300 {
                 let n = 1 + (round * 7919) % 1000
                 var hits = [Int](repeating: 0, count: n)
@@ -19,12 +21,15 @@ final class ParallelTests: XCTestCase {
                     Parallel.forChunks(n) { worker, range in
                         lock.lock(); workersSeen.insert(worker); lock.unlock()
                         for i in range { h[i] += 1 }
+                        if range.count > 1 { usleep(20) }  // long enough pieces for the others to join in
                     }
                 }
                 XCTAssertTrue(hits.allSatisfy { $0 == 1 }, "threads \(threads), n \(n)")
-                XCTAssertEqual(workersSeen.count, min(threads, n))
+                XCTAssertTrue(workersSeen.allSatisfy { $0 >= 0 && $0 < min(threads, n) }, "threads \(threads), workers \(workersSeen)")
+                everyWorker.formUnion(workersSeen)
                 if round % 100 == 99 { usleep(5_000) }  // let the workers fall asleep
             }
+            XCTAssertEqual(everyWorker, Set(0..<threads), "threads \(threads)")
         }
     }
 
@@ -63,10 +68,12 @@ final class ParallelTests: XCTestCase {
         Parallel.setThreads(2)
         var inner = [Int](repeating: 0, count: 2)
         inner.withUnsafeMutableBufferPointer { p in
-            Parallel.forChunks(2) { worker, _ in
-                var count = 0
-                Parallel.forEach(10) { _ in count += 1 }   // nested: must not deadlock
-                p[worker] = count
+            Parallel.forChunks(2) { _, range in
+                for i in range {
+                    var count = 0
+                    Parallel.forEach(10) { _ in count += 1 }   // nested: must not deadlock
+                    p[i] = count
+                }
             }
         }
         XCTAssertEqual(inner, [10, 10])

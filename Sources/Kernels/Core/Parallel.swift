@@ -35,11 +35,16 @@ public enum Parallel {
     /// `nas-mpi bench step` on the DARTS C=8 supernet (see docs/PERFORMANCE.md).
     nonisolated(unsafe) public static var minimumParallelWork = 1 << 18
 
-    /// Runs `body(worker, range)` over 0..<count split into at most `threads` contiguous chunks.
+    /// How many pieces `forChunks` cuts its range into per thread, for the threads to claim.
+    static let piecesPerThread = 8
+
+    /// Runs `body(worker, range)` over 0..<count cut into contiguous pieces, which up to
+    /// `threads` threads claim one at a time (a body runs several times on one thread, in no
+    /// fixed order).
     ///
-    /// The chunks depend on the thread count: use this for work whose items are independent
+    /// Which thread runs which items varies: use this for work whose items are independent
     /// (each writes its own outputs), and `forParts` for partial results that are summed.
-    /// `worker` is the chunk index in 0..<chunks(count), for indexing per-worker scratch memory.
+    /// `worker` is the thread's index in 0..<chunks(count), for indexing per-worker scratch memory.
     /// With one thread, one item, or less than `minimumParallelWork` of `work`, the body runs
     /// inline on the caller's thread.
     @inline(__always)
@@ -53,7 +58,9 @@ public enum Parallel {
         if let pool {
             inRegion = true
             defer { inRegion = false }
-            pool.run(chunks: chunks) { c in body(c, (c * count / chunks)..<((c + 1) * count / chunks)) }
+            // Several pieces per thread, claimed as threads come free (see `WorkerPool`).
+            let pieces = min(count, chunks * piecesPerThread)
+            pool.run(threads: chunks, pieces: pieces) { worker, p in body(worker, (p * count / pieces)..<((p + 1) * count / pieces)) }
         } else {
             DispatchQueue.concurrentPerform(iterations: chunks) { c in
                 body(c, (c * count / chunks)..<((c + 1) * count / chunks))
@@ -62,7 +69,7 @@ public enum Parallel {
     }
 
     /// Runs `body(worker, part, range)` for each of `parts` contiguous parts of 0..<count, the
-    /// parts split over the threads in contiguous runs.
+    /// parts claimed by the threads in runs of consecutive parts (`forChunks`).
     ///
     /// Use this, not `forChunks`, when each part's result is summed with the others: the ranges
     /// depend only on `count` and `parts` (part p is p * count / parts ..< (p + 1) * count / parts),

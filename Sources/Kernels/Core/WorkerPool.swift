@@ -6,18 +6,29 @@ import Synchronization
 /// instead of waking a dispatch worker each time. Workers spin briefly after each job (ops follow
 /// each other within microseconds during a step), then sleep on a semaphore with a short timeout;
 /// spinning threads yield their core after a short while, so a busy machine is not made busier.
+///
+/// A job is a number of pieces that the threads claim one at a time, the caller's thread
+/// included: a thread that starts late (woken from its sleep) or runs slower takes fewer pieces,
+/// instead of the others waiting for its fixed share at the end of every op.
 final class WorkerPool: @unchecked Sendable {
     let size: Int
-    /// The published job: (job number << 8) | chunks, in one word so that a worker always sees a
-    /// job number and its chunk count together. 0 before the first job.
+    /// The published job: (job number << 8) | threads, in one word so that a worker always sees a
+    /// job number and its thread count together. 0 before the first job.
     private let published = Atomic<Int>(0)
+    /// The job's next unclaimed piece: (job tag << 40) | (pieces << 20) | next piece, the tag being
+    /// the job number modulo 2^23. A worker claims a piece by advancing it, only while the tag is
+    /// that of the job it was woken for and pieces remain, so a late worker never claims a piece of
+    /// a later job.
+    private let claims = Atomic<Int>(0)
+    /// Pieces of the current job finished.
+    private let finished = Atomic<Int>(0)
     private var jobNumber = 0
-    private let pending = Atomic<Int>(0)
     private let stopped = Atomic<Bool>(false)
     private let wake = DispatchSemaphore(value: 0)
     private let sleepers = Atomic<Int>(0)
-    // Written by the caller before publishing a generation, read by workers after observing it.
-    nonisolated(unsafe) private var job: ((Int) -> Void)?
+    // Written by the caller before publishing a job, read by a worker only after it claimed a
+    // piece of that job (the caller cannot return before that piece is finished).
+    nonisolated(unsafe) private var job: ((_ worker: Int, _ piece: Int) -> Void)?
 
     /// Marks pool threads, so a nested parallel call runs inline.
     nonisolated(unsafe) static var workerThreadFlag: pthread_key_t = {
@@ -47,20 +58,24 @@ final class WorkerPool: @unchecked Sendable {
         for _ in 0..<size { wake.signal() }
     }
 
-    /// Runs body(0..<chunks) with chunk 0 on the caller's thread and chunk w on worker w.
-    func run(chunks: Int, _ body: (Int) -> Void) {
-        precondition(chunks <= size, "WorkerPool: \(chunks) chunks for \(size) threads")
-        precondition(chunks < 256, "WorkerPool: at most 255 chunks")
+    /// Runs body(worker, piece) for every piece in 0..<pieces on up to `threads` threads: the
+    /// caller's (worker 0) and workers 1..<threads, each claiming the next piece until none is left.
+    /// `worker` identifies the thread running the piece (for per-thread scratch memory).
+    func run(threads: Int, pieces: Int, _ body: (_ worker: Int, _ piece: Int) -> Void) {
+        precondition(threads <= size, "WorkerPool: \(threads) threads, the pool has \(size)")
+        precondition(threads < 256 && pieces < 1 << 20, "WorkerPool: at most 255 threads and 2^20 pieces")
+        guard pieces > 0 else { return }
         withoutActuallyEscaping(body) { escaping in
             job = escaping
-            pending.store(chunks - 1, ordering: .releasing)
             jobNumber += 1
-            published.store(jobNumber << 8 | chunks, ordering: .releasing)
+            finished.store(0, ordering: .relaxed)
+            claims.store(Self.tag(jobNumber) << 40 | pieces << 20, ordering: .releasing)
+            published.store(jobNumber << 8 | threads, ordering: .releasing)
             let asleep = sleepers.load(ordering: .acquiring)
             for _ in 0..<asleep { wake.signal() }
-            escaping(0)
+            runPieces(0, job: jobNumber)
             var spins = 0
-            while pending.load(ordering: .acquiring) > 0 {
+            while finished.load(ordering: .acquiring) < pieces {
                 spins += 1
                 if spins & 0xFFF == 0, sleepers.load(ordering: .acquiring) > 0 { wake.signal() }
                 // After a short spin, give the core away: when another process competes for the
@@ -72,10 +87,19 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    /// Calls the current job without keeping a reference to it beyond the call.
+    private static func tag(_ job: Int) -> Int { job & (1 << 23 - 1) }
+
+    /// Claims and runs pieces of job `number` until none is left (or a later job replaced it).
     @inline(never)
-    private func runChunk(_ w: Int) {
-        job?(w)
+    private func runPieces(_ w: Int, job number: Int) {
+        var c = claims.load(ordering: .acquiring)
+        while c >> 40 == Self.tag(number), c & 0xFFFFF < (c >> 20) & 0xFFFFF {
+            let (exchanged, original) = claims.compareExchange(expected: c, desired: c + 1, ordering: .acquiringAndReleasing)
+            guard exchanged else { c = original; continue }
+            job?(w, c & 0xFFFFF)
+            finished.wrappingAdd(1, ordering: .releasing)
+            c = claims.load(ordering: .acquiring)
+        }
     }
 
     private func workerLoop(_ w: Int) {
@@ -99,11 +123,7 @@ final class WorkerPool: @unchecked Sendable {
                 continue
             }
             seen = current
-            if w < current & 0xFF {
-                runChunk(w)
-                // The job closure is no longer referenced here: the caller may return.
-                pending.wrappingSubtract(1, ordering: .acquiringAndReleasing)
-            }
+            if w < current & 0xFF { runPieces(w, job: current >> 8) }
         }
     }
 }
