@@ -127,6 +127,60 @@ final class BatchNormTests: XCTestCase {
         }
     }
 
+    func testWeightedBatchNormSumIsBatchNormThenWeightedSumToTheBit() throws {
+        // A mixed edge: three ops' outputs, two through their BatchNorm (sep_conv, pooling) and one
+        // plain (skip), weighted by a row of softmaxed alphas at indices skipping `none`. The fused
+        // op against batchNorm + weightedSum: output, every gradient (the alphas' included, x's
+        // also added onto another use of x), the running statistics and what the ranks' reducer
+        // sees, bit for bit, in training and eval mode. 5 x 6 x 13 x 11 = 4290 values: two of the
+        // sum's 4096-value blocks, with planes of 143 values straddling the block boundary.
+        let shape = [5, 6, 13, 11]
+        let xs = (0..<3).map { randomTensor(shape, seed: 90 + UInt64($0)) }
+        let weights = randomTensor([4], seed: 93)
+        let dy = randomTensor(shape, seed: 94)
+        for training in [true, false] {
+            for normed in [[true, false, true], [false, false, true], [true, true, true]] {
+                func run(fused: Bool) throws -> [[Float]] {
+                    let tape = Tape()
+                    let v = xs.map { leaf($0) }
+                    let w = leaf(weights)
+                    let stats = (0..<3).map { _ in BatchNormStatistics(channels: 6) }
+                    stats[2].runningMean = tensor([6], [0.1, -0.2, 0.3, 0, 0.5, -0.1])
+                    var reduced: [Double] = []
+                    let norms: [BatchNormApplication?] = (0..<3).map { k in
+                        normed[k] ? BatchNormApplication(gamma: nil, beta: nil, statistics: stats[k], training: training,
+                                                         reducer: { sums in reduced += sums }) : nil
+                    }
+                    var out: Variable
+                    if fused {
+                        out = try tape.weightedBatchNormSum(v, weights: w, indices: [0, 2, 3], batchNorms: norms)
+                    } else {
+                        let h = try zip(v, norms).map { x, bn in
+                            try bn.map { try tape.batchNorm(x, statistics: $0.statistics, training: training, reducer: $0.reducer) } ?? x
+                        }
+                        out = try tape.weightedSum(h, weights: w, indices: [0, 2, 3])
+                    }
+                    out = try tape.add(out, v[1])
+                    try tape.backward(out, gradient: dy)
+                    return [out.value.scalars] + (v + [w]).map { $0.grad!.scalars }
+                        + stats.flatMap { [$0.runningMean.scalars, $0.runningVar.scalars] } + [reduced.sorted().map { Float($0) }]
+                }
+                XCTAssertEqual(try run(fused: true), try run(fused: false), "training \(training), BatchNorm \(normed)")
+            }
+        }
+        // Finite differences through the fused op (training mode; the alphas' gradient included).
+        let a = leaf(randomTensor([3, 2, 3, 3], seed: 95)), b = leaf(randomTensor([3, 2, 3, 3], seed: 96))
+        let w = leaf(randomTensor([2], seed: 97))
+        try checkGradients([a, b, w]) { tape in
+            try tape.weightedBatchNormSum([a, b], weights: w, batchNorms: [BatchNormApplication(gamma: nil, beta: nil,
+                                                                                                statistics: BatchNormStatistics(channels: 2),
+                                                                                                training: true), nil])
+        }
+        assertKernelError("weightedBatchNormSum", mentions: ["2 inputs", "1 BatchNorms"]) {
+            try Tape().weightedBatchNormSum([a, b], weights: w, batchNorms: [nil])
+        }
+    }
+
     func testStatisticsFromTheProducersPlaneSumsAreTheSame() throws {
         // A 1x1 convolution and the fused depthwise+1x1 ops take their output's plane sums for
         // the BatchNorm after them; that BatchNorm normalises and updates its running averages as

@@ -143,6 +143,10 @@ final class ThreadCountTests: XCTestCase {
         try assertThreadIndependent("weightedSum", xs + [randomTensor([4], seed: 30)]) { t, v in
             try t.weightedSum(Array(v[0..<3]), weights: v[3], indices: [0, 2, 3])
         }
+        try assertThreadIndependent("weightedBatchNormSum", xs + [randomTensor([4], seed: 30)]) { t, v in
+            let bn = BatchNormApplication(gamma: nil, beta: nil, statistics: BatchNormStatistics(channels: v[0].shape[1]), training: true)
+            return try t.weightedBatchNormSum(Array(v[0..<3]), weights: v[3], indices: [0, 2, 3], batchNorms: [bn, nil, bn])
+        }
     }
 
     func testPoolingAndLinear() throws {

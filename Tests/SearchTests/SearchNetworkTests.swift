@@ -58,6 +58,35 @@ final class SearchNetworkTests: XCTestCase {
         XCTAssertTrue(net.weights.allSatisfy { $0.grad != nil }, "every weight gets a gradient")
     }
 
+    /// The fused ops give the step of separate ops, bit for bit: a mixed edge's sep_conv, dil_conv
+    /// and pooling BatchNorms applied inside its weighted sum (`weightedBatchNormSum`), a sep_conv's
+    /// middle BatchNorm and ReLU inside its second depthwise+1x1, the depthwise and 1x1
+    /// convolutions per sample: loss, every weight's and alpha's gradient, running statistics, in
+    /// training and in eval mode, with and without recomputed cells.
+    func testFusedMixedEdgesGiveTheSameStepBitForBit() throws {
+        let config = SupernetConfig(channels: 4, layers: 3, inputShape: [1, 12, 12], classes: 3)
+        var x = Tensor(shape: [3, 1, 12, 12])
+        var g = RandomGenerator(seed: 6)
+        g.fillUniform(&x, -1, 1)
+        for training in [true, false] {
+            for policy in [RecomputePolicy.none, .first] {
+                var results: [[[Float]]] = []
+                for fused in [true, false] {
+                    let net = try SearchNetwork(config, seed: 7)
+                    net.recompute = policy
+                    let tape = Tape()
+                    var ctx = ForwardContext(tape: tape, training: training)
+                    ctx.fusesOps = fused
+                    let (loss, _) = try net.loss(x, [0, 1, 2], ctx)
+                    try tape.backward(loss)
+                    results.append([loss.value.scalars] + (net.weights + net.architecture).map { $0.grad?.scalars ?? [] }
+                                   + net.state.statistics.flatMap { [$0.statistics.runningMean.scalars, $0.statistics.runningVar.scalars] })
+                }
+                XCTAssertEqual(results[0], results[1], "training \(training), \(policy)")
+            }
+        }
+    }
+
     func testAlphaGradientMatchesFiniteDifference() throws {
         // End-to-end check of the supernet's alpha gradient (eval-mode BN keeps the loss smooth).
         let net = try SearchNetwork(SupernetConfig(channels: 2, layers: 3, inputShape: [1, 8, 8], classes: 3,

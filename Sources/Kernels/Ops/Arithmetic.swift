@@ -63,41 +63,105 @@ extension Tape {
     /// xs: K tensors of one shape; weights: [M]; indices: which weight scales each input (default
     /// 0..<K; a mixed edge skips its `none` op, whose output is zero) -> that shape.
     public func weightedSum(_ xs: [Variable], weights w: Variable, indices: [Int]? = nil) throws -> Variable {
-        let op = "weightedSum"
+        try weightedSum(xs, weights: w, indices: indices, batchNorms: [BatchNormApplication?](repeating: nil, count: xs.count),
+                        op: "weightedSum")
+    }
+
+    /// sum_k weights[indices[k]] * BN_k(xs[k]), BN_k being `batchNorms[k]` (nil: xs[k] itself): a
+    /// mixed edge whose sep_conv, dil_conv and pooling ops end with a BatchNorm, that BatchNorm
+    /// applied on the fly (as `batchNormSum` does for a cell node). Neither the normalised outputs
+    /// nor their gradients are materialised, and the normalised outputs are not kept for the
+    /// weights' gradient. The same values, statistics and gradients as `batchNorm` then
+    /// `weightedSum`, to the bit. xs with a BatchNorm: [N, C, H, W].
+    public func weightedBatchNormSum(_ xs: [Variable], weights w: Variable, indices: [Int]? = nil,
+                                     batchNorms: [BatchNormApplication?]) throws -> Variable {
+        try weightedSum(xs, weights: w, indices: indices, batchNorms: batchNorms, op: "weightedBatchNormSum")
+    }
+
+    private func weightedSum(_ xs: [Variable], weights w: Variable, indices: [Int]?, batchNorms: [BatchNormApplication?],
+                             op: String) throws -> Variable {
         try require(!xs.isEmpty, op, "no inputs")
+        try require(batchNorms.count == xs.count, op, "\(xs.count) inputs and \(batchNorms.count) BatchNorms")
         let idx = indices ?? Array(0..<xs.count)
         try require(w.shape.count == 1 && idx.count == xs.count && idx.allSatisfy { $0 >= 0 && $0 < w.shape[0] }, op,
                     "weights \(w.shape) for \(xs.count) inputs at indices \(idx)")
         let shape = xs[0].shape
         try require(xs.allSatisfy { $0.shape == shape }, op, "shapes differ: \(xs.map(\.shape))")
+        let normalises = batchNorms.contains { $0 != nil }
+        try require(!normalises || shape.count == 4, op, "inputs must be [N, C, H, W] for BatchNorm, got \(shape)")
+        // In input order, as the separate BatchNorms would run (running averages, reductions).
+        let plans = try zip(xs, batchNorms).map { x, bn in
+            try bn.map {
+                try BatchNormPlan(x, gamma: $0.gamma, beta: $0.beta, statistics: $0.statistics, training: $0.training,
+                                  updateStatistics: $0.updateStatistics, reducer: $0.reducer, op: op)
+            }
+        }
         let wv = w.value.scalars
         let scales = idx.map { wv[$0] }
         let count = xs[0].value.count
+        let (c, hw) = normalises ? (shape[1], shape[2] * shape[3]) : (1, max(count, 1))
         // Blocks of 4096 elements: each block of y is written once while it sits in cache, and
         // blocks are split over threads. Alpha-gradient dot products are summed per block and the
         // blocks added in order, so the result does not depend on the thread count.
         let block = 4096
         let blocks = (count + block - 1) / block
         let inputs = xs.map(\.value.scalars)
+        /// Calls body(range, scale, shift) for the runs of lo..<hi within one plane (one channel).
+        @inline(__always)
+        func forEachPlaneRun(_ plan: BatchNormPlan, _ lo: Int, _ hi: Int, _ body: (Range<Int>, Float, Float) -> Void) {
+            var i = lo
+            while i < hi {
+                let end = min(hi, (i / hw + 1) * hw)
+                let ch = (i / hw) % c
+                body(i..<end, plan.scale[ch], plan.shift[ch])
+                i = end
+            }
+        }
         let y = Tensor(uninitializedShape: shape) { out in
             guard count > 0 else { return }
             let yb = out.baseAddress!
             withPointers(inputs) { ptrs in
                 Parallel.forEach(blocks, work: count * xs.count) { b in
                     let lo = b * block, hi = min(lo + block, count)
-                    let (s0, x0) = (scales[0], ptrs[0])
-                    for i in lo..<hi { yb[i] = s0 * x0[i] }
-                    for k in 1..<ptrs.count {
+                    for k in 0..<ptrs.count {
                         let (sk, xk) = (scales[k], ptrs[k])
-                        for i in lo..<hi { yb[i] += sk * xk[i] }
+                        guard let plan = plans[k] else {
+                            if k == 0 {
+                                for i in lo..<hi { yb[i] = sk * xk[i] }
+                            } else {
+                                for i in lo..<hi { yb[i] += sk * xk[i] }
+                            }
+                            continue
+                        }
+                        // (x * scale + shift) rounded first: BatchNorm's output, then the sum's product.
+                        forEachPlaneRun(plan, lo, hi) { r, a, t in
+                            if k == 0 {
+                                for i in r { yb[i] = sk * (xk[i] * a + t) }
+                            } else {
+                                for i in r { yb[i] += sk * (xk[i] * a + t) }
+                            }
+                        }
                     }
                 }
             }
         }
-        return output(y, inputs: xs + [w]) { _, dy in
+        var allInputs = xs + [w]
+        for bn in batchNorms {
+            if let g = bn?.gamma { allInputs.append(g) }
+            if let b = bn?.beta { allInputs.append(b) }
+        }
+        return output(y, inputs: allInputs, op: op) { _, dy in
             guard let g = dy.baseAddress else { return }
-            for (k, x) in xs.enumerated() where x.requiresGrad {
-                let s = scales[k]
+            let n = shape[0]
+            // Last input first, as the separate BatchNorms' rules would run.
+            for k in xs.indices.reversed() {
+                let x = xs[k], s = scales[k]
+                if let plan = plans[k], let bn = batchNorms[k] {
+                    // BatchNorm's backward of s * dy (drop path's per-sample factors, all s).
+                    try plan.backward(x: x, gamma: bn.gamma, beta: bn.beta, dy: g, factors: [Float](repeating: s, count: n), relu: false)
+                    continue
+                }
+                guard x.requiresGrad else { continue }
                 x.writeOrAccumulateGrad { dx, accumulate in
                     let d = dx.baseAddress!
                     Parallel.forRanges(count) { r in
@@ -114,9 +178,25 @@ extension Tape {
                 partial.withUnsafeMutableBufferPointer { pp in
                     let pb = pp.baseAddress!
                     withPointers(inputs) { ptrs in
-                        Parallel.forEach(blocks, work: count * xs.count) { b in
-                            let lo = b * block, n = min(block, count - lo)
-                            for k in 0..<ptrs.count { pb[b * ptrs.count + k] = Reduce.dot(g + lo, ptrs[k] + lo, n) }
+                        ScratchPool.shared.withBuffers(Parallel.chunks(blocks, work: count * xs.count), size: normalises ? block : 1) { scratch in
+                            Parallel.forChunks(blocks, work: count * xs.count) { worker, range in
+                                let normalised = scratch[worker]
+                                for b in range {
+                                    let lo = b * block, m = min(block, count - lo)
+                                    for k in 0..<ptrs.count {
+                                        guard let plan = plans[k] else {
+                                            pb[b * ptrs.count + k] = Reduce.dot(g + lo, ptrs[k] + lo, m)
+                                            continue
+                                        }
+                                        // The block of BatchNorm's output, rebuilt as forward computed it.
+                                        let xk = ptrs[k]
+                                        forEachPlaneRun(plan, lo, lo + m) { r, a, t in
+                                            for i in r { normalised[i - lo] = xk[i] * a + t }
+                                        }
+                                        pb[b * ptrs.count + k] = Reduce.dot(g + lo, normalised, m)
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -38,7 +38,7 @@ public struct MemoryEstimate: Equatable, Sendable {
         // Separable and dilated convolutions: about 6 C^2 + 100 C weights per edge; weights,
         // gradients, momentum and the second-order copies: 5 floats each.
         let weights = cells.reduce(0.0) { $0 + edges * (6 * $1.c * $1.c + 100 * $1.c) } + (cells.last?.c ?? 0) * 4 * Double(shapeClasses(config.data))
-        let perCell = cells.map { 26 * edges * Double(batch) * $0.c * $0.hw * 4 }
+        let perCell = cells.map { Double(SearchNetwork.activationTensorsPerEdge) * edges * Double(batch) * $0.c * $0.hw * 4 }
         return MemoryEstimate(parameterBytes: 5 * 4 * weights, activationBytes: kept(perCell, config.recompute),
                               imageBytes: config.data.generatedImageBytes,
                               batchDescription: "a batch of \(batch) images of \(shape.map(String.init).joined(separator: "x"))")

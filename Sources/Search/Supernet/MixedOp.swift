@@ -20,8 +20,37 @@ public final class MixedOp: MixedEdge {
     }
 
     /// sum_k weights[k] * op_k(x). weights: [K], the edge's row of softmax(alphas).
+    ///
+    /// With `ctx.fusesOps`, the BatchNorm that ends a sep_conv, a dil_conv or a pooling op is
+    /// applied inside the weighted sum (`Tape.weightedBatchNormSum`): the same values.
     public func forward(_ x: Variable, weights: Variable, _ ctx: ForwardContext) throws -> Variable {
-        try forward(x, weights: weights, ctx, transform: { _, y in y })
+        guard ctx.fusesOps else { return try forward(x, weights: weights, ctx, transform: { _, y in y }) }
+        var outputs: [Variable] = []
+        var norms: [BatchNormApplication?] = []
+        var indices: [Int] = []
+        var activated: Variable?
+        for (k, op) in ops.enumerated() {
+            guard let op else { continue }
+            if let e = op as? EndsWithBatchNorm {
+                if activated == nil { activated = ctx.tape.relu(x) }
+                let (y, bn) = try e.beforeBatchNorm(activated!, relu: false, ctx)
+                outputs.append(y)
+                norms.append(bn.application(ctx))
+            } else if let r = op as? ReLUPrefixed {
+                if activated == nil { activated = ctx.tape.relu(x) }
+                outputs.append(try r.forward(activated: activated!, ctx))
+                norms.append(nil)
+            } else if let seq = op as? Sequential, seq.layers.count == 2, let bn = seq.layers[1] as? BatchNormLayer {
+                // Pooling, then its BatchNorm.
+                outputs.append(try seq.layers[0].forward(x, ctx))
+                norms.append(bn.application(ctx))
+            } else {
+                outputs.append(try op.forward(x, ctx))
+                norms.append(nil)
+            }
+            indices.append(k)
+        }
+        return try ctx.tape.weightedBatchNormSum(outputs, weights: weights, indices: indices, batchNorms: norms)
     }
 
     /// The same sum over transform(k, op_k(x)) (an edge that changes some paths, e.g. dropout on
