@@ -35,7 +35,8 @@ public enum Parallel {
     /// `nas-mpi bench step` on the DARTS C=8 supernet (see docs/PERFORMANCE.md).
     nonisolated(unsafe) public static var minimumParallelWork = 1 << 18
 
-    /// How many pieces `forChunks` cuts its range into per thread, for the threads to claim.
+    /// How many pieces `forChunks` cuts its range into per thread, for the threads to claim
+    /// (at most 255 threads x 8 pieces: within `WorkerPool`'s 4095).
     static let piecesPerThread = 8
 
     /// Runs `body(worker, range)` over 0..<count cut into contiguous pieces, which up to

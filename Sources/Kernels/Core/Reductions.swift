@@ -68,6 +68,17 @@ public enum Reduce {
         return (s, s2)
     }
 
+    /// `sumAndSquares` of each plane of one sample of an [N, C, H, W] tensor y, written as
+    /// `Variable.planeSums` holds them: sums[2p], sums[2p + 1] for plane p = sample x C + channel.
+    @inline(__always)
+    static func planeSums(_ y: UnsafePointer<Float>, sample n: Int, channels c: Int, plane hw: Int,
+                          into sums: UnsafeMutablePointer<Float>) {
+        for ch in 0..<c {
+            let p = n * c + ch
+            (sums[2 * p], sums[2 * p + 1]) = sumAndSquares(y + p * hw, hw)
+        }
+    }
+
     /// (sum of dy[i], sum of dy[i] * (x[i] - mu)).
     @inline(__always)
     public static func sumAndCenteredDot(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, mean mu: Float, _ n: Int) -> (Float, Float) {

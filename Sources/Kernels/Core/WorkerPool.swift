@@ -15,9 +15,10 @@ final class WorkerPool: @unchecked Sendable {
     /// The published job: (job number << 8) | threads, in one word so that a worker always sees a
     /// job number and its thread count together. 0 before the first job.
     private let published = Atomic<Int>(0)
-    /// The job's next unclaimed piece: (job tag << 40) | (pieces << 20) | next piece, the tag being
-    /// the job number modulo 2^23. A worker claims a piece by advancing it, only while the tag is
-    /// that of the job it was woken for and pieces remain, so a late worker never claims a piece of
+    /// The job's next unclaimed piece: (job tag << 24) | (pieces << 12) | next piece, the tag being
+    /// the job number modulo 2^39 (a worker would have to stall for 2^39 jobs to mistake a later
+    /// job for its own). A worker claims a piece by advancing it, only while the tag is that of
+    /// the job it was woken for and pieces remain, so a late worker never claims a piece of
     /// a later job.
     private let claims = Atomic<Int>(0)
     /// Pieces of the current job finished.
@@ -63,13 +64,13 @@ final class WorkerPool: @unchecked Sendable {
     /// `worker` identifies the thread running the piece (for per-thread scratch memory).
     func run(threads: Int, pieces: Int, _ body: (_ worker: Int, _ piece: Int) -> Void) {
         precondition(threads <= size, "WorkerPool: \(threads) threads, the pool has \(size)")
-        precondition(threads < 256 && pieces < 1 << 20, "WorkerPool: at most 255 threads and 2^20 pieces")
+        precondition(threads < 256 && pieces < 1 << 12, "WorkerPool: at most 255 threads and 4095 pieces")
         guard pieces > 0 else { return }
         withoutActuallyEscaping(body) { escaping in
             job = escaping
             jobNumber += 1
             finished.store(0, ordering: .relaxed)
-            claims.store(Self.tag(jobNumber) << 40 | pieces << 20, ordering: .releasing)
+            claims.store(Self.tag(jobNumber) << 24 | pieces << 12, ordering: .releasing)
             published.store(jobNumber << 8 | threads, ordering: .releasing)
             let asleep = sleepers.load(ordering: .acquiring)
             for _ in 0..<asleep { wake.signal() }
@@ -87,16 +88,23 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    private static func tag(_ job: Int) -> Int { job & (1 << 23 - 1) }
+    private static func tag(_ job: Int) -> Int { job & (1 << 39 - 1) }
+
+    /// Calls the current job on one piece, without keeping a reference to it beyond the call (the
+    /// caller may return once the piece is counted finished).
+    @inline(never)
+    private func runPiece(_ w: Int, _ piece: Int) {
+        job?(w, piece)
+    }
 
     /// Claims and runs pieces of job `number` until none is left (or a later job replaced it).
     @inline(never)
     private func runPieces(_ w: Int, job number: Int) {
         var c = claims.load(ordering: .acquiring)
-        while c >> 40 == Self.tag(number), c & 0xFFFFF < (c >> 20) & 0xFFFFF {
+        while c >> 24 == Self.tag(number), c & 0xFFF < (c >> 12) & 0xFFF {
             let (exchanged, original) = claims.compareExchange(expected: c, desired: c + 1, ordering: .acquiringAndReleasing)
             guard exchanged else { c = original; continue }
-            job?(w, c & 0xFFFFF)
+            runPiece(w, c & 0xFFF)
             finished.wrappingAdd(1, ordering: .releasing)
             c = claims.load(ordering: .acquiring)
         }

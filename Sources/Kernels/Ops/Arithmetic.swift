@@ -89,13 +89,7 @@ extension Tape {
         try require(xs.allSatisfy { $0.shape == shape }, op, "shapes differ: \(xs.map(\.shape))")
         let normalises = batchNorms.contains { $0 != nil }
         try require(!normalises || shape.count == 4, op, "inputs must be [N, C, H, W] for BatchNorm, got \(shape)")
-        // In input order, as the separate BatchNorms would run (running averages, reductions).
-        let plans = try zip(xs, batchNorms).map { x, bn in
-            try bn.map {
-                try BatchNormPlan(x, gamma: $0.gamma, beta: $0.beta, statistics: $0.statistics, training: $0.training,
-                                  updateStatistics: $0.updateStatistics, reducer: $0.reducer, op: op)
-            }
-        }
+        let plans = try BatchNormPlan.plans(xs, batchNorms, op: op)
         let wv = w.value.scalars
         let scales = idx.map { wv[$0] }
         let count = xs[0].value.count
@@ -145,19 +139,15 @@ extension Tape {
                 }
             }
         }
-        var allInputs = xs + [w]
-        for bn in batchNorms {
-            if let g = bn?.gamma { allInputs.append(g) }
-            if let b = bn?.beta { allInputs.append(b) }
-        }
-        return output(y, inputs: allInputs, op: op) { _, dy in
+        // Backward reads the inputs (for the weights' gradient), not the output.
+        return output(y, inputs: xs + [w] + batchNorms.flatMap { $0?.parameters ?? [] }, op: op, readsOutput: false) { _, dy in
             guard let g = dy.baseAddress else { return }
             let n = shape[0]
-            // Last input first, as the separate BatchNorms' rules would run.
-            for k in xs.indices.reversed() {
-                let x = xs[k], s = scales[k]
+            for (k, x) in xs.enumerated() {
+                let s = scales[k]
                 if let plan = plans[k], let bn = batchNorms[k] {
                     // BatchNorm's backward of s * dy (drop path's per-sample factors, all s).
+                    guard bn.needsBackward(x) else { continue }
                     try plan.backward(x: x, gamma: bn.gamma, beta: bn.beta, dy: g, factors: [Float](repeating: s, count: n), relu: false)
                     continue
                 }

@@ -28,6 +28,27 @@ public struct BatchNormApplication {
     }
 }
 
+extension BatchNormApplication {
+    /// gamma and beta where present: inputs of the op that applies this BatchNorm.
+    var parameters: [Variable] { [gamma, beta].compactMap { $0 } }
+
+    /// Whether its backward, on input x, has a gradient to compute.
+    func needsBackward(_ x: Variable) -> Bool { x.requiresGrad || gamma?.requiresGrad == true || beta?.requiresGrad == true }
+}
+
+extension BatchNormPlan {
+    /// The plans of a sum's terms (nil where a term has no BatchNorm), made in input order, as the
+    /// separate BatchNorms would run (running averages, reductions).
+    static func plans(_ xs: [Variable], _ batchNorms: [BatchNormApplication?], op: String) throws -> [BatchNormPlan?] {
+        try zip(xs, batchNorms).map { x, bn in
+            try bn.map {
+                try BatchNormPlan(x, gamma: $0.gamma, beta: $0.beta, statistics: $0.statistics, training: $0.training,
+                                  updateStatistics: $0.updateStatistics, reducer: $0.reducer, op: op)
+            }
+        }
+    }
+}
+
 extension Tape {
     /// y = sum over k of masks[k] * BN_k(xs[k]) per sample, where BN_k is `batchNorms[k]` (nil:
     /// the term is xs[k] itself) and a nil mask scales by 1. The same values, statistics and
@@ -49,13 +70,7 @@ extension Tape {
         let n = shape[0]
         let (c, hw) = normalises ? (shape[1], shape[2] * shape[3]) : (1, shape.dropFirst().reduce(1, *))
         try require(masks.allSatisfy { $0 == nil || $0!.shape == [n] }, op, "masks must hold one value per sample (\(n))")
-        // In input order, as the separate BatchNorms would run (running averages, reductions).
-        let plans = try zip(xs, batchNorms).map { x, bn in
-            try bn.map {
-                try BatchNormPlan(x, gamma: $0.gamma, beta: $0.beta, statistics: $0.statistics, training: $0.training,
-                                  updateStatistics: $0.updateStatistics, reducer: $0.reducer, op: op)
-            }
-        }
+        let plans = try BatchNormPlan.plans(xs, batchNorms, op: op)
         let factors = masks.map { $0?.scalars }
         let count = n * c * hw, inner = c * hw
         let y = Tensor(uninitializedShape: shape) { out in
@@ -85,17 +100,13 @@ extension Tape {
                 }
             }
         }
-        var inputs = xs
-        for bn in batchNorms {
-            if let g = bn?.gamma { inputs.append(g) }
-            if let b = bn?.beta { inputs.append(b) }
-        }
         // Backward reads the normalised terms' inputs only (a pooled or skipped term is not read).
         let read = zip(xs, plans).compactMap { $1 == nil ? nil : $0 }
-        return output(y, inputs: inputs, op: op, readsOutput: false, inputsRead: read) { _, dy in
+        return output(y, inputs: xs + batchNorms.flatMap { $0?.parameters ?? [] }, op: op, readsOutput: false, inputsRead: read) { _, dy in
             let g = dy.baseAddress!
             for (k, x) in xs.enumerated() {
                 if let plan = plans[k], let bn = batchNorms[k] {
+                    guard bn.needsBackward(x) else { continue }
                     try plan.backward(x: x, gamma: bn.gamma, beta: bn.beta, dy: g, factors: factors[k], relu: false)
                 } else if x.requiresGrad {
                     x.writeOrAccumulateGrad { dx, accumulate in

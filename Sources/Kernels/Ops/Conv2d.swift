@@ -214,11 +214,7 @@ public enum Conv2dKernels {
             Parallel.forEach(g.batch, work: g.macs) { n in
                 BLAS.sgemm(m: g.outChannels, n: outHW, k: g.inChannels, a: w, lda: g.inChannels,
                            b: x + n * inPlane, ldb: outHW, c: y + n * outPlane, ldc: outHW)
-                guard let planeSums else { return }
-                for o in 0..<g.outChannels {
-                    let p = n * g.outChannels + o
-                    (planeSums[2 * p], planeSums[2 * p + 1]) = Reduce.sumAndSquares(y + p * outHW, outHW)
-                }
+                if let planeSums { Reduce.planeSums(y, sample: n, channels: g.outChannels, plane: outHW, into: planeSums) }
             }
         } else if g.isDepthwise {
             if let padded = DepthwisePadded(g) {

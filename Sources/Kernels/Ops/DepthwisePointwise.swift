@@ -63,12 +63,8 @@ extension Tape {
         let fused = Conv2dKernels.DepthwisePointwise(depthwise: gd, pointwise: gp, padded: padded,
                                                      input: .affineReLU(scale: plan.scale, shift: plan.shift))
         let (y, ySums) = fused.forward(self, x: x, wd: wd, wp: wp)
-        var inputs = [x, wd, wp]
-        if let g = bn.gamma { inputs.append(g) }
-        if let b = bn.beta { inputs.append(b) }
-        let out = output(y, inputs: inputs, op: op, readsOutput: false) { _, dy in
-            let normalisedNeedsGrad = x.requiresGrad || bn.gamma?.requiresGrad == true || bn.beta?.requiresGrad == true
-            guard normalisedNeedsGrad else {
+        let out = output(y, inputs: [x, wd, wp] + bn.parameters, op: op, readsOutput: false) { _, dy in
+            guard bn.needsBackward(x) else {
                 fused.backward(x: x, wd: wd, wp: wp, dy: dy.baseAddress!)
                 return
             }
@@ -226,10 +222,7 @@ extension Conv2dKernels {
                         depthwiseSample(i, x: x, wd: wd, s: s, d: d)
                         pointwiseSample(d, wp: wp, y: y + i * outPlane)
                         // BatchNorm's statistics, while the sample's output is in cache.
-                        for o in 0..<pointwise.outChannels {
-                            let p = i * pointwise.outChannels + o
-                            (planeSums[2 * p], planeSums[2 * p + 1]) = Reduce.sumAndSquares(y + p * plane, plane)
-                        }
+                        Reduce.planeSums(y, sample: i, channels: pointwise.outChannels, plane: plane, into: planeSums)
                     }
                 }
             }

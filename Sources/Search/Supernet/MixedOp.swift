@@ -24,55 +24,52 @@ public final class MixedOp: MixedEdge {
     /// With `ctx.fusesOps`, the BatchNorm that ends a sep_conv, a dil_conv or a pooling op is
     /// applied inside the weighted sum (`Tape.weightedBatchNormSum`): the same values.
     public func forward(_ x: Variable, weights: Variable, _ ctx: ForwardContext) throws -> Variable {
-        guard ctx.fusesOps else { return try forward(x, weights: weights, ctx, transform: { _, y in y }) }
-        var outputs: [Variable] = []
-        var norms: [BatchNormApplication?] = []
-        var indices: [Int] = []
-        var activated: Variable?
-        for (k, op) in ops.enumerated() {
-            guard let op else { continue }
-            if let e = op as? EndsWithBatchNorm {
-                if activated == nil { activated = ctx.tape.relu(x) }
-                let (y, bn) = try e.beforeBatchNorm(activated!, relu: false, ctx)
-                outputs.append(y)
-                norms.append(bn.application(ctx))
-            } else if let r = op as? ReLUPrefixed {
-                if activated == nil { activated = ctx.tape.relu(x) }
-                outputs.append(try r.forward(activated: activated!, ctx))
-                norms.append(nil)
-            } else if let seq = op as? Sequential, seq.layers.count == 2, let bn = seq.layers[1] as? BatchNormLayer {
-                // Pooling, then its BatchNorm.
-                outputs.append(try seq.layers[0].forward(x, ctx))
-                norms.append(bn.application(ctx))
-            } else {
-                outputs.append(try op.forward(x, ctx))
-                norms.append(nil)
-            }
-            indices.append(k)
-        }
-        return try ctx.tape.weightedBatchNormSum(outputs, weights: weights, indices: indices, batchNorms: norms)
+        try sum(x, weights: weights, ctx, transform: nil)
     }
 
     /// The same sum over transform(k, op_k(x)) (an edge that changes some paths, e.g. dropout on
-    /// their outputs, keeps the rest of this loop and the shared ReLU).
+    /// their outputs, keeps the rest of this loop and the shared ReLU). The transform sees each
+    /// op's whole output, so no BatchNorm is folded into the sum.
     public func forward(_ x: Variable, weights: Variable, _ ctx: ForwardContext,
                         transform: (Int, Variable) throws -> Variable) throws -> Variable {
+        try withoutActuallyEscaping(transform) { try sum(x, weights: weights, ctx, transform: $0) }
+    }
+
+    /// The weighted sum of both `forward`s (transform nil: the plain one).
+    private func sum(_ x: Variable, weights: Variable, _ ctx: ForwardContext,
+                     transform: ((Int, Variable) throws -> Variable)?) throws -> Variable {
+        let folds = transform == nil && ctx.fusesOps
         var outputs: [Variable] = []
+        var norms: [BatchNormApplication?] = []
         var indices: [Int] = []
         outputs.reserveCapacity(ops.count)
         // One ReLU(x) shared by every op that starts with one.
         var activated: Variable?
+        func activatedInput() -> Variable {
+            if activated == nil { activated = ctx.tape.relu(x) }
+            return activated!
+        }
         for (k, op) in ops.enumerated() {
             guard let op else { continue }
-            if let r = op as? ReLUPrefixed {
-                if activated == nil { activated = ctx.tape.relu(x) }
-                outputs.append(try transform(k, try r.forward(activated: activated!, ctx)))
+            var y: Variable
+            var norm: BatchNormApplication?
+            if folds, let e = op as? EndsWithBatchNorm {
+                let (v, bn) = try e.beforeBatchNorm(activatedInput(), relu: false, ctx)
+                (y, norm) = (v, bn.application(ctx))
+            } else if folds, let seq = op as? Sequential, seq.layers.count == 2, let bn = seq.layers[1] as? BatchNormLayer {
+                // Pooling, then its BatchNorm.
+                (y, norm) = (try seq.layers[0].forward(x, ctx), bn.application(ctx))
+            } else if let r = op as? ReLUPrefixed {
+                y = try r.forward(activated: activatedInput(), ctx)
             } else {
-                outputs.append(try transform(k, try op.forward(x, ctx)))
+                y = try op.forward(x, ctx)
             }
+            outputs.append(try transform?(k, y) ?? y)
+            norms.append(norm)
             indices.append(k)
         }
-        return try ctx.tape.weightedSum(outputs, weights: weights, indices: indices)
+        return folds ? try ctx.tape.weightedBatchNormSum(outputs, weights: weights, indices: indices, batchNorms: norms)
+            : try ctx.tape.weightedSum(outputs, weights: weights, indices: indices)
     }
 
     /// op_k(x) alone: the one op of a supernet path, no weighting, no other op computed.

@@ -57,6 +57,9 @@ public final class SearchCell: Layer {
             } else {
                 states.append(try t.sum(terms))
             }
+            // An edge's output is read by its node's sum alone; a plain sum's backward reads no value
+            // (the edge weights' gradient does, and keeps them).
+            for e in terms where !states.contains(where: { $0 === e }) { t.release(e) }
             offset += terms.count
         }
         let out = try t.concatChannels(Array(states.suffix(steps)))

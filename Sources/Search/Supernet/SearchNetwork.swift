@@ -283,10 +283,11 @@ public final class SearchNetwork {
     }
 
     /// Tensors of a cell's state size that a training step keeps per mixed edge (the candidate
-    /// ops' intermediates), on the low side: measured 12.8 with `bench step --recompute none` at
-    /// C=16, 8 layers, 3x32x32 (peak memory 1661 MB at batch 32, 3269 MB at batch 64), once the
-    /// mixed edge applies its ops' last BatchNorms inside its weighted sum.
-    public static let activationTensorsPerEdge = 12
+    /// ops' intermediates), on the low side: measured 11.8 with `bench step --recompute none` at
+    /// C=16, 8 layers, 3x32x32 (peak memory 1529 MB at batch 32, 3015 MB at batch 64), where a
+    /// mixed edge applies its ops' last BatchNorms inside its weighted sum; about 18 for an edge
+    /// that cannot (P-DARTS's op dropout on op outputs, `fusesOps` off).
+    public static let activationTensorsPerEdge = 11
 
     /// A rough size of the activations a training step keeps: `activationTensorsPerEdge`
     /// tensors of a cell's state size per mixed edge.
