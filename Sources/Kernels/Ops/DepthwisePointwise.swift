@@ -75,7 +75,7 @@ extension Tape {
             let da = Tensor(uninitializedShape: x.shape) { d in
                 sums.withUnsafeMutableBufferPointer { sp in
                     let sp = sp.baseAddress!
-                    fused.backward(x: x, wd: wd, wp: wp, dy: dy.baseAddress!, into: (d.baseAddress!, false)) { p, g, xv in
+                    fused.backward(x: x, wd: wd, wp: wp, dy: dy.baseAddress!, into: d.baseAddress!) { p, g, xv in
                         (sp[2 * p], sp[2 * p + 1]) = plan.planeSums(dy: g, x: xv, plane: p, relu: true)
                     }
                 }
@@ -122,13 +122,13 @@ extension Conv2dKernels.DepthwisePointwise {
         return (y, sums)
     }
 
-    /// The backward rule: x's gradient (into x's, or into `into`: a buffer and whether to add),
-    /// wd's and wp's, each where wanted.
+    /// The backward rule: x's gradient (into x's, or written into `target`), wd's and wp's, each
+    /// where wanted.
     ///
-    /// With `gradientPlane`, x's gradient is written (not added) and gradientPlane(p, dx, x) runs
-    /// on each of its planes p (sample-major) once written: dx and x are that plane's.
+    /// With `gradientPlane` (and a target), gradientPlane(p, dx, x) runs on each plane p
+    /// (sample-major) of x's gradient once it is written: dx and x are that plane's.
     func backward(x: Variable, wd: Variable, wp: Variable, dy: UnsafePointer<Float>,
-                  into target: (UnsafeMutablePointer<Float>, Bool)? = nil,
+                  into target: UnsafeMutablePointer<Float>? = nil,
                   gradientPlane: ((_ plane: Int, _ dx: UnsafePointer<Float>, _ x: UnsafePointer<Float>) -> Void)? = nil) {
         let xValue = x.valueForBackward()
         func run(_ dx: UnsafeMutablePointer<Float>?, _ accumulate: Bool, _ dwd: UnsafeMutablePointer<Float>?,
@@ -148,8 +148,8 @@ extension Conv2dKernels.DepthwisePointwise {
             }
             if wd.requiresGrad { wd.accumulateGrad { pointwise($0.baseAddress!) } } else { pointwise(nil) }
         }
-        if let (dx, accumulate) = target {
-            withWeightGradients { run(dx, accumulate, $0, $1) }
+        if let target {
+            withWeightGradients { run(target, false, $0, $1) }
         } else if x.requiresGrad {
             x.writeOrAccumulateGrad { dx, accumulate in withWeightGradients { run(dx.baseAddress!, accumulate, $0, $1) } }
         } else if wd.requiresGrad || wp.requiresGrad {
