@@ -118,16 +118,13 @@ extension Tape {
         // zero first), so it starts uninitialised rather than zero-filled.
         // A pointwise convolution without bias (ReLUConvBN's, before BatchNorm) takes its output's
         // plane sums for BatchNorm's statistics.
-        var sums = g.isPointwise && b == nil ? [Float](repeating: 0, count: 2 * g.batch * g.outChannels) : nil
+        var sums = [Float](repeating: 0, count: g.isPointwise && b == nil ? 2 * g.batch * g.outChannels : 0)
         let y = Tensor(uninitializedShape: [g.batch, g.outChannels, g.outHeight, g.outWidth]) { yp in
             x.value.scalars.withUnsafeBufferPointer { xp in
                 w.value.scalars.withUnsafeBufferPointer { wp in
-                    if sums == nil {
-                        Conv2dKernels.forward(g, x: xp.baseAddress!, w: wp.baseAddress!, y: yp.baseAddress!)
-                    } else {
-                        sums!.withUnsafeMutableBufferPointer { sp in
-                            Conv2dKernels.forward(g, x: xp.baseAddress!, w: wp.baseAddress!, y: yp.baseAddress!, planeSums: sp.baseAddress!)
-                        }
+                    sums.withUnsafeMutableBufferPointer { sp in
+                        Conv2dKernels.forward(g, x: xp.baseAddress!, w: wp.baseAddress!, y: yp.baseAddress!,
+                                              planeSums: sp.isEmpty ? nil : sp.baseAddress)
                     }
                 }
             }
@@ -195,7 +192,7 @@ extension Tape {
                 b.accumulateGrad { db in Conv2dKernels.backwardBias(g, dy: dyp, db: db.baseAddress!) }
             }
         }
-        out.planeSums = sums
+        out.planeSums = sums.isEmpty ? nil : sums
         return out
     }
 }

@@ -218,6 +218,34 @@ public final class Identity: Layer {
     public func collect(prefix: String, into state: inout NamedState) {}
 }
 
+/// Pooling, then a non-affine BatchNorm: the search network's pooling ops (the reference's
+/// `nn.Sequential(pool, nn.BatchNorm2d(C, affine=False))`, hence the children `0` and `1`).
+public final class PoolBatchNorm: Layer {
+    public let pool: PoolLayer
+    public let bn: BatchNormLayer
+
+    public init(_ pool: PoolLayer, channels c: Int) {
+        self.pool = pool
+        bn = BatchNormLayer(c, affine: false)
+    }
+
+    public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable {
+        let (y, bn) = try beforeBatchNorm(x, ctx)
+        return try bn.forward(y, ctx)
+    }
+
+    /// The pooled input before the BatchNorm, and the BatchNorm (a mixed edge applies it inside
+    /// its weighted sum, as it does an `EndsWithBatchNorm` op's).
+    public func beforeBatchNorm(_ x: Variable, _ ctx: ForwardContext) throws -> (Variable, BatchNormLayer) {
+        (try pool.forward(x, ctx), bn)
+    }
+
+    public func collect(prefix: String, into state: inout NamedState) {
+        pool.collect(prefix: qualified(prefix, "0"), into: &state)
+        bn.collect(prefix: qualified(prefix, "1"), into: &state)
+    }
+}
+
 /// The op registry: builds the op for a primitive on C channels, as the reference `OPS` table
 /// (every entry of it: the DARTS eight plus sep_conv_7x7 and conv_7x1_1x7). Returns nil for
 /// `none`, whose output is zero: a mixed edge skips it (its weight then gets zero gradient, as
@@ -232,7 +260,7 @@ public func makeOperation(_ p: Primitive, channels c: Int, stride: Int, affine: 
         return nil
     case .maxPool3x3, .avgPool3x3:
         let pool = PoolLayer(p == .maxPool3x3 ? .max : .average, stride: stride)
-        return poolBatchNorm ? Sequential([pool, BatchNormLayer(c, affine: false)]) : pool
+        return poolBatchNorm ? PoolBatchNorm(pool, channels: c) : pool
     case .skipConnect:
         return stride == 1 ? Identity() : FactorizedReduce(c, c, affine: affine, generator: &generator)
     case .sepConv3x3:

@@ -56,9 +56,9 @@ public final class MixedOp: MixedEdge {
             if folds, let e = op as? EndsWithBatchNorm {
                 let (v, bn) = try e.beforeBatchNorm(activatedInput(), relu: false, ctx)
                 (y, norm) = (v, bn.application(ctx))
-            } else if folds, let seq = op as? Sequential, seq.layers.count == 2, let bn = seq.layers[1] as? BatchNormLayer {
-                // Pooling, then its BatchNorm.
-                (y, norm) = (try seq.layers[0].forward(x, ctx), bn.application(ctx))
+            } else if folds, let p = op as? PoolBatchNorm {
+                let (v, bn) = try p.beforeBatchNorm(x, ctx)
+                (y, norm) = (v, bn.application(ctx))
             } else if let r = op as? ReLUPrefixed {
                 y = try r.forward(activated: activatedInput(), ctx)
             } else {

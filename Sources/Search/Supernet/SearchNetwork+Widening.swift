@@ -245,7 +245,7 @@ struct WideningPlan {
     /// One candidate op (input and output in `layout`).
     mutating func op(_ a: Layer, _ b: Layer, layout: ChannelLayout) throws {
         switch (a, b) {
-        case let (x as Sequential, y as Sequential): sequential(x, y, layout: layout, input: layout)
+        case let (x as PoolBatchNorm, y as PoolBatchNorm): batchNorm(x.bn, y.bn, layout: layout)
         case let (x as ReLUConvBN, y as ReLUConvBN): sequential(x.op, y.op, layout: layout, input: layout)
         case let (x as SepConv, y as SepConv): sequential(x.op, y.op, layout: layout, input: layout)
         case let (x as DilConv, y as DilConv): sequential(x.op, y.op, layout: layout, input: layout)
