@@ -35,11 +35,13 @@ struct TimingSummary {
         median = s.isEmpty ? 0 : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
     }
 
-    /// Times `body` `repeats` times after `warmup` untimed runs.
-    static func measure(repeats: Int, warmup: Int = 1, _ body: () -> Void) -> TimingSummary {
-        for _ in 0..<warmup { body() }
+    /// Times `body` `repeats` times after `warmup` untimed runs; `before` runs, untimed, before
+    /// each run.
+    static func measure(repeats: Int, warmup: Int = 1, before: () -> Void = {}, _ body: () -> Void) -> TimingSummary {
+        for _ in 0..<warmup { before(); body() }
         var samples: [Double] = []
         for _ in 0..<repeats {
+            before()
             let t0 = ResourceUsage.now()
             body()
             samples.append(ResourceUsage.now() - t0)

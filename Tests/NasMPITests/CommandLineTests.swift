@@ -16,7 +16,7 @@ final class CommandLineTests: XCTestCase {
 
     func testBenchKernelsPrintsTimesAndSGEMM() throws {
         let r = try runNasMPI(["bench", "kernels", "--batch", "2", "--channels", "4", "--sizes", "8", "--repeats", "1", "--threads", "1",
-                               "--triad-mb", "4"])
+                               "--triad-mb", "4", "--layout-shapes", "16x16x16,2x2x2", "--flush-mb", "1"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("sgemm M=1024 N=1024 K=1024"), r.stdout)
         XCTAssertTrue(r.stdout.contains("triad a = b + s*c, 3 x 4 MB  1 thread(s): ") && r.stdout.contains(" GB/s"), r.stdout)
@@ -24,6 +24,14 @@ final class CommandLineTests: XCTestCase {
             XCTAssertTrue(r.stdout.contains("2x4x8x8  \(op)"), "missing \(op) in\n\(r.stdout)")
         }
         XCTAssertTrue(r.stdout.contains("fwd GFLOP/s") && r.stdout.contains("bwd GFLOP/s"))
+        // The layout comparison: a row per shape, with its work (2 x 2 x 16 x 16 x 256 FLOPs).
+        XCTAssertTrue(r.stdout.contains("1x1 convolution forward by layout: batch 2, 1 thread"), r.stdout)
+        for column in ["NCHW per sample", "NHWC one GEMM", "CNHW one GEMM", "NCHW per sample, input in cache"] {
+            XCTAssertTrue(r.stdout.contains(column), "missing \(column) in\n\(r.stdout)")
+        }
+        let rows = r.stdout.split(separator: "\n").filter { $0.hasPrefix("16x16x16x16 ") || $0.hasPrefix("2x2x2x2 ") }
+        XCTAssertEqual(rows.count, 2, r.stdout)
+        XCTAssertEqual(rows.first?.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first, "0.3", r.stdout)
     }
 
     func testBenchTrainTimesTheTrainingStep() throws {
@@ -52,6 +60,9 @@ final class CommandLineTests: XCTestCase {
             (["bench", "kernels", "--threads", "0"], "--threads must be at least 1"),
             (["bench", "kernels", "--channels", "16,x"], "--channels expects comma-separated positive integers"),
             (["bench", "kernels", "--batch", "0"], "--batch must be at least 1"),
+            (["bench", "kernels", "--layout-shapes", "36x144"], "--layout-shapes expects comma-separated CoutxCinxSize triples"),
+            (["bench", "kernels", "--layout-shapes", "36x0x32"], "--layout-shapes expects comma-separated CoutxCinxSize triples"),
+            (["bench", "kernels", "--flush-mb", "0"], "--flush-mb must lie in 1...4096"),
             (["bench", "allreduce", "--floats", "0"], "--floats must be at least 1"),
             (["no-such-command"], "Unexpected argument"),
         ] {

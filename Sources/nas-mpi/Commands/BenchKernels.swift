@@ -16,6 +16,14 @@ struct BenchKernels: ParsableCommand {
             roofline is a STREAM-like triad, a[i] = b[i] + s * c[i] over three arrays of --triad-mb MB \
             each (far larger than the caches), counting 12 bytes per element (STREAM's convention: \
             the write-allocate read of a is not counted).
+
+            The layout comparison times, on one thread, a 1x1 convolution's forward product at \
+            --layout-shapes (Cout x Cin x size) three ways: one product per sample on the NCHW \
+            layout nas-mpi uses, one product over the whole batch on a channels-last (NHWC) layout, \
+            and one on a CNHW layout (the batch inside each channel's plane); each after streaming \
+            --flush-mb MB through the caches, so that the input comes from memory as in a training \
+            step. A fourth column repeats the per-sample products with one sample's input, which \
+            stays in cache: what the product costs when its input is hot.
             """
     )
 
@@ -24,6 +32,9 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Image sizes (height = width), comma-separated.") var sizes = "32,16"
     @Option(help: "Timed repetitions per measurement (after one warm-up).") var repeats = 3
     @Option(help: "Size of each of the triad's three arrays, in MB.") var triadMb = 64
+    @Option(help: "1x1 convolution shapes for the layout comparison, Cout x Cin x size, comma-separated (default: the paper-width evaluation network's).")
+    var layoutShapes = "36x144x32,36x36x32,72x288x16,72x72x16,144x576x8,144x144x8"
+    @Option(help: "MB streamed through the caches before each timed run of the layout comparison.") var flushMb = 256
     @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
@@ -32,6 +43,8 @@ struct BenchKernels: ParsableCommand {
         guard triadMb >= 1 && triadMb <= 4096 else { throw ValidationError("--triad-mb must lie in 1...4096, got \(triadMb)") }
         _ = try parsePositiveList(channels, flag: "--channels")
         _ = try parsePositiveList(sizes, flag: "--sizes")
+        _ = try parseLayoutShapes(layoutShapes)
+        guard flushMb >= 1 && flushMb <= 4096 else { throw ValidationError("--flush-mb must lie in 1...4096, got \(flushMb)") }
     }
 
     func run() throws {
@@ -81,6 +94,8 @@ struct BenchKernels: ParsableCommand {
             }
         }
         printTable(header: header, rows: rows)
+        print("")
+        try benchLayouts()
         print("")
         print(String(format: "peak resident memory: %.1f MB", Double(ResourceUsage.peakResidentBytes) / 1e6))
     }
