@@ -86,8 +86,9 @@ final class Conv2dTests: XCTestCase {
     func testStrideTwoDepthwiseMatchesDenseInBothPasses() throws {
         // The phase-split stride-2 kernel against the dense im2col path one channel at a time, on
         // odd and even sizes, every DARTS kernel and padding, and no padding; the input gradient
-        // is also added onto an existing one (x used twice).
-        for (h, width) in [(6, 5), (7, 8), (8, 13), (9, 17), (14, 14)] {
+        // is also added onto an existing one (x used twice). Widths cover the rows split and
+        // interleaved 16 and 8 columns at a time (17, 24, 28, 31, 32) and column by column.
+        for (h, width) in [(6, 5), (7, 8), (8, 13), (9, 17), (14, 14), (5, 24), (6, 28), (5, 31), (4, 32)] {
             for (k, d, p) in [(3, 1, 1), (5, 1, 2), (3, 2, 2), (5, 2, 4), (3, 1, 0)] {
                 guard (h + 2 * p - d * (k - 1) - 1) >= 0, (width + 2 * p - d * (k - 1) - 1) >= 0 else { continue }
                 let x = randomTensor([2, 3, h, width], seed: UInt64(60 + width))

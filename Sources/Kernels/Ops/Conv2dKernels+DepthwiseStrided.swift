@@ -52,16 +52,64 @@ extension Conv2dKernels {
         /// (their borders, zeroed once by `clear`, supply the padding).
         @inline(__always)
         func split(_ plane: UnsafePointer<Float>, into scratch: UnsafeMutablePointer<Float>) {
-            // Column c goes to phase (c + p) mod 2 at (c + p) / 2: the even and the odd columns
-            // each as one strided loop, no branch per element.
+            // Column c goes to phase (c + p) mod 2 at (c + p) / 2: 16 columns at a time, then 8,
+            // split into their even and odd lanes, the rest as two strided loops.
             let (a, b) = phaseStarts(scratch)
             for r in 0..<height {
                 let (src, row) = (plane + r * width, (r + padding) * pitch)
                 let (pa, pb) = (a + row, b + row)
                 var c = 0
+                while c + 16 <= width {
+                    let v = UnsafeRawPointer(src + c).loadUnaligned(as: SIMD16<Float>.self)
+                    UnsafeMutableRawPointer(pa + c >> 1).storeBytes(of: v.evenHalf, as: V.self)
+                    UnsafeMutableRawPointer(pb + c >> 1).storeBytes(of: v.oddHalf, as: V.self)
+                    c += 16
+                }
+                if c + 8 <= width {
+                    let v = UnsafeRawPointer(src + c).loadUnaligned(as: V.self)
+                    UnsafeMutableRawPointer(pa + c >> 1).storeBytes(of: v.evenHalf, as: SIMD4<Float>.self)
+                    UnsafeMutableRawPointer(pb + c >> 1).storeBytes(of: v.oddHalf, as: SIMD4<Float>.self)
+                    c += 8
+                }
+                let even = c
                 while c < width { pa[c >> 1] = src[c]; c += 2 }
-                c = 1
+                c = even + 1
                 while c < width { pb[c >> 1] = src[c]; c += 2 }
+            }
+        }
+
+        /// dx row (+)= the input row whose even columns are a[0...] and odd columns b[0...]
+        /// (the phase rows of `transposed`): 16 columns at a time, then 8, their lanes interleaved;
+        /// the rest column by column.
+        @inline(__always)
+        private func interleave(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into d: UnsafeMutablePointer<Float>,
+                                accumulate: Bool) {
+            var c = 0
+            while c + 16 <= width {
+                var v = SIMD16<Float>()
+                v.evenHalf = UnsafeRawPointer(a + c >> 1).loadUnaligned(as: V.self)
+                v.oddHalf = UnsafeRawPointer(b + c >> 1).loadUnaligned(as: V.self)
+                if accumulate { v = UnsafeRawPointer(d + c).loadUnaligned(as: SIMD16<Float>.self) + v }
+                UnsafeMutableRawPointer(d + c).storeBytes(of: v, as: SIMD16<Float>.self)
+                c += 16
+            }
+            if c + 8 <= width {
+                var v = V()
+                v.evenHalf = UnsafeRawPointer(a + c >> 1).loadUnaligned(as: SIMD4<Float>.self)
+                v.oddHalf = UnsafeRawPointer(b + c >> 1).loadUnaligned(as: SIMD4<Float>.self)
+                if accumulate { v = UnsafeRawPointer(d + c).loadUnaligned(as: V.self) + v }
+                UnsafeMutableRawPointer(d + c).storeBytes(of: v, as: V.self)
+                c += 8
+            }
+            let even = c
+            if accumulate {
+                while c < width { d[c] += a[c >> 1]; c += 2 }
+                c = even + 1
+                while c < width { d[c] += b[c >> 1]; c += 2 }
+            } else {
+                while c < width { d[c] = a[c >> 1]; c += 2 }
+                c = even + 1
+                while c < width { d[c] = b[c >> 1]; c += 2 }
             }
         }
 
@@ -198,18 +246,7 @@ extension Conv2dKernels {
                     }
                     start += count
                 }
-                let d = dx + r * width
-                if accumulate {
-                    var c = 0
-                    while c < width { d[c] += a[c >> 1]; c += 2 }
-                    c = 1
-                    while c < width { d[c] += b[c >> 1]; c += 2 }
-                } else {
-                    var c = 0
-                    while c < width { d[c] = a[c >> 1]; c += 2 }
-                    c = 1
-                    while c < width { d[c] = b[c >> 1]; c += 2 }
-                }
+                interleave(a, b, into: dx + r * width, accumulate: accumulate)
             }
             }
         }
