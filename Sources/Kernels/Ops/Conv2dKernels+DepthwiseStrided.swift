@@ -186,14 +186,14 @@ extension Conv2dKernels {
         /// phase and ox = j - (kx d) / 2. Each input row's two phase rows are computed 8 columns
         /// at a time from the output gradient (copied with zero margins into `scratch`), then
         /// interleaved into dx. (Scattering instead stores overlapping vectors, which stalls on
-        /// store forwarding.)
+        /// store forwarding.) The borders of the bordered gradient in `scratch` must be zero
+        /// (`clear`); each call writes only its interior, so a worker clears once for many planes.
         @inline(__always)
         func transposed(_ dy: UnsafePointer<Float>, w: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>,
                         into dx: UnsafeMutablePointer<Float>, accumulate: Bool) {
             let K = kernel
             // The output gradient with zero borders: row oy at margin + oy, column ox at margin + ox.
             let padded = scratch
-            padded.update(repeating: 0, count: gradientRows * gradientPitch)
             for oy in 0..<outHeight {
                 (padded + (gradientMargin + oy) * gradientPitch + gradientMargin).update(from: dy + oy * outWidth, count: outWidth)
             }
@@ -308,6 +308,7 @@ extension Conv2dKernels {
             let (kk, hw, ohw, planes) = (kernel * kernel, height * width, outHeight * outWidth, g.batch * g.inChannels)
             ScratchPool.shared.withBuffers(Parallel.chunks(planes, work: g.macs), size: scratchSize) { scratch in
                 Parallel.forChunks(planes, work: g.macs) { worker, range in
+                    clear(scratch[worker])
                     for nc in range {
                         transposed(dy + nc * ohw, w: w + (nc % g.inChannels) * kk, scratch: scratch[worker], into: dx + nc * hw,
                                    accumulate: accumulate)
