@@ -84,6 +84,10 @@ final class ThreadCountTests: XCTestCase {
         try assertThreadIndependent("depthwise strided", [randomTensor([5, 6, 9, 9], seed: 12), randomTensor([6, 1, 3, 3], seed: 13)]) { t, v in
             try t.conv2d(v[0], v[1], stride: 2, padding: 1, groups: 6)
         }
+        // Rows wide enough for the 16- and 8-column phase split and interleave (28 = 16 + 8 + 4).
+        try assertThreadIndependent("depthwise strided wide", [randomTensor([5, 6, 7, 28], seed: 14), randomTensor([6, 1, 5, 5], seed: 15)]) { t, v in
+            try t.conv2d(v[0], v[1], stride: 2, padding: 2, groups: 6)
+        }
     }
 
     func testReLUFusedDepthwise() throws {

@@ -87,6 +87,42 @@ final class SearchNetworkTests: XCTestCase {
         }
     }
 
+    /// A mixed edge hands its pooling ops' BatchNorms (`PoolBatchNorm`) to its weighted sum when it
+    /// fuses ops, and runs them as separate BatchNorms when it does not.
+    func testMixedEdgeFoldsItsPoolingBatchNorms() throws {
+        var g = RandomGenerator(seed: 3)
+        let edge = MixedOp(channels: 2, stride: 1, primitives: [.maxPool3x3, .avgPool3x3], generator: &g)
+        XCTAssertTrue(edge.ops.allSatisfy { $0 is PoolBatchNorm })
+        var x = Tensor(shape: [2, 2, 5, 5])
+        g.fillUniform(&x, -1, 1)
+        let profile = OpProfile.shared
+        let wasEnabled = profile.isEnabled
+        defer {
+            profile.isEnabled = wasEnabled
+            profile.reset()
+        }
+        var outputs: [[Float]] = []
+        for fused in [true, false] {
+            profile.reset()
+            profile.isEnabled = true
+            let tape = Tape()
+            var ctx = ForwardContext(tape: tape, training: true)
+            ctx.fusesOps = fused
+            let weights = Variable(try Tensor(shape: [2], scalars: [0.25, 0.75]), requiresGrad: true)
+            outputs.append(try edge.forward(Variable(x), weights: weights, ctx).value.scalars)
+            profile.isEnabled = false
+            let calls = profile.entries.mapValues(\.calls)
+            if fused {
+                XCTAssertEqual(calls["weightedBatchNormSum"], 1, "\(calls)")
+                XCTAssertNil(calls["batchNorm"], "\(calls)")
+            } else {
+                XCTAssertEqual(calls["batchNorm"], 2, "\(calls)")
+                XCTAssertEqual(calls["weightedSum"], 1, "\(calls)")
+            }
+        }
+        XCTAssertEqual(outputs[0], outputs[1])
+    }
+
     func testAlphaGradientMatchesFiniteDifference() throws {
         // End-to-end check of the supernet's alpha gradient (eval-mode BN keeps the loss smooth).
         let net = try SearchNetwork(SupernetConfig(channels: 2, layers: 3, inputShape: [1, 8, 8], classes: 3,

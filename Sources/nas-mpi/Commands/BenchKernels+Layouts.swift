@@ -1,16 +1,24 @@
 import ArgumentParser
 import Kernels
+import Search
 
 extension BenchKernels {
-    /// `--layout-shapes`: (Cout, Cin, size) triples written `CoutxCinxSize`.
-    func parseLayoutShapes(_ text: String) throws -> [(cout: Int, cin: Int, size: Int)] {
-        let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        let shapes = parts.compactMap { part -> (cout: Int, cin: Int, size: Int)? in
-            let v = part.split(separator: "x").compactMap { Int($0) }
-            return v.count == 3 && v.allSatisfy({ $0 > 0 }) && part.split(separator: "x").count == 3 ? (v[0], v[1], v[2]) : nil
+    /// `--layout-shapes`: (Cout, Cin, size) triples written `CoutxCinxSize`, each tensor of the
+    /// comparison (batch x channels x size^2 floats) at most 2^28 floats (1 GiB).
+    func parseLayoutShapes(_ text: String, batch: Int) throws -> [(cout: Int, cin: Int, size: Int)] {
+        let bad = ValidationError("--layout-shapes expects comma-separated CoutxCinxSize triples of positive integers (e.g. 36x144x32), got '\(text)'")
+        let shapes = try text.split(separator: ",", omittingEmptySubsequences: false).map { part -> (cout: Int, cin: Int, size: Int) in
+            let fields = part.trimmingCharacters(in: .whitespaces).split(separator: "x", omittingEmptySubsequences: false)
+            let values = fields.compactMap { f in f.allSatisfy(\.isASCII) && f.allSatisfy(\.isNumber) ? Int(f) : nil }
+            guard fields.count == 3, values.count == 3, values.allSatisfy({ $0 > 0 }) else { throw bad }
+            return (values[0], values[1], values[2])
         }
-        guard !parts.isEmpty, shapes.count == parts.count else {
-            throw ValidationError("--layout-shapes expects comma-separated CoutxCinxSize triples of positive integers (e.g. 36x144x32), got '\(text)'")
+        for (cout, cin, size) in shapes {
+            let tooLarge = ValidationError("--layout-shapes: \(cout)x\(cin)x\(size) at batch \(batch) is too large for the comparison (at most 2^28 floats per tensor)")
+            guard cout <= 1 << 16, cin <= 1 << 16, size <= 1 << 12 else { throw tooLarge }
+            let (planes, o1) = batch.multipliedReportingOverflow(by: max(cout, cin))
+            let (elements, o2) = planes.multipliedReportingOverflow(by: size * size)
+            guard !o1, !o2, elements <= 1 << 28 else { throw tooLarge }
         }
         return shapes
     }
@@ -18,7 +26,7 @@ extension BenchKernels {
     /// The 1x1 convolution's forward product on three layouts, its input from memory, and per
     /// sample with its input in cache (one thread; see the command's discussion).
     func benchLayouts() throws {
-        let shapes = try parseLayoutShapes(layoutShapes)
+        let shapes = try parseLayoutShapes(layoutShapes, batch: batch)
         let columns = ["NCHW per sample", "NHWC one GEMM", "CNHW one GEMM", "NCHW per sample, input in cache"]
         print("1x1 convolution forward by layout: batch \(batch), 1 thread, GFLOP/s at the median of \(repeats) runs (at the fastest), inputs from memory (\(flushMb) MB streamed before each run) except the last column")
         let flushCount = flushMb * (1 << 20) / 4
@@ -59,12 +67,38 @@ extension BenchKernels {
                         let cnhw = {
                             BLAS.sgemm(m: cout, n: batch * hw, k: cin, a: w, lda: cin, b: x, ldb: batch * hw, c: y, ldc: batch * hw)
                         }
-                        return [TimingSummary.measure(repeats: repeats, before: evict) { perSample(false) },
-                                TimingSummary.measure(repeats: repeats, before: evict, nhwc),
-                                TimingSummary.measure(repeats: repeats, before: evict, cnhw),
-                                TimingSummary.measure(repeats: repeats) { perSample(true) }]
+                        // Each layout's product, timed, then checked at a few outputs against a
+                        // dot product over its own indexing (a wrong leading dimension fails here):
+                        // input(c, n, p) is where channel c of sample n at pixel p sits, output(o, n, p)
+                        // where output channel o does.
+                        typealias Layout = (run: () -> Void, input: (Int, Int, Int) -> Int, output: (Int, Int, Int) -> Int)
+                        let (B, HW) = (batch, hw)
+                        let layouts: [Layout] = [
+                            ({ perSample(false) }, { c, n, p in (n * cin + c) * HW + p }, { o, n, p in (n * cout + o) * HW + p }),
+                            (nhwc, { c, n, p in (n * HW + p) * cin + c }, { o, n, p in (n * HW + p) * cout + o }),
+                            (cnhw, { c, n, p in (c * B + n) * HW + p }, { o, n, p in (o * B + n) * HW + p }),
+                        ]
+                        var summaries: [TimingSummary] = []
+                        for layout in layouts {
+                            summaries.append(TimingSummary.measure(repeats: repeats, before: evict, layout.run))
+                            for (o, n, p) in [(0, 0, 0), (cout - 1, batch - 1, hw - 1), (cout / 2, batch / 2, hw / 3)] {
+                                var expected = 0.0, scale = 0.0
+                                for c in 0..<cin {
+                                    let term = Double(w[o * cin + c]) * Double(x[layout.input(c, n, p)])
+                                    expected += term
+                                    scale += abs(term)
+                                }
+                                guard abs(Double(y[layout.output(o, n, p)]) - expected) <= 1e-4 * max(scale, 1) else {
+                                    return [TimingSummary]?.none
+                                }
+                            }
+                        }
+                        return summaries + [TimingSummary.measure(repeats: repeats) { perSample(true) }]
                     }
                 }
+            }
+            guard let times else {
+                throw RunError("bench kernels: the layout comparison's product at \(cout)x\(cin)x\(size) disagrees with a direct dot product")
             }
             rows.append(["\(cout)x\(cin)x\(size)x\(size)", String(format: "%.1f", flops / 1e6)]
                         + times.map { String(format: "%.1f (%.1f)", flops / $0.median / 1e9, flops / $0.min / 1e9) })

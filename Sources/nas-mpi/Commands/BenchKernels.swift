@@ -35,6 +35,7 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "1x1 convolution shapes for the layout comparison, Cout x Cin x size, comma-separated (default: the paper-width evaluation network's).")
     var layoutShapes = "36x144x32,36x36x32,72x288x16,72x72x16,144x576x8,144x144x8"
     @Option(help: "MB streamed through the caches before each timed run of the layout comparison.") var flushMb = 256
+    @Flag(inversion: .prefixedNo, help: "Run the 1x1 layout comparison.") var layouts = true
     @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
@@ -43,7 +44,7 @@ struct BenchKernels: ParsableCommand {
         guard triadMb >= 1 && triadMb <= 4096 else { throw ValidationError("--triad-mb must lie in 1...4096, got \(triadMb)") }
         _ = try parsePositiveList(channels, flag: "--channels")
         _ = try parsePositiveList(sizes, flag: "--sizes")
-        _ = try parseLayoutShapes(layoutShapes)
+        _ = try parseLayoutShapes(layoutShapes, batch: batch)
         guard flushMb >= 1 && flushMb <= 4096 else { throw ValidationError("--flush-mb must lie in 1...4096, got \(flushMb)") }
     }
 
@@ -95,9 +96,12 @@ struct BenchKernels: ParsableCommand {
         }
         printTable(header: header, rows: rows)
         print("")
-        try benchLayouts()
-        print("")
+        // Before the layout comparison, whose cache-flushing buffer would dominate it.
         print(String(format: "peak resident memory: %.1f MB", Double(ResourceUsage.peakResidentBytes) / 1e6))
+        if layouts {
+            print("")
+            try benchLayouts()
+        }
     }
 
     /// Forward, backward (input and weight gradients), and the two backward parts alone.
