@@ -32,7 +32,7 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Image sizes (height = width), comma-separated.") var sizes = "32,16"
     @Option(help: "Timed repetitions per measurement (after one warm-up).") var repeats = 3
     @Option(help: "Size of each of the triad's three arrays, in MB.") var triadMb = 64
-    @Option(help: "1x1 convolution shapes for the layout comparison, Cout x Cin x size, comma-separated (default: the paper-width evaluation network's).")
+    @Option(help: "1x1 convolution shapes for the layout comparison, Cout x Cin x size, comma-separated; the default is the paper-width evaluation network's.")
     var layoutShapes = "36x144x32,36x36x32,72x288x16,72x72x16,144x576x8,144x144x8"
     @Option(help: "MB streamed through the caches before each timed run of the layout comparison.") var flushMb = 256
     @Flag(inversion: .prefixedNo, help: "Run the 1x1 layout comparison.") var layouts = true
