@@ -211,29 +211,32 @@ extension Conv2dKernels {
         /// Zeroes a worker's scratch (once: later planes only overwrite the interior).
         func clear(_ scratch: UnsafeMutablePointer<Float>) { scratch.update(repeating: 0, count: scratchSize) }
 
-        /// Copies a plane (with `relu`, its ReLU) into the interior of the padded plane at the
-        /// start of `scratch`.
+        /// Copies value(x) for each x of a plane into the interior of the padded plane at the start
+        /// of `scratch`.
         @inline(__always)
-        func pad(_ plane: UnsafePointer<Float>, into scratch: UnsafeMutablePointer<Float>, relu: Bool = false) {
+        func pad(_ plane: UnsafePointer<Float>, into scratch: UnsafeMutablePointer<Float>, _ value: (Float) -> Float) {
             // An inline loop: a memmove call per row of 8-32 floats costs more than the copy.
             for r in 0..<height {
                 let (dst, src) = (scratch + (r + padding) * pitch + padding, plane + r * width)
-                if relu {
-                    for c in 0..<width { dst[c] = max(src[c], 0) }  // as `relu`: NaN stays NaN
-                } else {
-                    for c in 0..<width { dst[c] = src[c] }
-                }
+                for c in 0..<width { dst[c] = value(src[c]) }
             }
         }
 
-        /// Copies ReLU(plane * scale + shift) into the interior of the padded plane at the start of
-        /// `scratch`: BatchNorm and ReLU applied on the way in, with `batchNormReLU`'s arithmetic.
+        /// Copies a plane (with `relu`, its ReLU) into the interior of the padded plane.
+        @inline(__always)
+        func pad(_ plane: UnsafePointer<Float>, into scratch: UnsafeMutablePointer<Float>, relu: Bool = false) {
+            if relu {
+                pad(plane, into: scratch) { max($0, 0) }  // as `relu`: NaN stays NaN
+            } else {
+                pad(plane, into: scratch) { $0 }
+            }
+        }
+
+        /// Copies ReLU(plane * scale + shift) into the interior of the padded plane: BatchNorm and
+        /// ReLU applied on the way in, with `batchNormReLU`'s arithmetic.
         @inline(__always)
         func pad(_ plane: UnsafePointer<Float>, into scratch: UnsafeMutablePointer<Float>, scale: Float, shift: Float) {
-            for r in 0..<height {
-                let (dst, src) = (scratch + (r + padding) * pitch + padding, plane + r * width)
-                for c in 0..<width { dst[c] = max(src[c] * scale + shift, 0) }
-            }
+            pad(plane, into: scratch) { max($0 * scale + shift, 0) }
         }
 
         /// Every plane of the batch: out (+)= the convolution of `source` with its channel's
