@@ -209,8 +209,7 @@ public enum Conv2dKernels {
         let outPlane = g.outChannels * outHW
         if g.isPointwise {
             Parallel.forEach(g.batch, work: g.macs) { n in
-                BLAS.sgemm(m: g.outChannels, n: outHW, k: g.inChannels, a: w, lda: g.inChannels,
-                           b: x + n * inPlane, ldb: outHW, c: y + n * outPlane, ldc: outHW)
+                pointwiseSample(g, x: x + n * inPlane, w: w, y: y + n * outPlane)
                 if let planeSums { Reduce.planeSums(y, sample: n, channels: g.outChannels, plane: outHW, into: planeSums) }
             }
         } else if g.isDepthwise {
@@ -388,8 +387,7 @@ public enum Conv2dKernels {
             if dx != nil { transpose(w, rows: g.outChannels, columns: g.inChannels, into: wt) }
             let inputGradient = { (n: Int) in
                 guard let dx else { return }
-                BLAS.sgemm(m: g.inChannels, n: hw, k: g.outChannels, a: wt, lda: g.outChannels,
-                           b: dy + n * outPlane, ldb: hw, beta: accumulate ? 1 : 0, c: dx + n * inPlane, ldc: hw)
+                pointwiseInputGradient(g, dy: dy + n * outPlane, wt: wt, into: dx + n * inPlane, accumulate: accumulate)
             }
             guard let dw, let x else {
                 Parallel.forEach(g.batch, work: g.macs) { n in inputGradient(n) }
@@ -406,6 +404,23 @@ public enum Conv2dKernels {
     @inline(__always)
     static func transpose(_ w: UnsafePointer<Float>, rows: Int, columns: Int, into t: UnsafeMutablePointer<Float>) {
         for o in 0..<rows { for i in 0..<columns { t[i * rows + o] = w[o * columns + i] } }
+    }
+
+    /// One sample's pointwise product y = w x (x, y: the sample's planes).
+    @inline(__always)
+    static func pointwiseSample(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        let hw = g.outHeight * g.outWidth
+        BLAS.sgemm(m: g.outChannels, n: hw, k: g.inChannels, a: w, lda: g.inChannels, b: x, ldb: hw, c: y, ldc: hw)
+    }
+
+    /// One sample's pointwise input gradient wᵀ dy, written into dx (or added, `accumulate`);
+    /// wt: w transposed ([Cin, Cout]).
+    @inline(__always)
+    static func pointwiseInputGradient(_ g: ConvGeometry, dy: UnsafePointer<Float>, wt: UnsafePointer<Float>,
+                                       into dx: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        let hw = g.outHeight * g.outWidth
+        BLAS.sgemm(m: g.inChannels, n: hw, k: g.outChannels, a: wt, lda: g.outChannels, b: dy, ldb: hw,
+                   beta: accumulate ? 1 : 0, c: dx, ldc: hw)
     }
 
     /// One sample's pointwise weight gradient dy xᵀ (dy, x: the sample's planes), written into

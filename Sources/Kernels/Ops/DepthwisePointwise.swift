@@ -203,12 +203,6 @@ extension Conv2dKernels {
             }
         }
 
-        /// The pointwise product's GEMM, as `Conv2dKernels.forward` runs it per sample.
-        @inline(__always)
-        private func pointwiseSample(_ d: UnsafePointer<Float>, wp: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
-            BLAS.sgemm(m: pointwise.outChannels, n: plane, k: channels, a: wp, lda: channels, b: d, ldb: plane, c: y, ldc: plane)
-        }
-
         /// y, and its plane sums into `planeSums` ([2 x N x Cout], as `Variable.planeSums`).
         func forward(x: UnsafePointer<Float>, wd: UnsafePointer<Float>, wp: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                      planeSums: UnsafeMutablePointer<Float>) {
@@ -220,7 +214,7 @@ extension Conv2dKernels {
                     for i in range {
                         let d = s + padded.scratchSize
                         depthwiseSample(i, x: x, wd: wd, s: s, d: d)
-                        pointwiseSample(d, wp: wp, y: y + i * outPlane)
+                        Conv2dKernels.pointwiseSample(pointwise, x: d, w: wp, y: y + i * outPlane)
                         // BatchNorm's statistics, while the sample's output is in cache.
                         Reduce.planeSums(y, sample: i, channels: pointwise.outChannels, plane: plane, into: planeSums)
                     }
@@ -250,7 +244,7 @@ extension Conv2dKernels {
                     let (d, dd) = (s + padded.scratchSize, s + padded.scratchSize + inPlane)
                     let (dyi, xi) = (dy + i * outPlane, x + i * inPlane)
                     if dx != nil || dwd != nil {
-                        BLAS.sgemm(m: c, n: hw, k: cout, a: wt, lda: cout, b: dyi, ldb: hw, beta: 0, c: dd, ldc: hw)
+                        Conv2dKernels.pointwiseInputGradient(pointwise, dy: dyi, wt: wt, into: dd, accumulate: false)
                     }
                     for ch in 0..<c {
                         let at = ch * hw
