@@ -109,18 +109,25 @@ enum RunSupport {
     }
 
     /// The exit status of an unfinished run: 128 + signal, or 75 when the time budget ran out.
-    static func exitStatus(interruptedBy signal: Int32?) -> ExitCode {
+    ///
+    /// Every rank of `comm` calls it once rank 0 has written what the stop leaves behind (the
+    /// checkpoint, run.json): the ranks leave together. A launcher ends the whole job as soon as
+    /// one rank exits with a non-zero status (`srun --kill-on-bad-exit`, mpirun), and its SIGTERM
+    /// is a second signal that makes a rank exit at once, so a rank that left early could cut
+    /// rank 0's last writes short.
+    static func exitStatus(interruptedBy signal: Int32?, comm: Communicator) -> ExitCode {
         let status = signal.map { Interrupt.exitStatus($0) } ?? Interrupt.outOfTimeStatus
+        if comm.size > 1 { try? comm.barrier() }
         // The checkpoint is written: leave within seconds even if MPI's shutdown waits.
         MPIEnvironment.exitWithin(10, status: status)
         return ExitCode(status)
     }
 
     /// Ends a farm of candidate trainings that stopped with its exit status (`exitStatus`);
-    /// returns when it finished.
-    static func exitIfStopped(_ end: FarmStop) throws {
+    /// returns when it finished. Every rank of `comm` calls it.
+    static func exitIfStopped(_ end: FarmStop, comm: Communicator) throws {
         guard let stop = end.stoppedBy else { return }
-        throw exitStatus(interruptedBy: stop == 0 ? nil : stop)
+        throw exitStatus(interruptedBy: stop == 0 ? nil : stop, comm: comm)
     }
 
     /// The saved configuration of a run, read by rank 0 and sent to all ranks.

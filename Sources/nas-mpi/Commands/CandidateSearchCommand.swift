@@ -150,7 +150,7 @@ enum CandidateSearchRun {
             if comm.rank == 0, let search = source {
                 try finish(search, dir: dir, ranks: comm.size, threads: threads, cpuSeconds: end.cpuSeconds, stopped: end.stoppedBy, log: log)
             }
-            try RunSupport.exitIfStopped(end)
+            try RunSupport.exitIfStopped(end, comm: comm)
         }
     }
 

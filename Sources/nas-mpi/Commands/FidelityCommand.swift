@@ -255,7 +255,7 @@ struct FidelityCommand: ParsableCommand {
                 try finish(study, search: search, dir: dir, ranks: comm.size, threads: threads, cpuSeconds: end.cpuSeconds,
                            stopped: end.stoppedBy, log: log)
             }
-            try RunSupport.exitIfStopped(end)
+            try RunSupport.exitIfStopped(end, comm: comm)
         }
     }
 

@@ -275,10 +275,10 @@ struct SearchCommand: ParsableCommand {
             }
         case .interrupted(let sig):
             try writeManifest(.interrupted, detail: "signal \(sig)")
-            throw RunSupport.exitStatus(interruptedBy: sig)
+            throw RunSupport.exitStatus(interruptedBy: sig, comm: comm)
         case .outOfTime:
             try writeManifest(.outOfTime)
-            throw RunSupport.exitStatus(interruptedBy: nil)
+            throw RunSupport.exitStatus(interruptedBy: nil, comm: comm)
         }
     }
 

@@ -152,11 +152,11 @@ struct TrainCommand: ParsableCommand {
                 manifest.status = .interrupted
                 manifest.statusDetail = "signal \(sig)"
                 if comm.rank == 0 { try manifest.write(to: dir) }
-                throw RunSupport.exitStatus(interruptedBy: sig)
+                throw RunSupport.exitStatus(interruptedBy: sig, comm: comm)
             case .outOfTime:
                 manifest.status = .outOfTime
                 if comm.rank == 0 { try manifest.write(to: dir) }
-                throw RunSupport.exitStatus(interruptedBy: nil)
+                throw RunSupport.exitStatus(interruptedBy: nil, comm: comm)
             }
         }
     }
