@@ -189,6 +189,64 @@ final class Conv2dTests: XCTestCase {
         }
     }
 
+    func testFactorizedReduceIsBitIdenticalToTheSeparateOps() throws {
+        // FactorizedReduce's two stride-2 1x1 convolutions (the second on x cropped by one row and
+        // column) and their concatenation, then a training BatchNorm (which takes its statistics
+        // from the op's plane sums), against the separate ops: output, running statistics, every
+        // gradient (x's also added onto a second use of x), bit for bit; widths below, on and off
+        // the 8-wide vectors (W 16: OW 8; W 18 and 34: a vector and a scalar tail), x or the
+        // weights alone wanting gradients, and the multiply-adds counted.
+        for (height, width) in [(2, 2), (4, 6), (2, 16), (6, 18), (4, 34)] {
+            let x = randomTensor([5, 3, height, width], seed: UInt64(90 + width))
+            let (w1, w2) = (randomTensor([2, 3, 1, 1], seed: 91), randomTensor([2, 3, 1, 1], seed: 92))
+            let dy = randomTensor([5, 4, height / 2, width / 2], seed: 93)
+            func run(fused: Bool, twice: Bool, wantsX: Bool, wantsW: Bool) throws -> [[Float]] {
+                let tape = Tape()
+                let (xv, av, bv) = (Variable(x, requiresGrad: wantsX), Variable(w1, requiresGrad: wantsW), Variable(w2, requiresGrad: wantsW))
+                var y: Variable
+                if fused {
+                    y = try tape.factorizedReduce(xv, av, bv)
+                } else {
+                    let a = try tape.conv2d(xv, av, stride: 2)
+                    let b = try tape.conv2d(try tape.crop(xv, top: 1, left: 1, height: height - 1, width: width - 1), bv, stride: 2)
+                    y = try tape.concatChannels([a, b])
+                }
+                let st = BatchNormStatistics(channels: 4)
+                y = try tape.batchNorm(y, statistics: st, training: true)
+                if twice {
+                    let other = try tape.sliceChannels(try tape.concatChannels([xv, xv]), 0..<4)
+                    y = try tape.add(y, try tape.crop(other, top: 0, left: 0, height: height / 2, width: width / 2))
+                }
+                try tape.backward(y, gradient: dy)
+                return [y.value.scalars, st.runningMean.scalars, st.runningVar.scalars, [Float(tape.multiplyAccumulates)]]
+                    + [xv, av, bv].filter(\.requiresGrad).map { $0.grad!.scalars }
+            }
+            for twice in [false, true] {
+                for (wantsX, wantsW) in [(true, true), (true, false), (false, true)] {
+                    let a = try run(fused: true, twice: twice, wantsX: wantsX, wantsW: wantsW)
+                    XCTAssertEqual(a, try run(fused: false, twice: twice, wantsX: wantsX, wantsW: wantsW),
+                                   "\(height)x\(width) twice \(twice) x \(wantsX) w \(wantsW)")
+                    XCTAssertEqual(a.count, 4 + (wantsX ? 1 : 0) + (wantsW ? 2 : 0))
+                }
+            }
+        }
+    }
+
+    func testGradientFactorizedReduce() throws {
+        let x = leaf(randomTensor([3, 2, 4, 18], seed: 94))
+        let (w1, w2) = (leaf(randomTensor([3, 2, 1, 1], seed: 95)), leaf(randomTensor([3, 2, 1, 1], seed: 96)))
+        try checkGradients([x, w1, w2]) { tape in try tape.factorizedReduce(x, w1, w2) }
+    }
+
+    func testFactorizedReduceRejectsOddSizesAndMismatchedWeights() {
+        let w = leaf(randomTensor([2, 3, 1, 1], seed: 97))
+        XCTAssertThrowsError(try t.factorizedReduce(leaf(randomTensor([1, 3, 5, 4], seed: 98)), w, w)) {
+            XCTAssertTrue("\($0)".contains("even height and width"), "\($0)")
+        }
+        XCTAssertThrowsError(try t.factorizedReduce(leaf(randomTensor([1, 3, 4, 4], seed: 98)), w, leaf(randomTensor([2, 2, 1, 1], seed: 99))))
+        XCTAssertThrowsError(try t.factorizedReduce(leaf(randomTensor([1, 2, 4, 4], seed: 98)), w, w))
+    }
+
     func testGradientDepthwisePointwise() throws {
         let x = leaf(randomTensor([3, 2, 5, 6], seed: 54, spaced: true))
         let wd = leaf(randomTensor([2, 1, 3, 3], seed: 55)), wp = leaf(randomTensor([3, 2, 1, 1], seed: 56))

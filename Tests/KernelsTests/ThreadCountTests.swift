@@ -105,6 +105,11 @@ final class ThreadCountTests: XCTestCase {
         }
     }
 
+    func testFactorizedReduce() throws {
+        let inputs = [randomTensor([30, 6, 8, 18], seed: 27), randomTensor([4, 6, 1, 1], seed: 28), randomTensor([4, 6, 1, 1], seed: 29)]
+        try assertThreadIndependent("factorizedReduce", inputs) { t, v in try t.factorizedReduce(v[0], v[1], v[2]) }
+    }
+
     func testBatchNormReLUDepthwisePointwise() throws {
         let inputs = [randomTensor([7, 6, 9, 9], seed: 22), randomTensor([6, 1, 3, 3], seed: 23), randomTensor([5, 6, 1, 1], seed: 24),
                       randomTensor([6], seed: 25), randomTensor([6], seed: 26)]

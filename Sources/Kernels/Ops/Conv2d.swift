@@ -449,8 +449,18 @@ public enum Conv2dKernels {
                                     prepare: ((UnsafeMutablePointer<Float>) -> Void)? = nil,
                                     _ sample: (_ partial: UnsafeMutablePointer<Float>, _ n: Int, _ first: Bool,
                                                _ worker: Int, _ col: UnsafeMutablePointer<Float>) -> Void) {
+        weightGradientParts(g, outChannels: g.outChannels, dw: [dw], scratchSize: scratchSize, work: work, prepare: prepare, sample)
+    }
+
+    /// `weightGradientParts` for `dw.count` weights of g's shape but `outChannels / dw.count`
+    /// output channels each, stacked in the partial (`Tape.factorizedReduce`'s two convolutions):
+    /// dw[k] gets the partial's k-th piece; a nil dw[k] gets nothing.
+    static func weightGradientParts(_ g: ConvGeometry, outChannels: Int, dw: [UnsafeMutablePointer<Float>?], scratchSize: Int? = nil,
+                                    work: Int? = nil, prepare: ((UnsafeMutablePointer<Float>) -> Void)? = nil,
+                                    _ sample: (_ partial: UnsafeMutablePointer<Float>, _ n: Int, _ first: Bool,
+                                               _ worker: Int, _ col: UnsafeMutablePointer<Float>) -> Void) {
         let outHW = g.outHeight * g.outWidth
-        let wCount = g.outChannels * g.patch
+        let wCount = outChannels * g.patch
         let parts = Parallel.summationParts(g.batch)
         guard parts > 0 else { return }
         let work = work ?? g.macs
@@ -467,13 +477,18 @@ public enum Conv2dKernels {
                     for n in range { sample(partial, n, n == range.lowerBound, worker, cols[worker]) }
                 }
             }
-            guard let dw else { return }
+            guard dw.contains(where: { $0 != nil }) else { return }
             // dw += ((p0 + p1) + p2) + ...: the parts in order, whatever thread computed them.
             for part in 1..<parts {
                 let p = partials + part * pitch
                 for i in 0..<wCount { partials[i] += p[i] }
             }
-            for i in 0..<wCount { dw[i] += partials[i] }
+            let piece = wCount / dw.count
+            for (k, target) in dw.enumerated() {
+                guard let target else { continue }
+                let sum = partials + k * piece
+                for i in 0..<piece { target[i] += sum[i] }
+            }
         }
     }
 

@@ -177,11 +177,16 @@ public final class FactorizedReduce: ReLUPrefixed {
             throw KernelError.shapeMismatch(op: "FactorizedReduce",
                                             "input \(h.shape) has an odd size; reduction needs even heights and widths")
         }
-        let a = try conv1.forward(h, ctx)
-        let b = try conv2.forward(try t.crop(h, top: 1, left: 1, height: H - 1, width: W - 1), ctx)
-        let ab = try t.concatChannels([a, b])
-        t.release(a); t.release(b)  // read by the concatenation alone
-        return try bn.forward(ab, ctx)
+        guard ctx.fusesOps else {
+            let a = try conv1.forward(h, ctx)
+            let b = try conv2.forward(try t.crop(h, top: 1, left: 1, height: H - 1, width: W - 1), ctx)
+            let ab = try t.concatChannels([a, b])
+            t.release(a); t.release(b)  // read by the concatenation alone
+            return try bn.forward(ab, ctx)
+        }
+        // The same values as the layers above, to the bit, without the crop's and the
+        // concatenation's copies (`Tape.factorizedReduce`).
+        return try bn.forward(try t.factorizedReduce(h, conv1.weight, conv2.weight), ctx)
     }
 
     public func collect(prefix: String, into state: inout NamedState) {
