@@ -23,6 +23,10 @@ public protocol Communicator: AnyObject {
     func gather(_ buffer: UnsafeRawBufferPointer, into result: UnsafeMutableRawBufferPointer?, root: Int) throws
     /// Blocks until every rank has called it.
     func barrier() throws
+    /// `barrier`, giving up after `seconds`: true when every rank arrived in time. For the last
+    /// step of a stop, where a rank must leave within the batch system's grace period even if
+    /// MPI no longer completes (nothing may follow on this communicator after `false`).
+    func barrier(within seconds: Double) throws -> Bool
     /// Sends bytes to one rank (blocking until the buffer can be reused).
     func send(_ buffer: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws
     /// Receives exactly `buffer.count` bytes from one rank.
@@ -150,5 +154,12 @@ extension Communicator {
         if mx[0] != Double(value) || -mx[1] != Double(value) {
             throw CommunicatorError("\(what) differs across ranks: rank \(rank) has \(value), the range is \(Int(-mx[1]))...\(Int(mx[0]))")
         }
+    }
+}
+
+extension Communicator {
+    public func barrier(within seconds: Double) throws -> Bool {
+        try barrier()
+        return true
     }
 }

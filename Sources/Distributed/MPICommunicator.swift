@@ -103,6 +103,20 @@ public final class MPICommunicator: Communicator {
         try check(MPI_Barrier(comm), "MPI_Barrier")
     }
 
+    public func barrier(within seconds: Double) throws -> Bool {
+        var request: MPI_Request? = nil
+        try check(MPI_Ibarrier(comm, &request), "MPI_Ibarrier")
+        let deadline = Date().addingTimeInterval(seconds)
+        var done: Int32 = 0
+        while true {
+            try check(MPI_Test(&request, &done, nasmpi_status_ignore()), "MPI_Test")
+            if done != 0 { return true }
+            // The request stays pending: the process is about to exit.
+            if Date() >= deadline { return false }
+            usleep(1000)
+        }
+    }
+
     public func send(_ buffer: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
         guard destination >= 0 && destination < size else { throw CommunicatorError("send: rank \(destination) outside 0..<\(size)") }
         try chunked(buffer.count) { off, n in

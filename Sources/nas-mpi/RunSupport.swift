@@ -114,10 +114,14 @@ enum RunSupport {
     /// checkpoint, run.json): the ranks leave together. A launcher ends the whole job as soon as
     /// one rank exits with a non-zero status (`srun --kill-on-bad-exit`, mpirun), and its SIGTERM
     /// is a second signal that makes a rank exit at once, so a rank that left early could cut
-    /// rank 0's last writes short.
+    /// rank 0's last writes short. The wait is bounded (10 s): under srun, MPI has been seen not
+    /// to complete a collective after a SIGUSR1 stop (MPI_Finalize hanging, and a barrier once),
+    /// and a preempted job must leave within its grace period.
     static func exitStatus(interruptedBy signal: Int32?, comm: Communicator) -> ExitCode {
         let status = signal.map { Interrupt.exitStatus($0) } ?? Interrupt.outOfTimeStatus
-        if comm.size > 1 { try? comm.barrier() }
+        if comm.size > 1, (try? comm.barrier(within: 10)) != true {
+            FileHandle.standardError.write(Data("rank \(comm.rank): the ranks did not meet within 10 s of the stop; leaving (the checkpoint is written)\n".utf8))
+        }
         // The checkpoint is written: leave within seconds even if MPI's shutdown waits.
         MPIEnvironment.exitWithin(10, status: status)
         return ExitCode(status)

@@ -200,9 +200,10 @@ final class Conv2dTests: XCTestCase {
             let x = randomTensor([5, 3, height, width], seed: UInt64(90 + width))
             let (w1, w2) = (randomTensor([2, 3, 1, 1], seed: 91), randomTensor([2, 3, 1, 1], seed: 92))
             let dy = randomTensor([5, 4, height / 2, width / 2], seed: 93)
-            func run(fused: Bool, twice: Bool, wantsX: Bool, wantsW: Bool) throws -> [[Float]] {
+            func run(fused: Bool, twice: Bool, wantsX: Bool, wantsW: Bool, wantsW2: Bool? = nil) throws -> [[Float]] {
                 let tape = Tape()
-                let (xv, av, bv) = (Variable(x, requiresGrad: wantsX), Variable(w1, requiresGrad: wantsW), Variable(w2, requiresGrad: wantsW))
+                let (xv, av, bv) = (Variable(x, requiresGrad: wantsX), Variable(w1, requiresGrad: wantsW),
+                                    Variable(w2, requiresGrad: wantsW2 ?? wantsW))
                 var y: Variable
                 if fused {
                     y = try tape.factorizedReduce(xv, av, bv)
@@ -228,6 +229,12 @@ final class Conv2dTests: XCTestCase {
                                    "\(height)x\(width) twice \(twice) x \(wantsX) w \(wantsW)")
                     XCTAssertEqual(a.count, 4 + (wantsX ? 1 : 0) + (wantsW ? 2 : 0))
                 }
+                // One weight alone wanting its gradient (the other's piece of the partials unused).
+                for (first, second) in [(true, false), (false, true)] {
+                    XCTAssertEqual(try run(fused: true, twice: twice, wantsX: false, wantsW: first, wantsW2: second),
+                                   try run(fused: false, twice: twice, wantsX: false, wantsW: first, wantsW2: second),
+                                   "\(height)x\(width) twice \(twice) w1 \(first) w2 \(second)")
+                }
             }
         }
     }
@@ -240,11 +247,14 @@ final class Conv2dTests: XCTestCase {
 
     func testFactorizedReduceRejectsOddSizesAndMismatchedWeights() {
         let w = leaf(randomTensor([2, 3, 1, 1], seed: 97))
-        XCTAssertThrowsError(try t.factorizedReduce(leaf(randomTensor([1, 3, 5, 4], seed: 98)), w, w)) {
+        XCTAssertThrowsError(try t.factorizedReduce(leaf(randomTensor([1, 3, 5, 4], seed: 98)), w, leaf(randomTensor([2, 3, 1, 1], seed: 99)))) {
             XCTAssertTrue("\($0)".contains("even height and width"), "\($0)")
         }
         XCTAssertThrowsError(try t.factorizedReduce(leaf(randomTensor([1, 3, 4, 4], seed: 98)), w, leaf(randomTensor([2, 2, 1, 1], seed: 99))))
-        XCTAssertThrowsError(try t.factorizedReduce(leaf(randomTensor([1, 2, 4, 4], seed: 98)), w, w))
+        XCTAssertThrowsError(try t.factorizedReduce(leaf(randomTensor([1, 2, 4, 4], seed: 98)), w, leaf(randomTensor([2, 3, 1, 1], seed: 97))))
+        XCTAssertThrowsError(try t.factorizedReduce(leaf(randomTensor([1, 3, 4, 4], seed: 98)), w, w)) {
+            XCTAssertTrue("\($0)".contains("two weights"), "\($0)")
+        }
     }
 
     func testGradientDepthwisePointwise() throws {

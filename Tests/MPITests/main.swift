@@ -85,6 +85,24 @@ if size > 1 {
 check("bad root refused", (try? comm.broadcast(&means, root: size)) == nil)
 try comm.barrier()
 
+// A bounded barrier (the last step of a stop): met in time by every rank; given up on by the
+// ranks that waited 0.2 s while rank 0 came 1 s late, which rank 0 then completes (the abandoned
+// request matches its call, so later collectives stay in step).
+check("bounded barrier met", try comm.barrier(within: 10))
+if size > 1 {
+    if rank == 0 {
+        usleep(1_000_000)
+        check("bounded barrier: the late rank finds the others' calls", try comm.barrier(within: 10))
+    } else {
+        let start = Date()
+        check("bounded barrier: given up after its time", try !comm.barrier(within: 0.2))
+        check("bounded barrier: returns soon after its time", Date().timeIntervalSince(start) < 0.9)
+    }
+    var after = [Float(1)]
+    try comm.allreduceSum(&after)
+    check("collectives in step after an abandoned bounded barrier", after == [Float(size)])
+}
+
 // MARK: Groups, probes and typed messages
 
 // split into even and odd ranks: an allreduce within a group sums only that group.

@@ -26,6 +26,7 @@ extension Tape {
         try require(w1.shape.count == 4 && w1.shape[1] == cin && w1.shape[2] == 1 && w1.shape[3] == 1, op,
                     "first weight \(w1.shape) is not [Cout/2, \(cin), 1, 1]")
         try require(w2.shape == w1.shape, op, "weights \(w1.shape) and \(w2.shape) differ")
+        try require(w1 !== w2, op, "the two convolutions need two weights (one variable given twice)")
         let kernels = Conv2dKernels.FactorizedReduce(batch: n, inChannels: cin, height: h, width: w, halfOut: w1.shape[0])
         multiplyAccumulates += 2 * kernels.macsPerConvolution
         var sums = [Float](repeating: 0, count: 2 * n * kernels.outChannels)
