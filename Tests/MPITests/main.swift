@@ -367,11 +367,21 @@ func timed(_ what: String, _ body: () throws -> Void) throws {
     if rank == 0 { print(String(format: "resume checks, %@: %.1f s", what, Date().timeIntervalSince(start))) }
 }
 
-// The fifth question: after the second step of the first epoch.
+// The fifth question: after the second step of the first epoch. DARTS also during the first
+// epoch's evaluation, where rank 0 holds the ranks' statistics gathered before the averaging (a
+// second gather on the other ranks alone left them waiting for rank 0 at the exit).
 for method in [SearchMethodKind.darts, .pcDarts, .randomWS, .enas] {
     try timed(method.rawValue) {
-        try checkResume(method.rawValue, tag: method.rawValue, tinyConfig(order: 1, epochs: 2, method: method),
-                        stops: [ResumeStop(name: "after the second step", now: stopAtQuestion(5))])
+        var stops = [ResumeStop(name: "after the second step", now: stopAtQuestion(5))]
+        if method == .darts {
+            stops.append(ResumeStop(name: "during the first evaluation", now: { $0.loop.evaluating && $0.loop.epoch == 0 }) { file in
+                let (epoch, step, _) = position(file)
+                return ("is at the end of epoch 1 (epoch \(epoch), step \(step))", epoch == 0 && step > 0)
+            })
+        }
+        try checkResume(method.rawValue, tag: method.rawValue, tinyConfig(order: 1, epochs: 2, method: method), stops: stops)
+        // Every collective matched: one more meets at once on every rank.
+        check("\(method.rawValue): the ranks are in step after the stops", try comm.barrier(within: 10))
     }
 }
 try timed("darts --channel-schedule") {

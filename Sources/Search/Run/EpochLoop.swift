@@ -60,8 +60,11 @@ public final class EpochLoop {
     /// over ranks; nil during warm-up).
     private var architectureDone = false, pendingArchLoss: Double?
     /// Every rank's BatchNorm statistics before the end-of-epoch averaging (several ranks), kept
-    /// for a checkpoint written while the epoch's evaluation is interrupted.
+    /// for a checkpoint written while the epoch's evaluation is interrupted: gathered at rank 0
+    /// (nil elsewhere), so whether they were gathered is `evaluating`, the same on every rank.
     private var preAverageStatistics: Tensor?
+    /// Whether the end-of-epoch evaluation is running (its stop questions are being asked).
+    public private(set) var evaluating = false
     /// The last end-of-epoch evaluation's duration (for the ETA).
     private var evaluationSeconds = 0.0
     private var previousSeconds = 0.0
@@ -250,6 +253,8 @@ public final class EpochLoop {
     /// Evaluation, metrics and checkpoint at the end of an epoch.
     private func finishEpoch(lr: Float, seconds: Double) throws {
         if comm.size > 1 { preAverageStatistics = try gatherRankStatistics() }
+        evaluating = true
+        defer { evaluating = false }
         try task.runningStatistics.averageRunningStatistics(comm)
         let summary = EpochSummary(epoch: epoch, learningRate: lr, seconds: seconds,
                                    trainLoss: epochLoss / Double(max(epochSeen, 1)),
@@ -341,7 +346,9 @@ public final class EpochLoop {
     /// `copy`: a second file the same checkpoint goes to (an epoch's kept weights).
     private func writeCheckpoint(alsoTo copy: URL? = nil) throws {
         let midEpoch = (stepInEpoch > 0 || architectureDone) && comm.size > 1
-        let statistics = midEpoch ? try (preAverageStatistics ?? gatherRankStatistics()) : nil
+        // During the evaluation the statistics were gathered before the averaging (rank 0 holds
+        // them): gathering again on the other ranks alone would leave them waiting for rank 0.
+        let statistics = midEpoch ? try (evaluating ? preAverageStatistics : gatherRankStatistics()) : nil
         guard comm.rank == 0 else { return }
         let start = Date()
         let bytes = try makeCheckpoint(rankStatistics: statistics).encoded()
