@@ -114,9 +114,9 @@ enum RunSupport {
     /// checkpoint, run.json): the ranks leave together. A launcher ends the whole job as soon as
     /// one rank exits with a non-zero status (`srun --kill-on-bad-exit`, mpirun), and its SIGTERM
     /// is a second signal that makes a rank exit at once, so a rank that left early could cut
-    /// rank 0's last writes short. The wait is bounded (10 s): under srun, MPI has been seen not
-    /// to complete a collective after a SIGUSR1 stop (MPI_Finalize hanging, and a barrier once),
-    /// and a preempted job must leave within its grace period.
+    /// rank 0's last writes short. The wait is bounded (10 s): a preempted job must leave within
+    /// its grace period even if the ranks are out of step (as a stop during the evaluation left
+    /// them until c4d67b3: the other ranks waited in a gather rank 0 never joined).
     static func exitStatus(interruptedBy signal: Int32?, comm: Communicator) -> ExitCode {
         let status = signal.map { Interrupt.exitStatus($0) } ?? Interrupt.outOfTimeStatus
         if comm.size > 1, (try? comm.barrier(within: 10)) != true {
