@@ -243,10 +243,10 @@ public enum Conv2dKernels {
                     for n in range {
                         for grp in 0..<g.groups {
                             im2col(g, x: x + n * inPlane + grp * g.inPerGroup * g.height * g.width, col: col)
-                            BLAS.sgemm(m: g.outPerGroup, n: outHW, k: g.patch,
-                                       a: w + grp * g.outPerGroup * g.patch, lda: g.patch,
-                                       b: col, ldb: outHW,
-                                       c: y + n * outPlane + grp * g.outPerGroup * outHW, ldc: outHW)
+                            product(m: g.outPerGroup, n: outHW, k: g.patch,
+                                    a: w + grp * g.outPerGroup * g.patch, lda: g.patch,
+                                    b: col, ldb: outHW,
+                                    c: y + n * outPlane + grp * g.outPerGroup * outHW, ldc: outHW)
                         }
                     }
                 }
@@ -410,7 +410,20 @@ public enum Conv2dKernels {
     @inline(__always)
     static func pointwiseSample(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
         let hw = g.outHeight * g.outWidth
-        BLAS.sgemm(m: g.outChannels, n: hw, k: g.inChannels, a: w, lda: g.inChannels, b: x, ldb: hw, c: y, ldc: hw)
+        product(m: g.outChannels, n: hw, k: g.inChannels, a: w, lda: g.inChannels, b: x, ldb: hw, c: y, ldc: hw)
+    }
+
+    /// C = A B (or C += A B, `accumulate`), row-major: one sample's product of a 1x1 or im2col
+    /// convolution, by `PanelProduct` where it takes the shape (bit-identical to OpenBLAS's FMA
+    /// kernels there, and faster at these sizes), else by OpenBLAS.
+    @inline(__always)
+    static func product(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false) {
+        if PanelProduct.preferred(n: n, k: k) {
+            PanelProduct.multiply(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate)
+        } else {
+            BLAS.sgemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, beta: accumulate ? 1 : 0, c: c, ldc: ldc)
+        }
     }
 
     /// One sample's pointwise input gradient wᵀ dy, written into dx (or added, `accumulate`);
@@ -419,8 +432,8 @@ public enum Conv2dKernels {
     static func pointwiseInputGradient(_ g: ConvGeometry, dy: UnsafePointer<Float>, wt: UnsafePointer<Float>,
                                        into dx: UnsafeMutablePointer<Float>, accumulate: Bool) {
         let hw = g.outHeight * g.outWidth
-        BLAS.sgemm(m: g.inChannels, n: hw, k: g.outChannels, a: wt, lda: g.outChannels, b: dy, ldb: hw,
-                   beta: accumulate ? 1 : 0, c: dx, ldc: hw)
+        product(m: g.inChannels, n: hw, k: g.outChannels, a: wt, lda: g.outChannels, b: dy, ldb: hw,
+                c: dx, ldc: hw, accumulate: accumulate)
     }
 
     /// One sample's pointwise weight gradient dy xᵀ (dy, x: the sample's planes), written into

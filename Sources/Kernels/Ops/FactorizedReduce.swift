@@ -152,9 +152,9 @@ extension Conv2dKernels {
                     for n in range {
                         for phase in 0..<2 {
                             gather(x + n * inSample, phase: phase, into: col)
-                            BLAS.sgemm(m: halfOut, n: outPlane, k: inChannels, a: phase == 0 ? w.0 : w.1, lda: inChannels,
-                                       b: col, ldb: outPlane,
-                                       c: y + n * outSample + phase * halfOut * outPlane, ldc: outPlane)
+                            Conv2dKernels.product(m: halfOut, n: outPlane, k: inChannels, a: phase == 0 ? w.0 : w.1, lda: inChannels,
+                                                  b: col, ldb: outPlane,
+                                                  c: y + n * outSample + phase * halfOut * outPlane, ldc: outPlane)
                         }
                         Reduce.planeSums(y, sample: n, channels: outChannels, plane: outPlane, into: planeSums)
                     }

@@ -1,0 +1,108 @@
+import Foundation
+
+/// C = A B (or C += A B), row-major, for the per-sample products of a 1x1 convolution: A the
+/// weights (or their transpose, a few KB), B one sample's planes [K, N], C its output planes
+/// [M, N], with N = H x W a multiple of 64 and K at most `maxDepth`.
+///
+/// At these shapes (M and K = 16 to 288, N = 64 to 1024) OpenBLAS packs both operands into its
+/// panel layout before every call and zeroes C first when beta = 0, work a product with K = 36
+/// cannot amortise. This kernel reads B's rows where they lie and keeps a block of 6 rows x 64
+/// columns of C in 24 AVX-512 registers while it walks K: per k, 4 vector loads of B, 6
+/// broadcasts of A, 24 fused multiply-adds. Row blocks are the outer loop, so a block's six rows
+/// of C are written left to right (six sequential write streams) and B, one sample's planes, stays
+/// in L2 between row blocks.
+///
+/// Each element of C is the chain fma(a[i][K-1], b[K-1][j], ... fma(a[i][0], b[0][j], 0)), in
+/// order of k, with C's old value added after the chain when accumulating: the arithmetic of
+/// OpenBLAS's SkylakeX sgemm kernels for a K it does not split. The results are bit-identical to
+/// `BLAS.sgemm` at every DARTS shape this kernel takes (checked by PanelProductTests), so the
+/// fixed-seed results of a search or a training run do not depend on which one ran.
+public enum PanelProduct {
+    /// The deepest product taken: OpenBLAS cuts K into blocks beyond a few hundred (its results
+    /// then differ from one chain), and a deeper B no longer stays in L2.
+    public static let maxDepth = 384
+
+    /// Used by the 1x1 convolutions when true: in builds for AVX-512 (where each SIMD16 is one
+    /// register and `addProduct` one instruction), unless `NAS_MPI_PANEL_PRODUCT=0` asks for
+    /// OpenBLAS (for comparisons).
+    nonisolated(unsafe) public static var isEnabled: Bool = {
+        BuildTarget.simdLevel == 3 && ProcessInfo.processInfo.environment["NAS_MPI_PANEL_PRODUCT"] != "0"
+    }()
+
+    /// Whether `multiply` takes a product of these dimensions.
+    @inline(__always)
+    public static func handles(n: Int, k: Int) -> Bool {
+        n % 64 == 0 && n > 0 && k > 0 && k <= maxDepth
+    }
+
+    /// Whether the 1x1 convolutions should use `multiply` for these dimensions.
+    @inline(__always)
+    public static func preferred(n: Int, k: Int) -> Bool { isEnabled && handles(n: n, k: k) }
+
+    private typealias V = SIMD16<Float>
+
+    @inline(__always) private static func load(_ p: UnsafePointer<Float>) -> V {
+        UnsafeRawPointer(p).loadUnaligned(as: V.self)
+    }
+
+    @inline(__always) private static func store(_ v: V, _ p: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        let raw = UnsafeMutableRawPointer(p)
+        raw.storeBytes(of: accumulate ? raw.loadUnaligned(as: V.self) + v : v, as: V.self)
+    }
+
+    /// C[M, N] = A[M, K] B[K, N] (added to C with `accumulate`); lda, ldb, ldc: row strides.
+    public static func multiply(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                                b: UnsafePointer<Float>, ldb: Int,
+                                c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        precondition(handles(n: n, k: k) && m >= 0 && lda >= k && ldb >= n && ldc >= n,
+                     "PanelProduct.multiply: N a multiple of 64, 0 < K <= \(maxDepth), strides at least the rows")
+        var i = 0
+        while i < m {
+            // A block of up to six rows; rows past M repeat row M-1 and are not stored.
+            let rows = min(6, m - i)
+            let last = m - 1
+            let a0 = a + i * lda, a1 = a + min(i + 1, last) * lda, a2 = a + min(i + 2, last) * lda
+            let a3 = a + min(i + 3, last) * lda, a4 = a + min(i + 4, last) * lda, a5 = a + min(i + 5, last) * lda
+            var j = 0
+            while j < n {
+                var c00 = V(), c01 = V(), c02 = V(), c03 = V()
+                var c10 = V(), c11 = V(), c12 = V(), c13 = V()
+                var c20 = V(), c21 = V(), c22 = V(), c23 = V()
+                var c30 = V(), c31 = V(), c32 = V(), c33 = V()
+                var c40 = V(), c41 = V(), c42 = V(), c43 = V()
+                var c50 = V(), c51 = V(), c52 = V(), c53 = V()
+                var row = b + j
+                for p in 0..<k {
+                    let b0 = load(row), b1 = load(row + 16), b2 = load(row + 32), b3 = load(row + 48)
+                    row += ldb
+                    var s = V(repeating: a0[p])
+                    c00.addProduct(s, b0); c01.addProduct(s, b1); c02.addProduct(s, b2); c03.addProduct(s, b3)
+                    s = V(repeating: a1[p])
+                    c10.addProduct(s, b0); c11.addProduct(s, b1); c12.addProduct(s, b2); c13.addProduct(s, b3)
+                    s = V(repeating: a2[p])
+                    c20.addProduct(s, b0); c21.addProduct(s, b1); c22.addProduct(s, b2); c23.addProduct(s, b3)
+                    s = V(repeating: a3[p])
+                    c30.addProduct(s, b0); c31.addProduct(s, b1); c32.addProduct(s, b2); c33.addProduct(s, b3)
+                    s = V(repeating: a4[p])
+                    c40.addProduct(s, b0); c41.addProduct(s, b1); c42.addProduct(s, b2); c43.addProduct(s, b3)
+                    s = V(repeating: a5[p])
+                    c50.addProduct(s, b0); c51.addProduct(s, b1); c52.addProduct(s, b2); c53.addProduct(s, b3)
+                }
+                let out = c + i * ldc + j
+                @inline(__always) func put(_ r: Int, _ v0: V, _ v1: V, _ v2: V, _ v3: V) {
+                    let p = out + r * ldc
+                    store(v0, p, accumulate: accumulate); store(v1, p + 16, accumulate: accumulate)
+                    store(v2, p + 32, accumulate: accumulate); store(v3, p + 48, accumulate: accumulate)
+                }
+                put(0, c00, c01, c02, c03)
+                if rows > 1 { put(1, c10, c11, c12, c13) }
+                if rows > 2 { put(2, c20, c21, c22, c23) }
+                if rows > 3 { put(3, c30, c31, c32, c33) }
+                if rows > 4 { put(4, c40, c41, c42, c43) }
+                if rows > 5 { put(5, c50, c51, c52, c53) }
+                j += 64
+            }
+            i += 6
+        }
+    }
+}

@@ -1,0 +1,83 @@
+@testable import Kernels
+import XCTest
+import _TestSupport
+
+/// The 1x1 convolutions' own product kernel: one fused multiply-add chain per element, in order
+/// of k (the arithmetic of OpenBLAS's FMA kernels), written within its rows and columns only.
+final class PanelProductTests: XCTestCase {
+    /// Each element bit for bit the chain fma(a[i][k-1], b[k-1][j], ... fma(a[i][0], b[0][j], 0)),
+    /// plus C's old value when accumulating; strides wider than the rows; nothing outside the
+    /// m x n block of C written (row counts that are and are not multiples of the kernel's 6).
+    func testEveryElementIsOneFusedChainInOrderOfK() {
+        let shapes = [(1, 64, 1), (7, 64, 5), (6, 128, 36), (13, 256, 20), (16, 64, 384), (36, 1024, 9)]
+        for (m, n, k) in shapes {
+            let (lda, ldb, ldc) = (k + 3, n + 16, n + 32)
+            let a = randomTensor([m * lda], seed: 1).scalars, b = randomTensor([k * ldb], seed: 2).scalars
+            let prior = randomTensor([m * ldc + 64], seed: 3).scalars
+            for accumulate in [false, true] {
+                var c = prior
+                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                    PanelProduct.multiply(m: m, n: n, k: k, a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
+                                          c: cp.baseAddress!, ldc: ldc, accumulate: accumulate)
+                } } }
+                var mismatches = 0
+                for i in 0..<m {
+                    for j in 0..<ldc {
+                        let index = i * ldc + j
+                        guard j < n else {
+                            if c[index].bitPattern != prior[index].bitPattern { mismatches += 1 }
+                            continue
+                        }
+                        var chain: Float = 0
+                        for p in 0..<k { chain = chain.addingProduct(a[i * lda + p], b[p * ldb + j]) }
+                        let expected = accumulate ? prior[index] + chain : chain
+                        if c[index].bitPattern != expected.bitPattern { mismatches += 1 }
+                    }
+                }
+                for index in (m * ldc)..<prior.count where c[index].bitPattern != prior[index].bitPattern { mismatches += 1 }
+                XCTAssertEqual(mismatches, 0, "\(m)x\(n)x\(k), accumulate \(accumulate)")
+            }
+        }
+    }
+
+    func testTakesOnlyWholeColumnBlocksAndBoundedDepth() {
+        XCTAssertTrue(PanelProduct.handles(n: 64, k: 1))
+        XCTAssertTrue(PanelProduct.handles(n: 1024, k: PanelProduct.maxDepth))
+        XCTAssertFalse(PanelProduct.handles(n: 784, k: 8), "28x28 planes are not a multiple of 64 columns")
+        XCTAssertFalse(PanelProduct.handles(n: 64, k: PanelProduct.maxDepth + 1))
+        XCTAssertFalse(PanelProduct.handles(n: 0, k: 8))
+        XCTAssertFalse(PanelProduct.handles(n: 64, k: 0))
+    }
+
+    /// A 1x1 convolution's forward and both gradients, through the kernel and through OpenBLAS:
+    /// the same values to rounding (bit for bit where OpenBLAS runs FMA kernels, as nas-mpi's
+    /// release binary makes it; a debug test process may have its SSE kernels).
+    func testPointwiseConvolutionAgreesWithTheOpenBLASPath() throws {
+        let saved = PanelProduct.isEnabled
+        defer { PanelProduct.isEnabled = saved }
+        let x = randomTensor([3, 20, 16, 16], seed: 4), w = randomTensor([14, 20, 1, 1], seed: 5)
+        let r = randomTensor([3, 14, 16, 16], seed: 6)
+        func run(_ enabled: Bool) throws -> [Tensor] {
+            PanelProduct.isEnabled = enabled
+            let (xv, wv) = (leaf(x), leaf(w))
+            let tape = Tape()
+            let y = try tape.conv2d(xv, wv)
+            try tape.backward(y, gradient: r)
+            return [y.value, xv.grad!, wv.grad!]
+        }
+        let (panel, blas) = (try run(true), try run(false))
+        let fma = ["skylakex", "cooperlake", "sapphirerapids", "haswell", "zen"].contains(BLAS.coreName.lowercased())
+        for (p, q) in zip(panel, blas) {
+            if fma { XCTAssertEqual(p, q, "OpenBLAS \(BLAS.coreName) runs FMA chains: bit for bit") }
+            assertClose(p.scalars, q.scalars, tolerance: 1e-4)
+        }
+    }
+
+    func testGradientPointwiseThroughTheKernel() throws {
+        let saved = PanelProduct.isEnabled
+        defer { PanelProduct.isEnabled = saved }
+        PanelProduct.isEnabled = true
+        let x = leaf(randomTensor([2, 3, 8, 8], seed: 7)), w = leaf(randomTensor([5, 3, 1, 1], seed: 8))
+        try checkGradients([x, w]) { tape in try tape.conv2d(x, w) }
+    }
+}
