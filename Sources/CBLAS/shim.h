@@ -29,3 +29,6 @@ static inline int nasmpi_cpu_simd_level(void) {
     return 0;
 #endif
 }
+
+// Asks for the cache line at p to be brought into all cache levels (a hint; never faults).
+static inline void nasmpi_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }

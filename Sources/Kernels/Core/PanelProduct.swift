@@ -1,3 +1,4 @@
+import CBLAS
 import Foundation
 
 /// C = A B (or C += A B), row-major, for the per-sample products of a 1x1 convolution: A the
@@ -72,8 +73,16 @@ public enum PanelProduct {
                 var c40 = V(), c41 = V(), c42 = V(), c43 = V()
                 var c50 = V(), c51 = V(), c52 = V(), c53 = V()
                 var row = b + j
+                // The first row block reads this column block of B from memory (a sample's
+                // planes, last written by another op): it asks for the next block's lines as it
+                // goes, K rows of 256 bytes at a 4 KB stride that the hardware prefetcher does
+                // not follow. The later row blocks find B in L2.
+                let first = i == 0 && j + 64 < n
                 for p in 0..<k {
                     let b0 = load(row), b1 = load(row + 16), b2 = load(row + 32), b3 = load(row + 48)
+                    if first {
+                        nasmpi_prefetch(row + 64); nasmpi_prefetch(row + 80); nasmpi_prefetch(row + 96); nasmpi_prefetch(row + 112)
+                    }
                     row += ldb
                     var s = V(repeating: a0[p])
                     c00.addProduct(s, b0); c01.addProduct(s, b1); c02.addProduct(s, b2); c03.addProduct(s, b3)

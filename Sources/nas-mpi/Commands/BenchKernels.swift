@@ -24,6 +24,12 @@ struct BenchKernels: ParsableCommand {
             --flush-mb MB through the caches, so that the input comes from memory as in a training \
             step. A fourth column repeats the per-sample products with one sample's input, which \
             stays in cache: what the product costs when its input is hot.
+
+            The panel comparison times, on one thread, the per-sample products of a 1x1 \
+            convolution at the same shapes, forward (Cout x HxW x Cin) and input gradient \
+            (Cin x HxW x Cout), by OpenBLAS and by nas-mpi's own panel kernel (which the 1x1 \
+            convolutions use in AVX-512 builds where HxW is a multiple of 64), and says whether \
+            the two results agree bit for bit.
             """
     )
 
@@ -36,6 +42,7 @@ struct BenchKernels: ParsableCommand {
     var layoutShapes = "36x144x32,36x36x32,72x288x16,72x72x16,144x576x8,144x144x8"
     @Option(help: "MB streamed through the caches before each timed run of the layout comparison.") var flushMb = 256
     @Flag(inversion: .prefixedNo, help: "Run the 1x1 layout comparison.") var layouts = true
+    @Flag(inversion: .prefixedNo, help: "Compare the 1x1 per-sample products of OpenBLAS and the panel kernel.") var panelProducts = true
     @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
@@ -101,6 +108,10 @@ struct BenchKernels: ParsableCommand {
         if layouts {
             print("")
             try benchLayouts()
+        }
+        if panelProducts {
+            print("")
+            try benchPanelProducts()
         }
     }
 
