@@ -156,9 +156,9 @@ final class Conv2dTests: XCTestCase {
     func testDepthwisePointwisePerSampleIsBitIdenticalToTheTwoOps() throws {
         // y = 1x1(dw(relu?(x))) one sample at a time against the two (or three) ops: output, input
         // gradient (written, and added onto a second use of x) and both weight gradients, for 3x3
-        // and 5x5 kernels, dilated or not, widths on and off the 8-wide vector, and a batch of 5
-        // (not a multiple of the summation parts).
-        for width in [5, 8, 13] {
+        // and 5x5 kernels, dilated or not, widths on and off the 8-wide vector (and 64: planes the
+        // panel kernel takes when it is on), and a batch of 5 (not a multiple of the summation parts).
+        for width in [5, 8, 13, 64] {
             for (k, d) in [(3, 1), (5, 1), (3, 2), (5, 2)] {
                 let p = d * (k - 1) / 2
                 let x = randomTensor([5, 3, 6, width], seed: UInt64(50 + width))
@@ -194,9 +194,10 @@ final class Conv2dTests: XCTestCase {
         // column) and their concatenation, then a training BatchNorm (which takes its statistics
         // from the op's plane sums), against the separate ops: output, running statistics, every
         // gradient (x's also added onto a second use of x), bit for bit; widths below, on and off
-        // the 8-wide vectors (W 16: OW 8; W 18 and 34: a vector and a scalar tail), x or the
+        // the 8-wide vectors (W 16: OW 8; W 18 and 34: a vector and a scalar tail; 16x16: an 8x8
+        // output, 64 columns, which the panel kernel takes when it is on), x or the
         // weights alone wanting gradients, and the multiply-adds counted.
-        for (height, width) in [(2, 2), (4, 6), (2, 16), (6, 18), (4, 34)] {
+        for (height, width) in [(2, 2), (4, 6), (2, 16), (6, 18), (4, 34), (16, 16)] {
             let x = randomTensor([5, 3, height, width], seed: UInt64(90 + width))
             let (w1, w2) = (randomTensor([2, 3, 1, 1], seed: 91), randomTensor([2, 3, 1, 1], seed: 92))
             let dy = randomTensor([5, 4, height / 2, width / 2], seed: 93)
@@ -279,7 +280,7 @@ final class Conv2dTests: XCTestCase {
         // the sums, as two ranks with the same data), bit for bit; affine or not, training or
         // eval, widths on and off the 8-wide vector, dilated or not, and an even kernel (which
         // the fused kernels do not take).
-        for width in [5, 8, 13] {
+        for width in [5, 8, 13, 64] {
             for (k, d) in [(3, 1), (5, 2), (2, 1)] {
                 let p = k == 2 ? 0 : d * (k - 1) / 2
                 let x = randomTensor([5, 3, 6, width], seed: UInt64(80 + width))

@@ -23,11 +23,16 @@ public enum PanelProduct {
     /// then differ from one chain), and a deeper B no longer stays in L2.
     public static let maxDepth = 384
 
-    /// Used by the 1x1 convolutions when true: in builds for AVX-512 (where each SIMD16 is one
-    /// register and `addProduct` one instruction), unless `NAS_MPI_PANEL_PRODUCT=0` asks for
-    /// OpenBLAS (for comparisons).
+    /// Used by the 1x1 convolutions when true: by default in builds for AVX-512 (where each SIMD16
+    /// is one register and `addProduct` one instruction). `NAS_MPI_PANEL_PRODUCT=0` asks for
+    /// OpenBLAS (for comparisons), `=1` for the kernel in any build (the test script runs the
+    /// kernel tests that way too: correct everywhere, fast only with AVX-512).
     nonisolated(unsafe) public static var isEnabled: Bool = {
-        BuildTarget.simdLevel == 3 && ProcessInfo.processInfo.environment["NAS_MPI_PANEL_PRODUCT"] != "0"
+        switch ProcessInfo.processInfo.environment["NAS_MPI_PANEL_PRODUCT"] {
+        case "0": return false
+        case "1": return true
+        default: return BuildTarget.simdLevel == 3
+        }
     }()
 
     /// Whether `multiply` takes a product of these dimensions.
