@@ -23,6 +23,14 @@ extension BenchKernels {
         return shapes
     }
 
+    /// Puts the ops and OpenBLAS on one thread; returns what puts the ops' thread count back.
+    func runOnOneThread() -> () -> Void {
+        let previous = Parallel.threads
+        Parallel.setThreads(1)
+        BLAS.setThreads(1)
+        return { Parallel.setThreads(previous) }
+    }
+
     /// The 1x1 convolution's forward product on three layouts, its input from memory, and per
     /// sample with its input in cache (one thread; see the command's discussion).
     func benchLayouts() throws {
@@ -35,10 +43,8 @@ extension BenchKernels {
         defer { flush.deallocate() }
         // Writes one float per cache line: every line of the buffer is brought in and dirtied.
         let evict = { var i = 0; while i < flushCount { flush[i] += 1; i += 16 } }
-        let previous = Parallel.threads
-        Parallel.setThreads(1)
-        BLAS.setThreads(1)
-        defer { Parallel.setThreads(previous) }
+        let restore = runOnOneThread()
+        defer { restore() }
         var rng = RandomGenerator(seed: 1, stream: .initialisation)
         var rows: [[String]] = []
         for (cout, cin, size) in shapes {

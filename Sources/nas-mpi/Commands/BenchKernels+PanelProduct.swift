@@ -9,10 +9,8 @@ extension BenchKernels {
         let used = PanelProduct.isEnabled ? "used by the 1x1 convolutions in this build"
             : "not used by the 1x1 convolutions in this build (\(BuildTarget.simdLevel == 3 ? "NAS_MPI_PANEL_PRODUCT=0" : "not an AVX-512 build"))"
         print("1x1 convolution per-sample products, OpenBLAS against nas-mpi's panel kernel (\(used)): batch \(batch), 1 thread, GFLOP/s at the median of \(repeats) runs (at the fastest)")
-        let previous = Parallel.threads
-        Parallel.setThreads(1)
-        BLAS.setThreads(1)
-        defer { Parallel.setThreads(previous) }
+        let restore = runOnOneThread()
+        defer { restore() }
         var rng = RandomGenerator(seed: 2, stream: .initialisation)
         var rows: [[String]] = []
         for (cout, cin, size) in shapes {
