@@ -30,6 +30,16 @@ final class CommandLineTests: XCTestCase {
         let rows = r.stdout.split(separator: "\n").filter { $0.hasPrefix("16x16x16x16 ") || $0.hasPrefix("2x2x2x2 ") }
         XCTAssertEqual(rows.count, 2, r.stdout)
         XCTAssertEqual(rows.first?.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first, "0.3", r.stdout)
+        // The panel comparison: both products per shape; 16x16 planes (256 columns) on both sides,
+        // bit for bit where OpenBLAS runs FMA kernels; 2x2 planes (4 columns) on OpenBLAS only.
+        XCTAssertTrue(r.stdout.contains("1x1 convolution per-sample products, OpenBLAS against nas-mpi's panel kernel"), r.stdout)
+        let panel = r.stdout.split(separator: "\n").filter { $0.hasPrefix("16x256x16 ") || $0.hasPrefix("2x4x2 ") }.map(String.init)
+        XCTAssertEqual(panel.count, 4, r.stdout)
+        let fma = ["SkylakeX", "Cooperlake", "SapphireRapids", "Haswell", "Zen"].contains { r.stdout.contains("OpenBLAS \($0) kernels") }
+        for row in panel where row.hasPrefix("16x256x16 ") {
+            XCTAssertTrue(row.hasSuffix(" yes") || (!fma && row.hasSuffix(" no")), row)
+        }
+        for row in panel where row.hasPrefix("2x4x2 ") { XCTAssertTrue(row.hasSuffix("N % 64 != 0"), row) }
     }
 
     func testBenchTrainTimesTheTrainingStep() throws {
