@@ -15,9 +15,11 @@ import Foundation
 ///
 /// Each element of C is the chain fma(a[i][K-1], b[K-1][j], ... fma(a[i][0], b[0][j], 0)), in
 /// order of k, with C's old value added after the chain when accumulating: the arithmetic of
-/// OpenBLAS's SkylakeX sgemm kernels for a K it does not split. The results are bit-identical to
-/// `BLAS.sgemm` at every DARTS shape this kernel takes (checked by PanelProductTests), so the
-/// fixed-seed results of a search or a training run do not depend on which one ran.
+/// OpenBLAS's SkylakeX sgemm kernels for a K it does not split. PanelProductTests checks every
+/// element against that chain; `nas-mpi bench kernels` compares the kernel with OpenBLAS at the
+/// paper network's shapes (bit-identical at each it takes, which its command-line test checks
+/// where OpenBLAS runs FMA kernels), so the fixed-seed results of a search or a training run do
+/// not depend on which one ran.
 public enum PanelProduct {
     /// The deepest product taken: OpenBLAS cuts K into blocks beyond a few hundred (its results
     /// then differ from one chain), and a deeper B no longer stays in L2.
