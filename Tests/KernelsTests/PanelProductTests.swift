@@ -49,9 +49,11 @@ final class PanelProductTests: XCTestCase {
         XCTAssertFalse(PanelProduct.handles(n: 64, k: 0))
     }
 
-    /// A 1x1 convolution's forward and both gradients, through the kernel and through OpenBLAS:
-    /// the same values to rounding (bit for bit where OpenBLAS runs FMA kernels, as nas-mpi's
-    /// release binary makes it; a debug test process may have its SSE kernels).
+    /// A 1x1 convolution's forward and gradients with the kernel on and off (its forward product
+    /// and input gradient run on the kernel, the weight gradient on OpenBLAS either way): the same
+    /// values to rounding, bit for bit where OpenBLAS runs FMA kernels (as nas-mpi's release
+    /// binary makes it; a debug test process may have its SSE kernels). x is read twice, so its
+    /// gradient's second product is added onto the first (the kernel's `accumulate`).
     func testPointwiseConvolutionAgreesWithTheOpenBLASPath() throws {
         let saved = PanelProduct.isEnabled
         defer { PanelProduct.isEnabled = saved }
@@ -61,7 +63,7 @@ final class PanelProductTests: XCTestCase {
             PanelProduct.isEnabled = enabled
             let (xv, wv) = (leaf(x), leaf(w))
             let tape = Tape()
-            let y = try tape.conv2d(xv, wv)
+            let y = try tape.add(try tape.conv2d(xv, wv), try tape.conv2d(xv, wv))
             try tape.backward(y, gradient: r)
             return [y.value, xv.grad!, wv.grad!]
         }

@@ -3,7 +3,8 @@ import Kernels
 extension BenchKernels {
     /// The 1x1 convolution's per-sample products, forward (Cout x HW x Cin) and input gradient
     /// (Cin x HW x Cout), by OpenBLAS and by `PanelProduct`, on one thread over the batch (each
-    /// sample's input read where a step leaves it), with whether the two agree bit for bit.
+    /// sample's input read where a step leaves it), with whether the two agree bit for bit, written
+    /// (beta = 0) and then added onto that (beta = 1, the kernel's `accumulate`).
     func benchPanelProducts() throws {
         let shapes = try parseLayoutShapes(layoutShapes, batch: batch)
         let used = PanelProduct.isEnabled ? "used by the 1x1 convolutions in this build"
@@ -42,6 +43,15 @@ extension BenchKernels {
                                         PanelProduct.multiply(m: m, n: hw, k: k, a: a, lda: k, b: b + n * k * hw, ldb: hw,
                                                               c: c2 + n * m * hw, ldc: hw, accumulate: false)
                                     }
+                                }
+                                // Once more onto those results, as the input gradients of a
+                                // tensor read twice add up: OpenBLAS with beta = 1, the kernel
+                                // accumulating.
+                                for n in 0..<batch {
+                                    BLAS.sgemm(m: m, n: hw, k: k, a: a, lda: k, b: b + n * k * hw, ldb: hw,
+                                               beta: 1, c: c1 + n * m * hw, ldc: hw)
+                                    PanelProduct.multiply(m: m, n: hw, k: k, a: a, lda: k, b: b + n * k * hw, ldb: hw,
+                                                          c: c2 + n * m * hw, ldc: hw, accumulate: true)
                                 }
                                 return (blas, panel)
                             }

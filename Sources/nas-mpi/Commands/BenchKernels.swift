@@ -29,7 +29,7 @@ struct BenchKernels: ParsableCommand {
             convolution at the same shapes, forward (Cout x HxW x Cin) and input gradient \
             (Cin x HxW x Cout), by OpenBLAS and by nas-mpi's own panel kernel (which the 1x1 \
             convolutions use in AVX-512 builds where HxW is a multiple of 64), and says whether \
-            the two results agree bit for bit.
+            the two results agree bit for bit, written and then added onto (beta = 1).
             """
     )
 
