@@ -55,17 +55,16 @@ final class PanelProductTests: XCTestCase {
     /// binary makes it; a debug test process may have its SSE kernels). x is read twice, so its
     /// gradient's second product is added onto the first (the kernel's `accumulate`).
     func testPointwiseConvolutionAgreesWithTheOpenBLASPath() throws {
-        let saved = PanelProduct.isEnabled
-        defer { PanelProduct.isEnabled = saved }
         let x = randomTensor([3, 20, 16, 16], seed: 4), w = randomTensor([14, 20, 1, 1], seed: 5)
         let r = randomTensor([3, 14, 16, 16], seed: 6)
         func run(_ enabled: Bool) throws -> [Tensor] {
-            PanelProduct.isEnabled = enabled
-            let (xv, wv) = (leaf(x), leaf(w))
-            let tape = Tape()
-            let y = try tape.add(try tape.conv2d(xv, wv), try tape.conv2d(xv, wv))
-            try tape.backward(y, gradient: r)
-            return [y.value, xv.grad!, wv.grad!]
+            try withPanelProduct(enabled) {
+                let (xv, wv) = (leaf(x), leaf(w))
+                let tape = Tape()
+                let y = try tape.add(try tape.conv2d(xv, wv), try tape.conv2d(xv, wv))
+                try tape.backward(y, gradient: r)
+                return [y.value, xv.grad!, wv.grad!]
+            }
         }
         let (panel, blas) = (try run(true), try run(false))
         let fma = ["skylakex", "cooperlake", "sapphirerapids", "haswell", "zen"].contains(BLAS.coreName.lowercased())
@@ -76,10 +75,7 @@ final class PanelProductTests: XCTestCase {
     }
 
     func testGradientPointwiseThroughTheKernel() throws {
-        let saved = PanelProduct.isEnabled
-        defer { PanelProduct.isEnabled = saved }
-        PanelProduct.isEnabled = true
         let x = leaf(randomTensor([2, 3, 8, 8], seed: 7)), w = leaf(randomTensor([5, 3, 1, 1], seed: 8))
-        try checkGradients([x, w]) { tape in try tape.conv2d(x, w) }
+        try withPanelProduct(true) { try checkGradients([x, w]) { tape in try tape.conv2d(x, w) } }
     }
 }

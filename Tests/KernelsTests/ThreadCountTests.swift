@@ -108,18 +108,17 @@ final class ThreadCountTests: XCTestCase {
     /// The 1x1 products on the panel kernel (planes of 64 and 128 columns; a debug build of the
     /// tests leaves it off unless asked).
     func testProductsOnThePanelKernel() throws {
-        let saved = PanelProduct.isEnabled
-        defer { PanelProduct.isEnabled = saved }
-        PanelProduct.isEnabled = true
-        try assertThreadIndependent("conv2d 1x1, panel", [randomTensor([7, 16, 8, 8], seed: 50), randomTensor([13, 16, 1, 1], seed: 51)]) { t, v in
-            try t.conv2d(v[0], v[1])
+        try withPanelProduct(true) {
+            try assertThreadIndependent("conv2d 1x1, panel", [randomTensor([7, 16, 8, 8], seed: 50), randomTensor([13, 16, 1, 1], seed: 51)]) { t, v in
+                try t.conv2d(v[0], v[1])
+            }
+            let inputs = [randomTensor([5, 6, 8, 16], seed: 52), randomTensor([6, 1, 3, 3], seed: 53), randomTensor([7, 6, 1, 1], seed: 54)]
+            try assertThreadIndependent("depthwise+1x1, panel", inputs) { t, v in
+                try t.depthwisePointwiseConv2d(v[0], depthwise: v[1], pointwise: v[2], padding: 1, reluInput: true)
+            }
+            let reduce = [randomTensor([5, 6, 16, 16], seed: 55), randomTensor([4, 6, 1, 1], seed: 56), randomTensor([4, 6, 1, 1], seed: 57)]
+            try assertThreadIndependent("factorizedReduce, panel", reduce) { t, v in try t.factorizedReduce(v[0], v[1], v[2]) }
         }
-        let inputs = [randomTensor([5, 6, 8, 16], seed: 52), randomTensor([6, 1, 3, 3], seed: 53), randomTensor([7, 6, 1, 1], seed: 54)]
-        try assertThreadIndependent("depthwise+1x1, panel", inputs) { t, v in
-            try t.depthwisePointwiseConv2d(v[0], depthwise: v[1], pointwise: v[2], padding: 1, reluInput: true)
-        }
-        let reduce = [randomTensor([5, 6, 16, 16], seed: 55), randomTensor([4, 6, 1, 1], seed: 56), randomTensor([4, 6, 1, 1], seed: 57)]
-        try assertThreadIndependent("factorizedReduce, panel", reduce) { t, v in try t.factorizedReduce(v[0], v[1], v[2]) }
     }
 
     func testFactorizedReduce() throws {

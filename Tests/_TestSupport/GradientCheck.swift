@@ -107,3 +107,11 @@ public func leaf(_ t: Tensor) -> Variable { Variable(t, requiresGrad: true) }
 public func tensor(_ shape: [Int], _ values: [Float]) -> Tensor {
     try! Tensor(shape: shape, scalars: values)
 }
+
+/// Runs `body` with the 1x1 convolutions' panel kernel on or off, then puts the setting back.
+public func withPanelProduct<T>(_ enabled: Bool, _ body: () throws -> T) rethrows -> T {
+    let saved = PanelProduct.isEnabled
+    defer { PanelProduct.isEnabled = saved }
+    PanelProduct.isEnabled = enabled
+    return try body()
+}
