@@ -16,7 +16,7 @@ final class CommandLineTests: XCTestCase {
 
     func testBenchKernelsPrintsTimesAndSGEMM() throws {
         let r = try runNasMPI(["bench", "kernels", "--batch", "2", "--channels", "4", "--sizes", "8", "--repeats", "1", "--threads", "1",
-                               "--triad-mb", "4", "--layout-shapes", "16x16x16,2x2x2,16x384x8", "--flush-mb", "1"])
+                               "--triad-mb", "4", "--layout-shapes", "16x16x16,2x2x2,16x320x8,72x320x16,16x384x8", "--flush-mb", "1"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("sgemm M=1024 N=1024 K=1024"), r.stdout)
         XCTAssertTrue(r.stdout.contains("triad a = b + s*c, 3 x 4 MB  1 thread(s): ") && r.stdout.contains(" GB/s"), r.stdout)
@@ -31,17 +31,20 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(rows.count, 2, r.stdout)
         XCTAssertEqual(rows.first?.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first, "0.3", r.stdout)
         // The panel comparison: both products per shape; 16x16 planes (256 columns) and 8x8 ones at
-        // the deepest K the kernel takes (384) on both sides, bit for bit (written and added onto)
-        // where OpenBLAS runs FMA kernels; 2x2 planes (4 columns) on OpenBLAS only.
+        // the deepest K the kernel takes (320) on both sides, bit for bit (written and added onto)
+        // where OpenBLAS runs FMA kernels, also at 72x256x320, large enough for OpenBLAS's blocked
+        // path (not its small-matrix one); 2x2 planes (4 columns) and K = 384 on OpenBLAS only.
         XCTAssertTrue(r.stdout.contains("1x1 convolution per-sample products, OpenBLAS against nas-mpi's panel kernel"), r.stdout)
-        let onBoth = ["16x256x16 ", "16x64x384 ", "384x64x16 "]
-        let panel = r.stdout.split(separator: "\n").filter { row in (onBoth + ["2x4x2 "]).contains { row.hasPrefix($0) } }.map(String.init)
-        XCTAssertEqual(panel.count, 6, "\(panel)")
+        let onBoth = ["16x256x16 ", "16x64x320 ", "320x64x16 ", "72x256x320 ", "320x256x72 ", "384x64x16 "]
+        let panel = r.stdout.split(separator: "\n").filter { row in (onBoth + ["2x4x2 ", "16x64x384 "]).contains { row.hasPrefix($0) } }
+            .map(String.init)
+        XCTAssertEqual(panel.count, 10, "\(panel)")
         let fma = ["SkylakeX", "Cooperlake", "SapphireRapids", "Haswell", "Zen"].contains { r.stdout.contains("OpenBLAS \($0) kernels") }
         for row in panel where onBoth.contains(where: { row.hasPrefix($0) }) {
             XCTAssertTrue(row.hasSuffix(" yes") || (!fma && row.hasSuffix(" no")), row)
         }
         for row in panel where row.hasPrefix("2x4x2 ") { XCTAssertTrue(row.hasSuffix("N % 64 != 0"), row) }
+        for row in panel where row.hasPrefix("16x64x384 ") { XCTAssertTrue(row.hasSuffix("K > 320"), row) }
     }
 
     func testBenchTrainTimesTheTrainingStep() throws {

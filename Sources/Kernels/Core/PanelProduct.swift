@@ -21,9 +21,13 @@ import Foundation
 /// where OpenBLAS runs FMA kernels), so the fixed-seed results of a search or a training run do
 /// not depend on which one ran.
 public enum PanelProduct {
-    /// The deepest product taken: OpenBLAS cuts K into blocks beyond a few hundred (its results
-    /// then differ from one chain), and a deeper B no longer stays in L2.
-    public static let maxDepth = 384
+    /// The deepest product taken. Beyond it OpenBLAS's blocked path cuts K into pieces and adds
+    /// their chains (its results then differ from one chain): its Cooperlake kernels, which it runs
+    /// on AMD Zen 4, cut any K above 320 (a K of 384 into two halves), so 320 keeps the kernel
+    /// bit-identical on both the Intel and the AMD machines measured. A deeper B would not stay
+    /// in L2 either. (OpenBLAS's small-matrix path, for M x N x K up to about 10^6, keeps one
+    /// chain at any K; `nas-mpi bench kernels` shows which agree.)
+    public static let maxDepth = 320
 
     /// Used by the 1x1 convolutions when true: by default in builds for AVX-512 (where each SIMD16
     /// is one register and `addProduct` one instruction). `NAS_MPI_PANEL_PRODUCT=0` asks for
