@@ -74,8 +74,93 @@ final class PanelProductTests: XCTestCase {
         }
     }
 
+    /// OpenBLAS's K pieces (Cooperlake): whole pieces of 320 while two remain, then halves.
+    func testDepthPiecesFollowOpenBLASsBlocking() {
+        XCTAssertEqual(PanelProduct.depthPieces(64), [0..<64])
+        XCTAssertEqual(PanelProduct.depthPieces(320), [0..<320])
+        XCTAssertEqual(PanelProduct.depthPieces(384), [0..<192, 192..<384])
+        XCTAssertEqual(PanelProduct.depthPieces(656), [0..<320, 320..<496, 496..<656])
+        XCTAssertEqual(PanelProduct.depthPieces(1024), [0..<320, 320..<640, 640..<832, 832..<1024])
+        XCTAssertTrue(PanelProduct.handlesTransposed(m: 36, n: 36, k: 1024))
+        XCTAssertFalse(PanelProduct.handlesTransposed(m: 16, n: 16, k: 1024), "OpenBLAS's small-matrix kernels' size")
+        XCTAssertFalse(PanelProduct.handlesTransposed(m: 100, n: 100, k: 104), "K not a multiple of 16")
+    }
+
+    /// The weight gradient's kernel, C = A Bᵀ: each element bit for bit the chains over
+    /// `depthPieces(k)`, each from zero, added to C in order (the first one written unless
+    /// accumulating); strides wider than the rows; nothing outside the m x n block written; N on and
+    /// off the 16-wide tiles and the 48-wide column blocks, M on and off the blocks of 8.
+    func testTransposedProductIsOneChainPerPieceAddedInOrder() {
+        let shapes = [(13, 100, 1024), (36, 36, 1024), (8, 130, 1024), (9, 180, 656), (64, 250, 64), (17, 64, 1024), (20, 52, 1024)]
+        for (m, n, k) in shapes {
+            XCTAssertTrue(PanelProduct.handlesTransposed(m: m, n: n, k: k), "\(m)x\(n)x\(k)")
+            let (lda, ldb, ldc) = (k + 16, k + 32, n + 5)
+            let a = randomTensor([m * lda], seed: 11).scalars, b = randomTensor([n * ldb], seed: 12).scalars
+            let prior = randomTensor([m * ldc + 64], seed: 13).scalars
+            var scratch = [Float](repeating: .nan, count: PanelProduct.transposedScratch(n: n, k: k))
+            for accumulate in [false, true] {
+                var c = prior
+                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                    scratch.withUnsafeMutableBufferPointer { sp in
+                        PanelProduct.multiplyTransposed(m: m, n: n, k: k, a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
+                                                        c: cp.baseAddress!, ldc: ldc, accumulate: accumulate, scratch: sp.baseAddress!)
+                    }
+                } } }
+                var mismatches = 0
+                for i in 0..<m {
+                    for j in 0..<ldc {
+                        let index = i * ldc + j
+                        guard j < n else {
+                            if c[index].bitPattern != prior[index].bitPattern { mismatches += 1 }
+                            continue
+                        }
+                        var expected = prior[index]
+                        for (number, piece) in PanelProduct.depthPieces(k).enumerated() {
+                            var chain: Float = 0
+                            for p in piece { chain = chain.addingProduct(a[i * lda + p], b[j * ldb + p]) }
+                            expected = number == 0 && !accumulate ? chain : expected + chain
+                        }
+                        if c[index].bitPattern != expected.bitPattern { mismatches += 1 }
+                    }
+                }
+                for index in (m * ldc)..<prior.count where c[index].bitPattern != prior[index].bitPattern { mismatches += 1 }
+                XCTAssertEqual(mismatches, 0, "\(m)x\(n)x\(k), accumulate \(accumulate)")
+            }
+        }
+    }
+
+    /// A 1x1 convolution's and a fused depthwise+1x1's gradients with the kernels on and off, at
+    /// shapes whose weight gradient runs on the transposed kernel: the same values to rounding,
+    /// bit for bit where OpenBLAS runs its Cooperlake kernels (whose K pieces the kernel takes).
+    func testWeightGradientAgreesWithTheOpenBLASPath() throws {
+        let x = randomTensor([2, 64, 32, 32], seed: 14), w = randomTensor([20, 64, 1, 1], seed: 15)
+        let wd = randomTensor([64, 1, 3, 3], seed: 16)
+        func run(_ enabled: Bool) throws -> [Tensor] {
+            try withPanelProduct(enabled) {
+                let (xv, wv, dv) = (leaf(x), leaf(w), leaf(wd))
+                let tape = Tape()
+                let y = try tape.add(try tape.conv2d(xv, wv),
+                                     try tape.depthwisePointwiseConv2d(xv, depthwise: dv, pointwise: wv, padding: 1, reluInput: true))
+                try tape.backward(y, gradient: randomTensor(y.shape, seed: 17))
+                return [y.value, xv.grad!, wv.grad!, dv.grad!]
+            }
+        }
+        let (panel, blas) = (try run(true), try run(false))
+        for (p, q) in zip(panel, blas) {
+            if BLAS.coreName.lowercased() == "cooperlake" { XCTAssertEqual(p, q, "OpenBLAS Cooperlake's K pieces: bit for bit") }
+            assertClose(p.scalars, q.scalars, tolerance: 1e-4)
+        }
+    }
+
     func testGradientPointwiseThroughTheKernel() throws {
         let x = leaf(randomTensor([2, 3, 8, 8], seed: 7)), w = leaf(randomTensor([5, 3, 1, 1], seed: 8))
         try withPanelProduct(true) { try checkGradients([x, w]) { tape in try tape.conv2d(x, w) } }
+    }
+
+    /// A finite-difference check of a weight gradient on the transposed kernel (16 x 68 x 1024).
+    func testGradientOfTheTransposedWeightProduct() throws {
+        let x = leaf(randomTensor([1, 68, 32, 32], seed: 18)), w = leaf(randomTensor([16, 68, 1, 1], seed: 19))
+        XCTAssertTrue(PanelProduct.handlesTransposed(m: 16, n: 68, k: 1024))
+        try withPanelProduct(true) { try checkGradients([w]) { tape in try tape.conv2d(x, w) } }
     }
 }

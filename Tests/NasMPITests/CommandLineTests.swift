@@ -45,6 +45,15 @@ final class CommandLineTests: XCTestCase {
         }
         for row in panel where row.hasPrefix("2x4x2 ") { XCTAssertTrue(row.hasSuffix("N % 64 != 0"), row) }
         for row in panel where row.hasPrefix("16x64x384 ") { XCTAssertTrue(row.hasSuffix("K > 320"), row) }
+        // The weight gradients (Cout x Cin x HxW): 72x320x256 on both, bit for bit where OpenBLAS
+        // runs its Cooperlake kernels (whose K pieces the transposed kernel takes); the small ones
+        // (OpenBLAS's small-matrix size) and 2x2 planes (K = 4) on OpenBLAS only.
+        let weight = r.stdout.split(separator: "\n").filter { $0.contains("weight gradient") }.map(String.init)
+        XCTAssertEqual(weight.count, 5, "\(weight)")
+        let cooperlake = r.stdout.contains("OpenBLAS Cooperlake kernels")
+        XCTAssertTrue(weight.contains { $0.hasPrefix("72x320x256 ") && ($0.hasSuffix(" yes") || (!cooperlake && $0.hasSuffix(" no"))) }, "\(weight)")
+        XCTAssertTrue(weight.contains { $0.hasPrefix("16x16x256 ") && $0.hasSuffix("M N K <= 10^6") }, "\(weight)")
+        XCTAssertTrue(weight.contains { $0.hasPrefix("2x2x4 ") && $0.hasSuffix("K % 16 != 0") }, "\(weight)")
     }
 
     func testBenchTrainTimesTheTrainingStep() throws {

@@ -354,9 +354,9 @@ public enum Conv2dKernels {
             }
             return
         }
-        weightGradientParts(g, dw: dw) { partial, n, first, _, col in
+        weightGradientParts(g, dw: dw, scratchSize: g.isPointwise ? pointwiseWeightScratch(g) : nil) { partial, n, first, _, col in
             if g.isPointwise {
-                pointwiseWeightGradient(g, dy: dy + n * outPlane, x: x + n * inPlane, into: partial, first: first)
+                pointwiseWeightGradient(g, dy: dy + n * outPlane, x: x + n * inPlane, into: partial, first: first, scratch: col)
             } else {
                 for grp in 0..<g.groups {
                     im2col(g, x: x + n * inPlane + grp * g.inPerGroup * g.height * g.width, col: col)
@@ -393,9 +393,9 @@ public enum Conv2dKernels {
                 Parallel.forEach(g.batch, work: g.macs) { n in inputGradient(n) }
                 return
             }
-            weightGradientParts(g, dw: dw) { partial, n, first, _, _ in
+            weightGradientParts(g, dw: dw, scratchSize: pointwiseWeightScratch(g)) { partial, n, first, _, col in
                 inputGradient(n)
-                pointwiseWeightGradient(g, dy: dy + n * outPlane, x: x + n * inPlane, into: partial, first: first)
+                pointwiseWeightGradient(g, dy: dy + n * outPlane, x: x + n * inPlane, into: partial, first: first, scratch: col)
             }
         }
     }
@@ -437,13 +437,27 @@ public enum Conv2dKernels {
     }
 
     /// One sample's pointwise weight gradient dy xᵀ (dy, x: the sample's planes), written into
-    /// `partial` (`first`) or added.
+    /// `partial` (`first`) or added: by `PanelProduct.multiplyTransposed` where it takes the shape
+    /// (bit-identical to OpenBLAS's blocked path with its Cooperlake kernels, and faster), then
+    /// with `scratch` of `pointwiseWeightScratch(g)` floats, else by OpenBLAS.
     @inline(__always)
     static func pointwiseWeightGradient(_ g: ConvGeometry, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
-                                        into partial: UnsafeMutablePointer<Float>, first: Bool) {
+                                        into partial: UnsafeMutablePointer<Float>, first: Bool, scratch: UnsafeMutablePointer<Float>) {
         let hw = g.outHeight * g.outWidth
-        BLAS.sgemm(transB: true, m: g.outChannels, n: g.inChannels, k: hw, a: dy, lda: hw, b: x, ldb: hw,
-                   beta: first ? 0 : 1, c: partial, ldc: g.inChannels)
+        if PanelProduct.preferredTransposed(m: g.outChannels, n: g.inChannels, k: hw) {
+            PanelProduct.multiplyTransposed(m: g.outChannels, n: g.inChannels, k: hw, a: dy, lda: hw, b: x, ldb: hw,
+                                            c: partial, ldc: g.inChannels, accumulate: !first, scratch: scratch)
+        } else {
+            BLAS.sgemm(transB: true, m: g.outChannels, n: g.inChannels, k: hw, a: dy, lda: hw, b: x, ldb: hw,
+                       beta: first ? 0 : 1, c: partial, ldc: g.inChannels)
+        }
+    }
+
+    /// The scratch floats `pointwiseWeightGradient` needs per worker (none on OpenBLAS).
+    static func pointwiseWeightScratch(_ g: ConvGeometry) -> Int {
+        let hw = g.outHeight * g.outWidth
+        return PanelProduct.preferredTransposed(m: g.outChannels, n: g.inChannels, k: hw)
+            ? PanelProduct.transposedScratch(n: g.inChannels, k: hw) : 0
     }
 
     /// dw += the sum over samples of `sample(partial, n, first, worker, col)`, which writes

@@ -231,8 +231,10 @@ extension Conv2dKernels {
             let (n, c, hw, kk, cout) = (depthwise.batch, channels, plane, taps, pointwise.outChannels)
             let (inPlane, outPlane) = (c * hw, cout * hw)
             let gated = if case .relu = input { true } else { false }
-            // Per sample: the padded plane, the depthwise output d, and its gradient dd.
-            let sampleScratch = padded.scratchSize + 2 * inPlane
+            // Per sample: the padded plane, the depthwise output d, its gradient dd, and the 1x1
+            // weight gradient's scratch.
+            let weightScratch = dwp == nil ? 0 : Conv2dKernels.pointwiseWeightScratch(pointwise)
+            let sampleScratch = padded.scratchSize + 2 * inPlane + weightScratch
             // The depthwise weight gradient per sample ([N][C * K * K]), added in sample order after.
             let perSample = dwd == nil ? 0 : n * c * kk
             ScratchPool.shared.withBuffers(2, size: max(c * cout, perSample, 1)) { buffers in
@@ -261,7 +263,9 @@ extension Conv2dKernels {
                             gradientPlane?(i * c + ch, plane, xi + at)
                         }
                     }
-                    if dwp != nil { Conv2dKernels.pointwiseWeightGradient(pointwise, dy: dyi, x: d, into: partial, first: first) }
+                    if dwp != nil {
+                        Conv2dKernels.pointwiseWeightGradient(pointwise, dy: dyi, x: d, into: partial, first: first, scratch: dd + inPlane)
+                    }
                 }
                 if let dwd {
                     for i in 0..<n {

@@ -28,8 +28,10 @@ struct BenchKernels: ParsableCommand {
             The panel comparison times, on one thread, the per-sample products of a 1x1 \
             convolution at the same shapes, forward (Cout x HxW x Cin) and input gradient \
             (Cin x HxW x Cout), by OpenBLAS and by nas-mpi's own panel kernel (which the 1x1 \
-            convolutions use in AVX-512 builds where HxW is a multiple of 64), and says whether \
-            the two results agree bit for bit, written and then added onto (beta = 1).
+            convolutions use in AVX-512 builds where HxW is a multiple of 64), and the weight \
+            gradient (Cout x Cin x HxW, dy x^T) by OpenBLAS and by the kernel's transposed form \
+            (used where Cout x Cin x HxW exceeds 10^6), and says whether the two results agree \
+            bit for bit, written and then added onto (beta = 1).
             """
     )
 

@@ -1,0 +1,236 @@
+/// C = A Bᵀ (or C += A Bᵀ), row-major, B given as [N, K]: a 1x1 convolution's per-sample weight
+/// gradient dy xᵀ (A = dy [Cout, HW], B = x [Cin, HW], K = HW), on the panel kernel's plan.
+///
+/// OpenBLAS runs these products at 31-56 GFLOP/s where one side is thin (16x64x1024, the small
+/// row's cell preprocessing at 32x32; 36x144x1024 and 36x36x1024 at the paper's), against 85-100
+/// at square ones: it copies both operands into its panel layout on every call, and splits a
+/// 16-row M into few blocks. This kernel first transposes B into `scratch` ([K, N rounded up to
+/// 16], in 16 x 16 tiles of register shuffles; zero columns past N), then keeps a block of 8 rows
+/// x 48 columns of C in 24 AVX-512 registers while it walks K: per k, 3 vector loads of Bᵀ, 8
+/// broadcasts of A, 24 fused multiply-adds.
+///
+/// The arithmetic is that of OpenBLAS's blocked path with its Cooperlake kernels (what it runs on
+/// AMD Zen 4 and Cooper Lake): K cut into pieces of at most 320 (`depthPieces`), each element a
+/// fused multiply-add chain from zero in order of k over each piece, the pieces' chains added to C
+/// in order (the first one written unless accumulating). `handlesTransposed` takes only products
+/// with M x N x K above 10^6, where OpenBLAS uses that path rather than its small-matrix kernels, so
+/// on such a machine the results equal OpenBLAS's bit for bit (PanelProductTests checks that where
+/// OpenBLAS runs Cooperlake kernels, and every element against the chains everywhere).
+extension PanelProduct {
+    /// OpenBLAS's largest K piece with its Cooperlake kernels (GEMM_Q), and the multiple a split
+    /// piece is rounded up to (the kernels' M unroll).
+    static let depthPiece = 320, depthUnroll = 16
+
+    /// The K pieces OpenBLAS's blocked driver cuts k into: whole pieces while at least two remain,
+    /// then the rest halved (rounded up to the unroll) when it exceeds one piece.
+    static func depthPieces(_ k: Int) -> [Range<Int>] {
+        var pieces: [Range<Int>] = []
+        var start = 0
+        while start < k {
+            let end = pieceEnd(start, k)
+            pieces.append(start..<end)
+            start = end
+        }
+        return pieces
+    }
+
+    /// The end of the K piece that starts at `start` (see `depthPieces`).
+    @inline(__always)
+    static func pieceEnd(_ start: Int, _ k: Int) -> Int {
+        let rest = k - start
+        if rest >= 2 * depthPiece { return start + depthPiece }
+        if rest > depthPiece { return start + (rest / 2 + depthUnroll - 1) / depthUnroll * depthUnroll }
+        return k
+    }
+
+    /// Whether `multiplyTransposed` takes C[M, N] = A[M, K] B[N, K]ᵀ: K a multiple of 16 (the
+    /// transpose's tiles), and M x N x K above 10^6 (OpenBLAS's blocked path, whose arithmetic it
+    /// reproduces; below that OpenBLAS's small-matrix kernels are fast and sum differently).
+    @inline(__always)
+    public static func handlesTransposed(m: Int, n: Int, k: Int) -> Bool {
+        m > 0 && n > 0 && k > 0 && k % 16 == 0 && m * n * k > 1_000_000
+    }
+
+    /// Whether the 1x1 convolutions' weight gradients should use `multiplyTransposed`.
+    @inline(__always)
+    public static func preferredTransposed(m: Int, n: Int, k: Int) -> Bool { isEnabled && handlesTransposed(m: m, n: n, k: k) }
+
+    /// Floats of scratch `multiplyTransposed` needs: Bᵀ with N rounded up to 16.
+    @inline(__always)
+    public static func transposedScratch(n: Int, k: Int) -> Int { k * ((n + 15) & ~15) }
+
+    private typealias V = SIMD16<Float>
+
+    @inline(__always) private static func loadV(_ p: UnsafePointer<Float>) -> V {
+        UnsafeRawPointer(p).loadUnaligned(as: V.self)
+    }
+
+    @inline(__always) private static func storeV(_ v: V, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+    }
+
+    /// t[p][j] = b[j][p] for j < n, p < k (k a multiple of 16), t's rows `pitch` wide (N rounded
+    /// up to 16) with zeros past n. Full 16-row tiles go through four rounds of even/odd unzips
+    /// (each a two-register shuffle), which transpose a 16 x 16 tile; the last rows one by one.
+    static func transpose(_ b: UnsafePointer<Float>, ldb: Int, n: Int, k: Int, into t: UnsafeMutablePointer<Float>, pitch: Int) {
+        let full = n & ~15
+        var j = 0
+        while j < full {
+            var p = 0
+            while p < k {
+                var r0 = loadV(b + j * ldb + p), r1 = loadV(b + (j + 1) * ldb + p), r2 = loadV(b + (j + 2) * ldb + p)
+                var r3 = loadV(b + (j + 3) * ldb + p), r4 = loadV(b + (j + 4) * ldb + p), r5 = loadV(b + (j + 5) * ldb + p)
+                var r6 = loadV(b + (j + 6) * ldb + p), r7 = loadV(b + (j + 7) * ldb + p), r8 = loadV(b + (j + 8) * ldb + p)
+                var r9 = loadV(b + (j + 9) * ldb + p), r10 = loadV(b + (j + 10) * ldb + p), r11 = loadV(b + (j + 11) * ldb + p)
+                var r12 = loadV(b + (j + 12) * ldb + p), r13 = loadV(b + (j + 13) * ldb + p)
+                var r14 = loadV(b + (j + 14) * ldb + p), r15 = loadV(b + (j + 15) * ldb + p)
+                for _ in 0..<4 {
+                    // Row i of the next round: rows 2i and 2i+1's even elements (i < 8), or odd ones.
+                    (r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15) = (
+                        V(lowHalf: r0.evenHalf, highHalf: r1.evenHalf), V(lowHalf: r2.evenHalf, highHalf: r3.evenHalf),
+                        V(lowHalf: r4.evenHalf, highHalf: r5.evenHalf), V(lowHalf: r6.evenHalf, highHalf: r7.evenHalf),
+                        V(lowHalf: r8.evenHalf, highHalf: r9.evenHalf), V(lowHalf: r10.evenHalf, highHalf: r11.evenHalf),
+                        V(lowHalf: r12.evenHalf, highHalf: r13.evenHalf), V(lowHalf: r14.evenHalf, highHalf: r15.evenHalf),
+                        V(lowHalf: r0.oddHalf, highHalf: r1.oddHalf), V(lowHalf: r2.oddHalf, highHalf: r3.oddHalf),
+                        V(lowHalf: r4.oddHalf, highHalf: r5.oddHalf), V(lowHalf: r6.oddHalf, highHalf: r7.oddHalf),
+                        V(lowHalf: r8.oddHalf, highHalf: r9.oddHalf), V(lowHalf: r10.oddHalf, highHalf: r11.oddHalf),
+                        V(lowHalf: r12.oddHalf, highHalf: r13.oddHalf), V(lowHalf: r14.oddHalf, highHalf: r15.oddHalf))
+                }
+                let out = t + p * pitch + j
+                storeV(r0, out); storeV(r1, out + pitch); storeV(r2, out + 2 * pitch); storeV(r3, out + 3 * pitch)
+                storeV(r4, out + 4 * pitch); storeV(r5, out + 5 * pitch); storeV(r6, out + 6 * pitch); storeV(r7, out + 7 * pitch)
+                storeV(r8, out + 8 * pitch); storeV(r9, out + 9 * pitch); storeV(r10, out + 10 * pitch); storeV(r11, out + 11 * pitch)
+                storeV(r12, out + 12 * pitch); storeV(r13, out + 13 * pitch); storeV(r14, out + 14 * pitch); storeV(r15, out + 15 * pitch)
+                p += 16
+            }
+            j += 16
+        }
+        guard full < pitch else { return }
+        for p in 0..<k {
+            let out = t + p * pitch
+            for jj in full..<n { out[jj] = b[jj * ldb + p] }
+            for jj in n..<pitch { out[jj] = 0 }
+        }
+    }
+
+    /// C[M, N] = A[M, K] B[N, K]ᵀ (added to C with `accumulate`); lda, ldb, ldc: row strides;
+    /// scratch: at least `transposedScratch(n:k:)` floats.
+    public static func multiplyTransposed(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                                          b: UnsafePointer<Float>, ldb: Int,
+                                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+                                          scratch: UnsafeMutablePointer<Float>) {
+        precondition(handlesTransposed(m: m, n: n, k: k) && lda >= k && ldb >= k && ldc >= n,
+                     "PanelProduct.multiplyTransposed: K a multiple of 16, M x N x K above 10^6, strides at least the rows")
+        let pitch = (n + 15) & ~15
+        transpose(b, ldb: ldb, n: n, k: k, into: scratch, pitch: pitch)
+        var start = 0
+        while start < k {
+            let piece = start..<pieceEnd(start, k)
+            let add = accumulate || start > 0
+            start = piece.upperBound
+            var j = 0
+            while j < pitch {
+                let vectors = min(3, (pitch - j) / 16)
+                if vectors == 3 {
+                    rowBlocks3(m: m, n: n, piece: piece, a: a, lda: lda, bt: scratch + j, pitch: pitch, c: c + j, ldc: ldc,
+                               columns: n - j, add: add)
+                } else {
+                    for v in 0..<vectors {
+                        rowBlocks1(m: m, piece: piece, a: a, lda: lda, bt: scratch + j + 16 * v, pitch: pitch, c: c + j + 16 * v,
+                                   ldc: ldc, columns: n - j - 16 * v, add: add)
+                    }
+                }
+                j += 16 * vectors
+            }
+        }
+    }
+
+    /// Stores v's first `columns` lanes (all 16 when columns >= 16) at p, or adds them.
+    @inline(__always)
+    private static func put(_ v: V, _ p: UnsafeMutablePointer<Float>, columns: Int, add: Bool) {
+        if columns >= 16 {
+            storeV(add ? loadV(p) + v : v, p)
+        } else if columns > 0 {
+            for lane in 0..<columns { p[lane] = add ? p[lane] + v[lane] : v[lane] }
+        }
+    }
+
+    /// Rows of A against 48 columns of Bᵀ (three vectors), 8 rows at a time; rows past M repeat
+    /// row M-1 and are not stored.
+    @inline(__always)
+    private static func rowBlocks3(m: Int, n: Int, piece: Range<Int>, a: UnsafePointer<Float>, lda: Int,
+                                   bt: UnsafePointer<Float>, pitch: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                   columns: Int, add: Bool) {
+        var i = 0
+        let last = m - 1
+        while i < m {
+            let a0 = a + i * lda, a1 = a + min(i + 1, last) * lda, a2 = a + min(i + 2, last) * lda, a3 = a + min(i + 3, last) * lda
+            let a4 = a + min(i + 4, last) * lda, a5 = a + min(i + 5, last) * lda, a6 = a + min(i + 6, last) * lda
+            let a7 = a + min(i + 7, last) * lda
+            var c00 = V(), c01 = V(), c02 = V(), c10 = V(), c11 = V(), c12 = V()
+            var c20 = V(), c21 = V(), c22 = V(), c30 = V(), c31 = V(), c32 = V()
+            var c40 = V(), c41 = V(), c42 = V(), c50 = V(), c51 = V(), c52 = V()
+            var c60 = V(), c61 = V(), c62 = V(), c70 = V(), c71 = V(), c72 = V()
+            var row = bt + piece.lowerBound * pitch
+            for p in piece {
+                let b0 = loadV(row), b1 = loadV(row + 16), b2 = loadV(row + 32)
+                row += pitch
+                var s = V(repeating: a0[p])
+                c00.addProduct(s, b0); c01.addProduct(s, b1); c02.addProduct(s, b2)
+                s = V(repeating: a1[p])
+                c10.addProduct(s, b0); c11.addProduct(s, b1); c12.addProduct(s, b2)
+                s = V(repeating: a2[p])
+                c20.addProduct(s, b0); c21.addProduct(s, b1); c22.addProduct(s, b2)
+                s = V(repeating: a3[p])
+                c30.addProduct(s, b0); c31.addProduct(s, b1); c32.addProduct(s, b2)
+                s = V(repeating: a4[p])
+                c40.addProduct(s, b0); c41.addProduct(s, b1); c42.addProduct(s, b2)
+                s = V(repeating: a5[p])
+                c50.addProduct(s, b0); c51.addProduct(s, b1); c52.addProduct(s, b2)
+                s = V(repeating: a6[p])
+                c60.addProduct(s, b0); c61.addProduct(s, b1); c62.addProduct(s, b2)
+                s = V(repeating: a7[p])
+                c70.addProduct(s, b0); c71.addProduct(s, b1); c72.addProduct(s, b2)
+            }
+            @inline(__always) func store(_ r: Int, _ v0: V, _ v1: V, _ v2: V) {
+                guard i + r < m else { return }
+                let out = c + (i + r) * ldc
+                put(v0, out, columns: columns, add: add)
+                put(v1, out + 16, columns: columns - 16, add: add)
+                put(v2, out + 32, columns: columns - 32, add: add)
+            }
+            store(0, c00, c01, c02); store(1, c10, c11, c12); store(2, c20, c21, c22); store(3, c30, c31, c32)
+            store(4, c40, c41, c42); store(5, c50, c51, c52); store(6, c60, c61, c62); store(7, c70, c71, c72)
+            i += 8
+        }
+    }
+
+    /// Rows of A against 16 columns of Bᵀ (one vector), 8 rows at a time.
+    @inline(__always)
+    private static func rowBlocks1(m: Int, piece: Range<Int>, a: UnsafePointer<Float>, lda: Int,
+                                   bt: UnsafePointer<Float>, pitch: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                   columns: Int, add: Bool) {
+        var i = 0
+        let last = m - 1
+        while i < m {
+            let a0 = a + i * lda, a1 = a + min(i + 1, last) * lda, a2 = a + min(i + 2, last) * lda, a3 = a + min(i + 3, last) * lda
+            let a4 = a + min(i + 4, last) * lda, a5 = a + min(i + 5, last) * lda, a6 = a + min(i + 6, last) * lda
+            let a7 = a + min(i + 7, last) * lda
+            var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
+            var row = bt + piece.lowerBound * pitch
+            for p in piece {
+                let b0 = loadV(row)
+                row += pitch
+                c0.addProduct(V(repeating: a0[p]), b0); c1.addProduct(V(repeating: a1[p]), b0)
+                c2.addProduct(V(repeating: a2[p]), b0); c3.addProduct(V(repeating: a3[p]), b0)
+                c4.addProduct(V(repeating: a4[p]), b0); c5.addProduct(V(repeating: a5[p]), b0)
+                c6.addProduct(V(repeating: a6[p]), b0); c7.addProduct(V(repeating: a7[p]), b0)
+            }
+            @inline(__always) func store(_ r: Int, _ v: V) {
+                if i + r < m { put(v, c + (i + r) * ldc, columns: columns, add: add) }
+            }
+            store(0, c0); store(1, c1); store(2, c2); store(3, c3); store(4, c4); store(5, c5); store(6, c6); store(7, c7)
+            i += 8
+        }
+    }
+}
