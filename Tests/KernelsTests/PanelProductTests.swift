@@ -20,22 +20,12 @@ final class PanelProductTests: XCTestCase {
                     PanelProduct.multiply(m: m, n: n, k: k, a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
                                           c: cp.baseAddress!, ldc: ldc, accumulate: accumulate)
                 } } }
-                var mismatches = 0
-                for i in 0..<m {
-                    for j in 0..<ldc {
-                        let index = i * ldc + j
-                        guard j < n else {
-                            if c[index].bitPattern != prior[index].bitPattern { mismatches += 1 }
-                            continue
-                        }
-                        var chain: Float = 0
-                        for p in 0..<k { chain = chain.addingProduct(a[i * lda + p], b[p * ldb + j]) }
-                        let expected = accumulate ? prior[index] + chain : chain
-                        if c[index].bitPattern != expected.bitPattern { mismatches += 1 }
-                    }
+                let wrong = mismatches(c, prior: prior, m: m, n: n, ldc: ldc) { i, j in
+                    var chain: Float = 0
+                    for p in 0..<k { chain = chain.addingProduct(a[i * lda + p], b[p * ldb + j]) }
+                    return accumulate ? prior[i * ldc + j] + chain : chain
                 }
-                for index in (m * ldc)..<prior.count where c[index].bitPattern != prior[index].bitPattern { mismatches += 1 }
-                XCTAssertEqual(mismatches, 0, "\(m)x\(n)x\(k), accumulate \(accumulate)")
+                XCTAssertEqual(wrong, 0, "\(m)x\(n)x\(k), accumulate \(accumulate)")
             }
         }
     }
@@ -106,25 +96,17 @@ final class PanelProductTests: XCTestCase {
                                                         c: cp.baseAddress!, ldc: ldc, accumulate: accumulate, scratch: sp.baseAddress!)
                     }
                 } } }
-                var mismatches = 0
-                for i in 0..<m {
-                    for j in 0..<ldc {
-                        let index = i * ldc + j
-                        guard j < n else {
-                            if c[index].bitPattern != prior[index].bitPattern { mismatches += 1 }
-                            continue
-                        }
-                        var expected = prior[index]
-                        for (number, piece) in PanelProduct.depthPieces(k).enumerated() {
-                            var chain: Float = 0
-                            for p in piece { chain = chain.addingProduct(a[i * lda + p], b[j * ldb + p]) }
-                            expected = number == 0 && !accumulate ? chain : expected + chain
-                        }
-                        if c[index].bitPattern != expected.bitPattern { mismatches += 1 }
+                let pieces = PanelProduct.depthPieces(k)
+                let wrong = mismatches(c, prior: prior, m: m, n: n, ldc: ldc) { i, j in
+                    var expected = prior[i * ldc + j]
+                    for (number, piece) in pieces.enumerated() {
+                        var chain: Float = 0
+                        for p in piece { chain = chain.addingProduct(a[i * lda + p], b[j * ldb + p]) }
+                        expected = number == 0 && !accumulate ? chain : expected + chain
                     }
+                    return expected
                 }
-                for index in (m * ldc)..<prior.count where c[index].bitPattern != prior[index].bitPattern { mismatches += 1 }
-                XCTAssertEqual(mismatches, 0, "\(m)x\(n)x\(k), accumulate \(accumulate)")
+                XCTAssertEqual(wrong, 0, "\(m)x\(n)x\(k), accumulate \(accumulate)")
             }
         }
     }
@@ -162,5 +144,17 @@ final class PanelProductTests: XCTestCase {
         let x = leaf(randomTensor([1, 68, 32, 32], seed: 18)), w = leaf(randomTensor([16, 68, 1, 1], seed: 19))
         XCTAssertTrue(PanelProduct.handlesTransposed(m: 16, n: 68, k: 1024))
         try withPanelProduct(true) { try checkGradients([w]) { tape in try tape.conv2d(x, w) } }
+    }
+
+    /// The elements of c (m rows of ldc, then slack) whose bits differ from `expected(i, j)` inside
+    /// the m x n block, or from `prior` outside it.
+    private func mismatches(_ c: [Float], prior: [Float], m: Int, n: Int, ldc: Int, expected: (Int, Int) -> Float) -> Int {
+        var count = 0
+        for index in 0..<prior.count {
+            let (i, j) = (index / ldc, index % ldc)
+            let want = i < m && j < n ? expected(i, j) : prior[index]
+            if c[index].bitPattern != want.bitPattern { count += 1 }
+        }
+        return count
     }
 }
