@@ -9,7 +9,7 @@ final class PanelProductTests: XCTestCase {
     /// plus C's old value when accumulating; strides wider than the rows; nothing outside the
     /// m x n block of C written (row counts that are and are not multiples of the kernel's 6).
     func testEveryElementIsOneFusedChainInOrderOfK() {
-        let shapes = [(1, 64, 1), (7, 64, 5), (6, 128, 36), (13, 256, 20), (16, 64, 320), (36, 1024, 9)]
+        let shapes = [(1, 64, 1), (2, 64, 7), (3, 64, 3), (7, 64, 5), (6, 128, 36), (10, 128, 12), (13, 256, 20), (16, 64, 320), (36, 1024, 9)]
         for (m, n, k) in shapes {
             let (lda, ldb, ldc) = (k + 3, n + 16, n + 32)
             let a = randomTensor([m * lda], seed: 1).scalars, b = randomTensor([k * ldb], seed: 2).scalars

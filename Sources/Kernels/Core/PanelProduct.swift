@@ -9,7 +9,8 @@ import Foundation
 /// operands into its panel layout, zeroing C before a beta = 0 product) is large against a
 /// product with K = 36. This kernel reads B's rows where they lie and keeps a block of 6 rows x
 /// 64 columns of C in 24 AVX-512 registers while it walks K: per k, 4 vector loads of B, 6
-/// broadcasts of A, 24 fused multiply-adds. Row blocks are the outer loop, so a block's six rows
+/// broadcasts of A, 24 fused multiply-adds (the last one to four rows of M in a block of four, so
+/// that M = 16 or 32 computes no row twice). Row blocks are the outer loop, so a block's six rows
 /// of C are written left to right (six sequential write streams) and B, one sample's planes (at
 /// most 576 KB at the DARTS shapes), stays in L2 between row blocks.
 ///
@@ -70,6 +71,12 @@ public enum PanelProduct {
                      "PanelProduct.multiply: N a multiple of 64, 0 < K <= \(maxDepth), strides at least the rows")
         var i = 0
         while i < m {
+            // The last one to four rows in a block of four (M = 16 or 32 would otherwise compute
+            // two rows of six twice over).
+            if m - i <= 4 {
+                lastRows(i, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate)
+                return
+            }
             // A block of up to six rows; rows past M repeat row M-1 and are not stored.
             let rows = min(6, m - i)
             let last = m - 1
@@ -123,6 +130,51 @@ public enum PanelProduct {
                 j += 64
             }
             i += 6
+        }
+    }
+
+    /// Rows i..<m (at most four) of `multiply`, in a block of four rows x 64 columns (16
+    /// accumulators); rows past M repeat row M-1 and are not stored. The same chain per element.
+    private static func lastRows(_ i: Int, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                                 b: UnsafePointer<Float>, ldb: Int,
+                                 c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        let rows = m - i, last = m - 1
+        let a0 = a + i * lda, a1 = a + min(i + 1, last) * lda, a2 = a + min(i + 2, last) * lda, a3 = a + min(i + 3, last) * lda
+        var j = 0
+        while j < n {
+            var c00 = V(), c01 = V(), c02 = V(), c03 = V()
+            var c10 = V(), c11 = V(), c12 = V(), c13 = V()
+            var c20 = V(), c21 = V(), c22 = V(), c23 = V()
+            var c30 = V(), c31 = V(), c32 = V(), c33 = V()
+            var row = b + j
+            // As in `multiply`: a lone block (M <= 4) reads B from memory and prefetches ahead.
+            let first = i == 0 && j + 64 < n
+            for p in 0..<k {
+                let b0 = load(row), b1 = load(row + 16), b2 = load(row + 32), b3 = load(row + 48)
+                if first {
+                    nasmpi_prefetch(row + 64); nasmpi_prefetch(row + 80); nasmpi_prefetch(row + 96); nasmpi_prefetch(row + 112)
+                }
+                row += ldb
+                var s = V(repeating: a0[p])
+                c00.addProduct(s, b0); c01.addProduct(s, b1); c02.addProduct(s, b2); c03.addProduct(s, b3)
+                s = V(repeating: a1[p])
+                c10.addProduct(s, b0); c11.addProduct(s, b1); c12.addProduct(s, b2); c13.addProduct(s, b3)
+                s = V(repeating: a2[p])
+                c20.addProduct(s, b0); c21.addProduct(s, b1); c22.addProduct(s, b2); c23.addProduct(s, b3)
+                s = V(repeating: a3[p])
+                c30.addProduct(s, b0); c31.addProduct(s, b1); c32.addProduct(s, b2); c33.addProduct(s, b3)
+            }
+            let out = c + i * ldc + j
+            @inline(__always) func put(_ r: Int, _ v0: V, _ v1: V, _ v2: V, _ v3: V) {
+                let p = out + r * ldc
+                store(v0, p, accumulate: accumulate); store(v1, p + 16, accumulate: accumulate)
+                store(v2, p + 32, accumulate: accumulate); store(v3, p + 48, accumulate: accumulate)
+            }
+            put(0, c00, c01, c02, c03)
+            if rows > 1 { put(1, c10, c11, c12, c13) }
+            if rows > 2 { put(2, c20, c21, c22, c23) }
+            if rows > 3 { put(3, c30, c31, c32, c33) }
+            j += 64
         }
     }
 }
