@@ -438,8 +438,8 @@ public enum Conv2dKernels {
 
     /// One sample's pointwise weight gradient dy xᵀ (dy, x: the sample's planes), written into
     /// `partial` (`first`) or added: by `PanelProduct.multiplyTransposed` where it takes the shape
-    /// (bit-identical to OpenBLAS's blocked path with its Cooperlake kernels, and faster), then
-    /// with `scratch` of `pointwiseWeightScratch(g)` floats, else by OpenBLAS.
+    /// (bit-identical to OpenBLAS's blocked path with its Cooperlake kernels, and faster; it needs
+    /// `pointwiseWeightScratch(g)` floats of `scratch`), else by OpenBLAS.
     @inline(__always)
     static func pointwiseWeightGradient(_ g: ConvGeometry, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
                                         into partial: UnsafeMutablePointer<Float>, first: Bool, scratch: UnsafeMutablePointer<Float>) {
