@@ -70,20 +70,18 @@ extension PanelProduct {
     }
 
     /// t[p][j] = b[j][p] for j < n, p < k (k a multiple of 16), t's rows `pitch` wide (N rounded
-    /// up to 16) with zeros past n. Full 16-row tiles go through four rounds of even/odd unzips
-    /// (each a two-register shuffle), which transpose a 16 x 16 tile; the last rows one by one.
+    /// up to 16) with zeros past n. Each 16 x 16 tile goes through four rounds of even/odd unzips
+    /// (each a two-register shuffle), which transpose it; the last tile's rows past n are zeros.
     static func transpose(_ b: UnsafePointer<Float>, ldb: Int, n: Int, k: Int, into t: UnsafeMutablePointer<Float>, pitch: Int) {
-        let full = n & ~15
         var j = 0
-        while j < full {
+        while j < pitch {
+            let rows = min(16, n - j)
             var p = 0
             while p < k {
-                var r0 = loadV(b + j * ldb + p), r1 = loadV(b + (j + 1) * ldb + p), r2 = loadV(b + (j + 2) * ldb + p)
-                var r3 = loadV(b + (j + 3) * ldb + p), r4 = loadV(b + (j + 4) * ldb + p), r5 = loadV(b + (j + 5) * ldb + p)
-                var r6 = loadV(b + (j + 6) * ldb + p), r7 = loadV(b + (j + 7) * ldb + p), r8 = loadV(b + (j + 8) * ldb + p)
-                var r9 = loadV(b + (j + 9) * ldb + p), r10 = loadV(b + (j + 10) * ldb + p), r11 = loadV(b + (j + 11) * ldb + p)
-                var r12 = loadV(b + (j + 12) * ldb + p), r13 = loadV(b + (j + 13) * ldb + p)
-                var r14 = loadV(b + (j + 14) * ldb + p), r15 = loadV(b + (j + 15) * ldb + p)
+                @inline(__always) func row(_ r: Int) -> V { r < rows ? loadV(b + (j + r) * ldb + p) : V() }
+                var r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3), r4 = row(4), r5 = row(5), r6 = row(6), r7 = row(7)
+                var r8 = row(8), r9 = row(9), r10 = row(10), r11 = row(11), r12 = row(12), r13 = row(13), r14 = row(14)
+                var r15 = row(15)
                 for _ in 0..<4 {
                     // Row i of the next round: rows 2i and 2i+1's even elements (i < 8), or odd ones.
                     (r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15) = (
@@ -104,12 +102,6 @@ extension PanelProduct {
                 p += 16
             }
             j += 16
-        }
-        guard full < pitch else { return }
-        for p in 0..<k {
-            let out = t + p * pitch
-            for jj in full..<n { out[jj] = b[jj * ldb + p] }
-            for jj in n..<pitch { out[jj] = 0 }
         }
     }
 
