@@ -119,7 +119,7 @@ final class ThreadCountTests: XCTestCase {
             let reduce = [randomTensor([5, 6, 16, 16], seed: 55), randomTensor([4, 6, 1, 1], seed: 56), randomTensor([4, 6, 1, 1], seed: 57)]
             try assertThreadIndependent("factorizedReduce, panel", reduce) { t, v in try t.factorizedReduce(v[0], v[1], v[2]) }
             // Weight gradients on the transposed kernel (Cout x Cin x HW above 10^6), the last
-            // one with 20 columns: a full tile and four rows transposed one by one.
+            // one with 20 columns: a full tile and a tile of four rows and twelve zero rows.
             try assertThreadIndependent("conv2d 1x1 weight gradient, panel", [randomTensor([5, 64, 32, 32], seed: 58),
                                                                              randomTensor([17, 64, 1, 1], seed: 59)]) { t, v in
                 try t.conv2d(v[0], v[1])
