@@ -154,63 +154,31 @@ extension PanelProduct {
                                    bt: UnsafePointer<Float>, pitch: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
                                    columns: Int, add: Bool) {
         var i = 0
-        let last = m - 1
         while i < m {
             // The last one to four rows in a block of four (M = 36 would otherwise compute four
             // rows of eight twice over).
             if m - i <= 4 {
-                lastRows3(i, m: m, piece: piece, a: a, lda: lda, bt: bt, pitch: pitch, c: c, ldc: ldc, columns: columns, add: add)
+                rowBlock3(Rows4.self, i, m: m, piece: piece, a: a, lda: lda, bt: bt, pitch: pitch, c: c, ldc: ldc, columns: columns, add: add)
                 return
             }
-            let a0 = a + i * lda, a1 = a + min(i + 1, last) * lda, a2 = a + min(i + 2, last) * lda, a3 = a + min(i + 3, last) * lda
-            let a4 = a + min(i + 4, last) * lda, a5 = a + min(i + 5, last) * lda, a6 = a + min(i + 6, last) * lda
-            let a7 = a + min(i + 7, last) * lda
-            var c00 = V(), c01 = V(), c02 = V(), c10 = V(), c11 = V(), c12 = V()
-            var c20 = V(), c21 = V(), c22 = V(), c30 = V(), c31 = V(), c32 = V()
-            var c40 = V(), c41 = V(), c42 = V(), c50 = V(), c51 = V(), c52 = V()
-            var c60 = V(), c61 = V(), c62 = V(), c70 = V(), c71 = V(), c72 = V()
-            var row = bt + piece.lowerBound * pitch
-            for p in piece {
-                let b0 = loadV(row), b1 = loadV(row + 16), b2 = loadV(row + 32)
-                row += pitch
-                var s = V(repeating: a0[p])
-                c00.addProduct(s, b0); c01.addProduct(s, b1); c02.addProduct(s, b2)
-                s = V(repeating: a1[p])
-                c10.addProduct(s, b0); c11.addProduct(s, b1); c12.addProduct(s, b2)
-                s = V(repeating: a2[p])
-                c20.addProduct(s, b0); c21.addProduct(s, b1); c22.addProduct(s, b2)
-                s = V(repeating: a3[p])
-                c30.addProduct(s, b0); c31.addProduct(s, b1); c32.addProduct(s, b2)
-                s = V(repeating: a4[p])
-                c40.addProduct(s, b0); c41.addProduct(s, b1); c42.addProduct(s, b2)
-                s = V(repeating: a5[p])
-                c50.addProduct(s, b0); c51.addProduct(s, b1); c52.addProduct(s, b2)
-                s = V(repeating: a6[p])
-                c60.addProduct(s, b0); c61.addProduct(s, b1); c62.addProduct(s, b2)
-                s = V(repeating: a7[p])
-                c70.addProduct(s, b0); c71.addProduct(s, b1); c72.addProduct(s, b2)
-            }
-            @inline(__always) func store(_ r: Int, _ v0: V, _ v1: V, _ v2: V) {
-                guard i + r < m else { return }
-                let out = c + (i + r) * ldc
-                put(v0, out, columns: columns, add: add)
-                put(v1, out + 16, columns: columns - 16, add: add)
-                put(v2, out + 32, columns: columns - 32, add: add)
-            }
-            store(0, c00, c01, c02); store(1, c10, c11, c12); store(2, c20, c21, c22); store(3, c30, c31, c32)
-            store(4, c40, c41, c42); store(5, c50, c51, c52); store(6, c60, c61, c62); store(7, c70, c71, c72)
+            rowBlock3(Rows8.self, i, m: m, piece: piece, a: a, lda: lda, bt: bt, pitch: pitch, c: c, ldc: ldc, columns: columns, add: add)
             i += 8
         }
     }
 
-    /// Rows i..<m (at most four) of `rowBlocks3`, in a block of four rows x 48 columns.
-    private static func lastRows3(_ i: Int, m: Int, piece: Range<Int>, a: UnsafePointer<Float>, lda: Int,
+    /// Rows i..<min(i + H.rows, m) of `rowBlocks3`, H.rows (8 or 4) rows x 48 columns; each
+    /// height its own specialised copy (see `BlockHeight`).
+    private static func rowBlock3<H: BlockHeight>(_: H.Type, _ i: Int, m: Int, piece: Range<Int>, a: UnsafePointer<Float>, lda: Int,
                                   bt: UnsafePointer<Float>, pitch: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
                                   columns: Int, add: Bool) {
-        let last = m - 1
+        let height = H.rows, last = m - 1
         let a0 = a + i * lda, a1 = a + min(i + 1, last) * lda, a2 = a + min(i + 2, last) * lda, a3 = a + min(i + 3, last) * lda
+        let a4 = a + min(i + 4, last) * lda, a5 = a + min(i + 5, last) * lda, a6 = a + min(i + 6, last) * lda
+        let a7 = a + min(i + 7, last) * lda
         var c00 = V(), c01 = V(), c02 = V(), c10 = V(), c11 = V(), c12 = V()
         var c20 = V(), c21 = V(), c22 = V(), c30 = V(), c31 = V(), c32 = V()
+        var c40 = V(), c41 = V(), c42 = V(), c50 = V(), c51 = V(), c52 = V()
+        var c60 = V(), c61 = V(), c62 = V(), c70 = V(), c71 = V(), c72 = V()
         var row = bt + piece.lowerBound * pitch
         for p in piece {
             let b0 = loadV(row), b1 = loadV(row + 16), b2 = loadV(row + 32)
@@ -223,15 +191,26 @@ extension PanelProduct {
             c20.addProduct(s, b0); c21.addProduct(s, b1); c22.addProduct(s, b2)
             s = V(repeating: a3[p])
             c30.addProduct(s, b0); c31.addProduct(s, b1); c32.addProduct(s, b2)
+            if height > 4 {
+                s = V(repeating: a4[p])
+                c40.addProduct(s, b0); c41.addProduct(s, b1); c42.addProduct(s, b2)
+                s = V(repeating: a5[p])
+                c50.addProduct(s, b0); c51.addProduct(s, b1); c52.addProduct(s, b2)
+                s = V(repeating: a6[p])
+                c60.addProduct(s, b0); c61.addProduct(s, b1); c62.addProduct(s, b2)
+                s = V(repeating: a7[p])
+                c70.addProduct(s, b0); c71.addProduct(s, b1); c72.addProduct(s, b2)
+            }
         }
         @inline(__always) func store(_ r: Int, _ v0: V, _ v1: V, _ v2: V) {
-            guard i + r < m else { return }
+            guard r < height && i + r < m else { return }
             let out = c + (i + r) * ldc
             put(v0, out, columns: columns, add: add)
             put(v1, out + 16, columns: columns - 16, add: add)
             put(v2, out + 32, columns: columns - 32, add: add)
         }
         store(0, c00, c01, c02); store(1, c10, c11, c12); store(2, c20, c21, c22); store(3, c30, c31, c32)
+        store(4, c40, c41, c42); store(5, c50, c51, c52); store(6, c60, c61, c62); store(7, c70, c71, c72)
     }
 
     /// Rows of A against 16 columns of Bᵀ (one vector), 8 rows at a time.

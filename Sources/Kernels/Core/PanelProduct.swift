@@ -74,80 +74,37 @@ public enum PanelProduct {
             // The last one to four rows in a block of four (M = 16 or 32 would otherwise compute
             // two rows of six twice over).
             if m - i <= 4 {
-                lastRows(i, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate)
+                rowBlock(Rows4.self, i, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate)
                 return
             }
-            // A block of up to six rows; rows past M repeat row M-1 and are not stored.
-            let rows = min(6, m - i)
-            let last = m - 1
-            let a0 = a + i * lda, a1 = a + min(i + 1, last) * lda, a2 = a + min(i + 2, last) * lda
-            let a3 = a + min(i + 3, last) * lda, a4 = a + min(i + 4, last) * lda, a5 = a + min(i + 5, last) * lda
-            var j = 0
-            while j < n {
-                var c00 = V(), c01 = V(), c02 = V(), c03 = V()
-                var c10 = V(), c11 = V(), c12 = V(), c13 = V()
-                var c20 = V(), c21 = V(), c22 = V(), c23 = V()
-                var c30 = V(), c31 = V(), c32 = V(), c33 = V()
-                var c40 = V(), c41 = V(), c42 = V(), c43 = V()
-                var c50 = V(), c51 = V(), c52 = V(), c53 = V()
-                var row = b + j
-                // The first row block reads this column block of B from memory (a sample's
-                // planes, last written by another op): it asks for the next block's lines as it
-                // goes, K rows of 256 bytes at a 4 KB stride that the hardware prefetcher does
-                // not follow. The later row blocks find B in L2.
-                let first = i == 0 && j + 64 < n
-                for p in 0..<k {
-                    let b0 = load(row), b1 = load(row + 16), b2 = load(row + 32), b3 = load(row + 48)
-                    if first {
-                        nasmpi_prefetch(row + 64); nasmpi_prefetch(row + 80); nasmpi_prefetch(row + 96); nasmpi_prefetch(row + 112)
-                    }
-                    row += ldb
-                    var s = V(repeating: a0[p])
-                    c00.addProduct(s, b0); c01.addProduct(s, b1); c02.addProduct(s, b2); c03.addProduct(s, b3)
-                    s = V(repeating: a1[p])
-                    c10.addProduct(s, b0); c11.addProduct(s, b1); c12.addProduct(s, b2); c13.addProduct(s, b3)
-                    s = V(repeating: a2[p])
-                    c20.addProduct(s, b0); c21.addProduct(s, b1); c22.addProduct(s, b2); c23.addProduct(s, b3)
-                    s = V(repeating: a3[p])
-                    c30.addProduct(s, b0); c31.addProduct(s, b1); c32.addProduct(s, b2); c33.addProduct(s, b3)
-                    s = V(repeating: a4[p])
-                    c40.addProduct(s, b0); c41.addProduct(s, b1); c42.addProduct(s, b2); c43.addProduct(s, b3)
-                    s = V(repeating: a5[p])
-                    c50.addProduct(s, b0); c51.addProduct(s, b1); c52.addProduct(s, b2); c53.addProduct(s, b3)
-                }
-                let out = c + i * ldc + j
-                @inline(__always) func put(_ r: Int, _ v0: V, _ v1: V, _ v2: V, _ v3: V) {
-                    let p = out + r * ldc
-                    store(v0, p, accumulate: accumulate); store(v1, p + 16, accumulate: accumulate)
-                    store(v2, p + 32, accumulate: accumulate); store(v3, p + 48, accumulate: accumulate)
-                }
-                put(0, c00, c01, c02, c03)
-                if rows > 1 { put(1, c10, c11, c12, c13) }
-                if rows > 2 { put(2, c20, c21, c22, c23) }
-                if rows > 3 { put(3, c30, c31, c32, c33) }
-                if rows > 4 { put(4, c40, c41, c42, c43) }
-                if rows > 5 { put(5, c50, c51, c52, c53) }
-                j += 64
-            }
+            rowBlock(Rows6.self, i, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate)
             i += 6
         }
     }
 
-    /// Rows i..<m (at most four) of `multiply`, in a block of four rows x 64 columns (16
-    /// accumulators); rows past M repeat row M-1 and are not stored. The same chain per element.
-    private static func lastRows(_ i: Int, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+    /// Rows i..<min(i + H.rows, m) of `multiply`, H.rows (6 or 4) rows x 64 columns at a time;
+    /// rows past M repeat row M-1 and are not stored. H is a type so that each height is its own
+    /// specialised copy, with the branches on the height folded away.
+    private static func rowBlock<H: BlockHeight>(_: H.Type, _ i: Int, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
                                  b: UnsafePointer<Float>, ldb: Int,
                                  c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        let rows = m - i, last = m - 1
-        let a0 = a + i * lda, a1 = a + min(i + 1, last) * lda, a2 = a + min(i + 2, last) * lda, a3 = a + min(i + 3, last) * lda
+        let height = H.rows
+        let rows = min(height, m - i), last = m - 1
+        let a0 = a + i * lda, a1 = a + min(i + 1, last) * lda, a2 = a + min(i + 2, last) * lda
+        let a3 = a + min(i + 3, last) * lda, a4 = a + min(i + 4, last) * lda, a5 = a + min(i + 5, last) * lda
         var j = 0
         while j < n {
             var c00 = V(), c01 = V(), c02 = V(), c03 = V()
             var c10 = V(), c11 = V(), c12 = V(), c13 = V()
             var c20 = V(), c21 = V(), c22 = V(), c23 = V()
             var c30 = V(), c31 = V(), c32 = V(), c33 = V()
+            var c40 = V(), c41 = V(), c42 = V(), c43 = V()
+            var c50 = V(), c51 = V(), c52 = V(), c53 = V()
             var row = b + j
-            // As in `multiply`: a lone block (M <= 4) reads B from memory and prefetches ahead.
+            // The first row block reads this column block of B from memory (a sample's
+            // planes, last written by another op): it asks for the next block's lines as it
+            // goes, K rows of 256 bytes at a 4 KB stride that the hardware prefetcher does
+            // not follow. The later row blocks find B in L2.
             let first = i == 0 && j + 64 < n
             for p in 0..<k {
                 let b0 = load(row), b1 = load(row + 16), b2 = load(row + 32), b3 = load(row + 48)
@@ -163,6 +120,12 @@ public enum PanelProduct {
                 c20.addProduct(s, b0); c21.addProduct(s, b1); c22.addProduct(s, b2); c23.addProduct(s, b3)
                 s = V(repeating: a3[p])
                 c30.addProduct(s, b0); c31.addProduct(s, b1); c32.addProduct(s, b2); c33.addProduct(s, b3)
+                if height > 4 {
+                    s = V(repeating: a4[p])
+                    c40.addProduct(s, b0); c41.addProduct(s, b1); c42.addProduct(s, b2); c43.addProduct(s, b3)
+                    s = V(repeating: a5[p])
+                    c50.addProduct(s, b0); c51.addProduct(s, b1); c52.addProduct(s, b2); c53.addProduct(s, b3)
+                }
             }
             let out = c + i * ldc + j
             @inline(__always) func put(_ r: Int, _ v0: V, _ v1: V, _ v2: V, _ v3: V) {
@@ -174,7 +137,15 @@ public enum PanelProduct {
             if rows > 1 { put(1, c10, c11, c12, c13) }
             if rows > 2 { put(2, c20, c21, c22, c23) }
             if rows > 3 { put(3, c30, c31, c32, c33) }
+            if rows > 4 { put(4, c40, c41, c42, c43) }
+            if rows > 5 { put(5, c50, c51, c52, c53) }
             j += 64
         }
     }
 }
+
+/// The height of a kernel's block of rows, as a type (see `PanelProduct.rowBlock`).
+protocol BlockHeight { static var rows: Int { get } }
+enum Rows4: BlockHeight { static var rows: Int { 4 } }
+enum Rows6: BlockHeight { static var rows: Int { 6 } }
+enum Rows8: BlockHeight { static var rows: Int { 8 } }
