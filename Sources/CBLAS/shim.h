@@ -32,3 +32,6 @@ static inline int nasmpi_cpu_simd_level(void) {
 
 // Asks for the cache line at p to be brought into all cache levels (a hint; never faults).
 static inline void nasmpi_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
+// Asks for the cache line at p to be brought in for writing (a hint; never faults).
+static inline void nasmpi_prefetch_write(void *p) { __builtin_prefetch(p, 1, 3); }

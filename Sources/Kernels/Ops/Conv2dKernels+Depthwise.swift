@@ -182,7 +182,8 @@ extension Conv2dKernels {
     /// rounded up to 8 plus the kernel's reach, and its border (written zero once per worker)
     /// supplies the padding. The transposed convolution (input gradient) is the same loop on the
     /// padded output gradient with the kernel flipped; the weight gradient reads the padded input
-    /// against the output gradient copied to rows of the rounded-up width with zero tails.
+    /// against the output gradient, copied to rows of the rounded-up width with zero tails where
+    /// the width is not a multiple of 8 (7, 14, 28).
     struct DepthwisePadded {
         typealias V = SIMD8<Float>
         let height: Int, width: Int, kernel: Int, dilation: Int, padding: Int
@@ -372,10 +373,15 @@ extension Conv2dKernels {
         /// bound by their latency.
         @inline(__always)
         func weightGrad(_ scratch: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>) {
-            let g = scratch + rows * pitch
-            for r in 0..<height {
-                let (dst, src) = (g + r * rowWidth, dy + r * width)
-                for c in 0..<width { dst[c] = src[c] }
+            // Rows a multiple of 8 wide (the DARTS planes: 32, 16, 8) are read where they lie.
+            var g = dy
+            if rowWidth != width {
+                let rounded = scratch + rows * pitch
+                for r in 0..<height {
+                    let (dst, src) = (rounded + r * rowWidth, dy + r * width)
+                    for c in 0..<width { dst[c] = src[c] }
+                }
+                g = UnsafePointer(rounded)
             }
             switch kernel {
             case 3: weightGrad(Taps3.self, UnsafePointer(scratch), g, dw)
