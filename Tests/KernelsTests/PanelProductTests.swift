@@ -79,9 +79,12 @@ final class PanelProductTests: XCTestCase {
     /// The weight gradient's kernel, C = A Bᵀ: each element bit for bit the chains over
     /// `depthPieces(k)`, each from zero, added to C in order (the first one written unless
     /// accumulating); strides wider than the rows; nothing outside the m x n block written; N on and
-    /// off the 16-wide tiles and the 48-wide column blocks, M on and off the blocks of 8.
+    /// off the 16-wide tiles and the 48-wide column blocks, with last parts of 1-8 columns (8-lane
+    /// vectors: N = 36, 40, 52, 56, 100, 130, 180) and of 9-16 (N = 44, 250); M on and off the
+    /// blocks of 8.
     func testTransposedProductIsOneChainPerPieceAddedInOrder() {
-        let shapes = [(13, 100, 1024), (36, 36, 1024), (8, 130, 1024), (9, 180, 656), (64, 250, 64), (17, 64, 1024), (20, 52, 1024)]
+        let shapes = [(13, 100, 1024), (36, 36, 1024), (8, 130, 1024), (9, 180, 656), (64, 250, 64), (17, 64, 1024), (20, 52, 1024),
+                      (24, 44, 1024), (24, 56, 1024), (32, 40, 1024)]
         for (m, n, k) in shapes {
             XCTAssertTrue(PanelProduct.handlesTransposed(m: m, n: n, k: k), "\(m)x\(n)x\(k)")
             let (lda, ldb, ldc) = (k + 16, k + 32, n + 5)

@@ -8,6 +8,8 @@
 /// 16], in 16 x 16 tiles of register shuffles; zero columns past N), then keeps a block of 8 rows
 /// x 48 columns of C in 24 AVX-512 registers while it walks K: per k, 3 vector loads of Bᵀ, 8
 /// broadcasts of A, 24 fused multiply-adds (the last one to four rows of M in a block of four).
+/// A last part of at most 8 columns goes in 8-lane vectors, whose multiply-adds cost half a
+/// 16-lane one on Zen 4: N = 36 takes 40 lanes, not 48 (36x36x1024 about 55 -> 63 GFLOP/s).
 ///
 /// The arithmetic is that of OpenBLAS's blocked path with its Cooperlake kernels (what it runs on
 /// AMD Zen 4 and Cooper Lake): K cut into pieces of at most 320 (`depthPieces`), each element a
@@ -121,88 +123,102 @@ extension PanelProduct {
             let add = accumulate || start > 0
             start = piece.upperBound
             var j = 0
-            while j < pitch {
-                let vectors = min(3, (pitch - j) / 16)
-                if vectors == 3 {
-                    rowBlocks3(m: m, n: n, piece: piece, a: a, lda: lda, bt: scratch + j, pitch: pitch, c: c + j, ldc: ldc,
-                               columns: n - j, add: add)
-                } else {
-                    for v in 0..<vectors {
-                        rowBlocks1(m: m, piece: piece, a: a, lda: lda, bt: scratch + j + 16 * v, pitch: pitch, c: c + j + 16 * v,
-                                   ldc: ldc, columns: n - j - 16 * v, add: add)
+            while j < n {
+                // Columns left; a last part of at most 8 columns goes in a half-width (8-lane)
+                // vector, whose multiply-adds cost half a full one on Zen 4 (N = 36: 16 + 16 + 8
+                // lanes, not 48; N = 72: 48 + 16 + 8, not 80).
+                let left = n - j
+                if left > 32 {
+                    if left <= 40 {
+                        rowBlocks3(SIMD8<Float>.self, m: m, piece: piece, a: a, lda: lda, bt: scratch + j, pitch: pitch, c: c + j,
+                                   ldc: ldc, columns: left, add: add)
+                    } else {
+                        rowBlocks3(V.self, m: m, piece: piece, a: a, lda: lda, bt: scratch + j, pitch: pitch, c: c + j, ldc: ldc,
+                                   columns: left, add: add)
                     }
+                    j += 48
+                } else if left > 8 {
+                    rowBlocks1(V.self, m: m, piece: piece, a: a, lda: lda, bt: scratch + j, pitch: pitch, c: c + j, ldc: ldc,
+                               columns: left, add: add)
+                    j += 16
+                } else {
+                    rowBlocks1(SIMD8<Float>.self, m: m, piece: piece, a: a, lda: lda, bt: scratch + j, pitch: pitch, c: c + j,
+                               ldc: ldc, columns: left, add: add)
+                    j += 8
                 }
-                j += 16 * vectors
             }
         }
     }
 
     /// Stores v's first `columns` lanes (all 16 when columns >= 16) at p, or adds them.
     @inline(__always)
-    private static func put(_ v: V, _ p: UnsafeMutablePointer<Float>, columns: Int, add: Bool) {
-        if columns >= 16 {
-            storeV(add ? loadV(p) + v : v, p)
+    private static func put<T: SIMD>(_ v: T, _ p: UnsafeMutablePointer<Float>, columns: Int, add: Bool) where T.Scalar == Float {
+        if columns >= T.scalarCount {
+            let raw = UnsafeMutableRawPointer(p)
+            raw.storeBytes(of: add ? raw.loadUnaligned(as: T.self) + v : v, as: T.self)
         } else if columns > 0 {
             for lane in 0..<columns { p[lane] = add ? p[lane] + v[lane] : v[lane] }
         }
     }
 
-    /// Rows of A against 48 columns of Bᵀ (three vectors), 8 rows at a time; rows past M repeat
-    /// row M-1 and are not stored.
+    @inline(__always) private static func load<T: SIMD>(_: T.Type, _ p: UnsafePointer<Float>) -> T where T.Scalar == Float {
+        UnsafeRawPointer(p).loadUnaligned(as: T.self)
+    }
+
+    /// Rows of A against 48 columns of Bᵀ (two vectors and a third of type T: 16 or 8 lanes, so
+    /// 48 or 40 columns), 8 rows at a time; rows past M repeat row M-1 and are not stored.
     @inline(__always)
-    private static func rowBlocks3(m: Int, n: Int, piece: Range<Int>, a: UnsafePointer<Float>, lda: Int,
-                                   bt: UnsafePointer<Float>, pitch: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
-                                   columns: Int, add: Bool) {
+    private static func rowBlocks3<T: SIMD>(_ tail: T.Type, m: Int, piece: Range<Int>, a: UnsafePointer<Float>, lda: Int,
+                                            bt: UnsafePointer<Float>, pitch: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                            columns: Int, add: Bool) where T.Scalar == Float {
         var i = 0
         while i < m {
             // The last one to four rows in a block of four (M = 36 would otherwise compute four
             // rows of eight twice over).
             if m - i <= 4 {
-                rowBlock3(Rows4.self, i, m: m, piece: piece, a: a, lda: lda, bt: bt, pitch: pitch, c: c, ldc: ldc, columns: columns, add: add)
+                rowBlock3(Rows4.self, tail, i, m: m, piece: piece, a: a, lda: lda, bt: bt, pitch: pitch, c: c, ldc: ldc, columns: columns, add: add)
                 return
             }
-            rowBlock3(Rows8.self, i, m: m, piece: piece, a: a, lda: lda, bt: bt, pitch: pitch, c: c, ldc: ldc, columns: columns, add: add)
+            rowBlock3(Rows8.self, tail, i, m: m, piece: piece, a: a, lda: lda, bt: bt, pitch: pitch, c: c, ldc: ldc, columns: columns, add: add)
             i += 8
         }
     }
 
-    /// Rows i..<min(i + H.rows, m) of `rowBlocks3`, H.rows (8 or 4) rows x 48 columns; each
-    /// height its own specialised copy (see `BlockHeight`).
-    private static func rowBlock3<H: BlockHeight>(_: H.Type, _ i: Int, m: Int, piece: Range<Int>, a: UnsafePointer<Float>, lda: Int,
-                                  bt: UnsafePointer<Float>, pitch: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
-                                  columns: Int, add: Bool) {
+    /// Rows i..<min(i + H.rows, m) of `rowBlocks3`, H.rows (8 or 4) rows x 48 (or 40) columns;
+    /// each height and third vector its own specialised copy (see `BlockHeight`).
+    private static func rowBlock3<H: BlockHeight, T: SIMD>(_: H.Type, _: T.Type, _ i: Int, m: Int, piece: Range<Int>,
+                                                           a: UnsafePointer<Float>, lda: Int,
+                                                           bt: UnsafePointer<Float>, pitch: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                                           columns: Int, add: Bool) where T.Scalar == Float {
         let height = H.rows, last = m - 1
         let a0 = a + i * lda, a1 = a + min(i + 1, last) * lda, a2 = a + min(i + 2, last) * lda, a3 = a + min(i + 3, last) * lda
         let a4 = a + min(i + 4, last) * lda, a5 = a + min(i + 5, last) * lda, a6 = a + min(i + 6, last) * lda
         let a7 = a + min(i + 7, last) * lda
-        var c00 = V(), c01 = V(), c02 = V(), c10 = V(), c11 = V(), c12 = V()
-        var c20 = V(), c21 = V(), c22 = V(), c30 = V(), c31 = V(), c32 = V()
-        var c40 = V(), c41 = V(), c42 = V(), c50 = V(), c51 = V(), c52 = V()
-        var c60 = V(), c61 = V(), c62 = V(), c70 = V(), c71 = V(), c72 = V()
+        var c00 = V(), c01 = V(), c02 = T(), c10 = V(), c11 = V(), c12 = T()
+        var c20 = V(), c21 = V(), c22 = T(), c30 = V(), c31 = V(), c32 = T()
+        var c40 = V(), c41 = V(), c42 = T(), c50 = V(), c51 = V(), c52 = T()
+        var c60 = V(), c61 = V(), c62 = T(), c70 = V(), c71 = V(), c72 = T()
         var row = bt + piece.lowerBound * pitch
         for p in piece {
-            let b0 = loadV(row), b1 = loadV(row + 16), b2 = loadV(row + 32)
+            let b0 = loadV(row), b1 = loadV(row + 16), b2 = load(T.self, row + 32)
             row += pitch
-            var s = V(repeating: a0[p])
-            c00.addProduct(s, b0); c01.addProduct(s, b1); c02.addProduct(s, b2)
-            s = V(repeating: a1[p])
-            c10.addProduct(s, b0); c11.addProduct(s, b1); c12.addProduct(s, b2)
-            s = V(repeating: a2[p])
-            c20.addProduct(s, b0); c21.addProduct(s, b1); c22.addProduct(s, b2)
-            s = V(repeating: a3[p])
-            c30.addProduct(s, b0); c31.addProduct(s, b1); c32.addProduct(s, b2)
+            // Each row's a[p] broadcast to both widths (the narrow one is the wide one's low half).
+            @inline(__always) func rowProducts(_ x: Float, _ v0: inout V, _ v1: inout V, _ v2: inout T) {
+                let s = V(repeating: x)
+                v0.addProduct(s, b0); v1.addProduct(s, b1); v2.addProduct(T(repeating: x), b2)
+            }
+            rowProducts(a0[p], &c00, &c01, &c02)
+            rowProducts(a1[p], &c10, &c11, &c12)
+            rowProducts(a2[p], &c20, &c21, &c22)
+            rowProducts(a3[p], &c30, &c31, &c32)
             if height > 4 {
-                s = V(repeating: a4[p])
-                c40.addProduct(s, b0); c41.addProduct(s, b1); c42.addProduct(s, b2)
-                s = V(repeating: a5[p])
-                c50.addProduct(s, b0); c51.addProduct(s, b1); c52.addProduct(s, b2)
-                s = V(repeating: a6[p])
-                c60.addProduct(s, b0); c61.addProduct(s, b1); c62.addProduct(s, b2)
-                s = V(repeating: a7[p])
-                c70.addProduct(s, b0); c71.addProduct(s, b1); c72.addProduct(s, b2)
+                rowProducts(a4[p], &c40, &c41, &c42)
+                rowProducts(a5[p], &c50, &c51, &c52)
+                rowProducts(a6[p], &c60, &c61, &c62)
+                rowProducts(a7[p], &c70, &c71, &c72)
             }
         }
-        @inline(__always) func store(_ r: Int, _ v0: V, _ v1: V, _ v2: V) {
+        @inline(__always) func store(_ r: Int, _ v0: V, _ v1: V, _ v2: T) {
             guard r < height && i + r < m else { return }
             let out = c + (i + r) * ldc
             put(v0, out, columns: columns, add: add)
@@ -213,28 +229,28 @@ extension PanelProduct {
         store(4, c40, c41, c42); store(5, c50, c51, c52); store(6, c60, c61, c62); store(7, c70, c71, c72)
     }
 
-    /// Rows of A against 16 columns of Bᵀ (one vector), 8 rows at a time.
+    /// Rows of A against 16 (or, with T = SIMD8, 8) columns of Bᵀ (one vector), 8 rows at a time.
     @inline(__always)
-    private static func rowBlocks1(m: Int, piece: Range<Int>, a: UnsafePointer<Float>, lda: Int,
-                                   bt: UnsafePointer<Float>, pitch: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
-                                   columns: Int, add: Bool) {
+    private static func rowBlocks1<T: SIMD>(_: T.Type, m: Int, piece: Range<Int>, a: UnsafePointer<Float>, lda: Int,
+                                            bt: UnsafePointer<Float>, pitch: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                            columns: Int, add: Bool) where T.Scalar == Float {
         var i = 0
         let last = m - 1
         while i < m {
             let a0 = a + i * lda, a1 = a + min(i + 1, last) * lda, a2 = a + min(i + 2, last) * lda, a3 = a + min(i + 3, last) * lda
             let a4 = a + min(i + 4, last) * lda, a5 = a + min(i + 5, last) * lda, a6 = a + min(i + 6, last) * lda
             let a7 = a + min(i + 7, last) * lda
-            var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
+            var c0 = T(), c1 = T(), c2 = T(), c3 = T(), c4 = T(), c5 = T(), c6 = T(), c7 = T()
             var row = bt + piece.lowerBound * pitch
             for p in piece {
-                let b0 = loadV(row)
+                let b0 = load(T.self, row)
                 row += pitch
-                c0.addProduct(V(repeating: a0[p]), b0); c1.addProduct(V(repeating: a1[p]), b0)
-                c2.addProduct(V(repeating: a2[p]), b0); c3.addProduct(V(repeating: a3[p]), b0)
-                c4.addProduct(V(repeating: a4[p]), b0); c5.addProduct(V(repeating: a5[p]), b0)
-                c6.addProduct(V(repeating: a6[p]), b0); c7.addProduct(V(repeating: a7[p]), b0)
+                c0.addProduct(T(repeating: a0[p]), b0); c1.addProduct(T(repeating: a1[p]), b0)
+                c2.addProduct(T(repeating: a2[p]), b0); c3.addProduct(T(repeating: a3[p]), b0)
+                c4.addProduct(T(repeating: a4[p]), b0); c5.addProduct(T(repeating: a5[p]), b0)
+                c6.addProduct(T(repeating: a6[p]), b0); c7.addProduct(T(repeating: a7[p]), b0)
             }
-            @inline(__always) func store(_ r: Int, _ v: V) {
+            @inline(__always) func store(_ r: Int, _ v: T) {
                 if i + r < m { put(v, c + (i + r) * ldc, columns: columns, add: add) }
             }
             store(0, c0); store(1, c1); store(2, c2); store(3, c3); store(4, c4); store(5, c5); store(6, c6); store(7, c7)
