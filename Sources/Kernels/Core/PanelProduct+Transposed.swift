@@ -63,12 +63,12 @@ extension PanelProduct {
 
     private typealias V = SIMD16<Float>
 
-    @inline(__always) private static func loadV(_ p: UnsafePointer<Float>) -> V {
-        UnsafeRawPointer(p).loadUnaligned(as: V.self)
+    @inline(__always) private static func load<T: SIMD>(_: T.Type, _ p: UnsafePointer<Float>) -> T where T.Scalar == Float {
+        UnsafeRawPointer(p).loadUnaligned(as: T.self)
     }
 
-    @inline(__always) private static func storeV(_ v: V, _ p: UnsafeMutablePointer<Float>) {
-        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+    @inline(__always) private static func store<T: SIMD>(_ v: T, _ p: UnsafeMutablePointer<Float>) where T.Scalar == Float {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: T.self)
     }
 
     /// t[p][j] = b[j][p] for j < n, p < k (k a multiple of 16), t's rows `pitch` wide (N rounded
@@ -80,7 +80,7 @@ extension PanelProduct {
             let rows = min(16, n - j)
             var p = 0
             while p < k {
-                @inline(__always) func row(_ r: Int) -> V { r < rows ? loadV(b + (j + r) * ldb + p) : V() }
+                @inline(__always) func row(_ r: Int) -> V { r < rows ? load(V.self, b + (j + r) * ldb + p) : V() }
                 var r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3), r4 = row(4), r5 = row(5), r6 = row(6), r7 = row(7)
                 var r8 = row(8), r9 = row(9), r10 = row(10), r11 = row(11), r12 = row(12), r13 = row(13), r14 = row(14)
                 var r15 = row(15)
@@ -97,10 +97,10 @@ extension PanelProduct {
                         V(lowHalf: r12.oddHalf, highHalf: r13.oddHalf), V(lowHalf: r14.oddHalf, highHalf: r15.oddHalf))
                 }
                 let out = t + p * pitch + j
-                storeV(r0, out); storeV(r1, out + pitch); storeV(r2, out + 2 * pitch); storeV(r3, out + 3 * pitch)
-                storeV(r4, out + 4 * pitch); storeV(r5, out + 5 * pitch); storeV(r6, out + 6 * pitch); storeV(r7, out + 7 * pitch)
-                storeV(r8, out + 8 * pitch); storeV(r9, out + 9 * pitch); storeV(r10, out + 10 * pitch); storeV(r11, out + 11 * pitch)
-                storeV(r12, out + 12 * pitch); storeV(r13, out + 13 * pitch); storeV(r14, out + 14 * pitch); storeV(r15, out + 15 * pitch)
+                store(r0, out); store(r1, out + pitch); store(r2, out + 2 * pitch); store(r3, out + 3 * pitch)
+                store(r4, out + 4 * pitch); store(r5, out + 5 * pitch); store(r6, out + 6 * pitch); store(r7, out + 7 * pitch)
+                store(r8, out + 8 * pitch); store(r9, out + 9 * pitch); store(r10, out + 10 * pitch); store(r11, out + 11 * pitch)
+                store(r12, out + 12 * pitch); store(r13, out + 13 * pitch); store(r14, out + 14 * pitch); store(r15, out + 15 * pitch)
                 p += 16
             }
             j += 16
@@ -150,20 +150,17 @@ extension PanelProduct {
         }
     }
 
-    /// Stores v's first `columns` lanes (all 16 when columns >= 16) at p, or adds them.
+    /// Stores v's first `columns` lanes (all of them when `columns` is at least its width) at p,
+    /// or adds them.
     @inline(__always)
     private static func put<T: SIMD>(_ v: T, _ p: UnsafeMutablePointer<Float>, columns: Int, add: Bool) where T.Scalar == Float {
         if columns >= T.scalarCount {
-            let raw = UnsafeMutableRawPointer(p)
-            raw.storeBytes(of: add ? raw.loadUnaligned(as: T.self) + v : v, as: T.self)
+            store(add ? load(T.self, p) + v : v, p)
         } else if columns > 0 {
             for lane in 0..<columns { p[lane] = add ? p[lane] + v[lane] : v[lane] }
         }
     }
 
-    @inline(__always) private static func load<T: SIMD>(_: T.Type, _ p: UnsafePointer<Float>) -> T where T.Scalar == Float {
-        UnsafeRawPointer(p).loadUnaligned(as: T.self)
-    }
 
     /// Rows of A against 48 columns of Bᵀ (two vectors and a third of type T: 16 or 8 lanes, so
     /// 48 or 40 columns), 8 rows at a time; rows past M repeat row M-1 and are not stored.
@@ -200,7 +197,7 @@ extension PanelProduct {
         var c60 = V(), c61 = V(), c62 = T(), c70 = V(), c71 = V(), c72 = T()
         var row = bt + piece.lowerBound * pitch
         for p in piece {
-            let b0 = loadV(row), b1 = loadV(row + 16), b2 = load(T.self, row + 32)
+            let b0 = load(V.self, row), b1 = load(V.self, row + 16), b2 = load(T.self, row + 32)
             row += pitch
             // Each row's a[p] broadcast to both widths (the narrow one is the wide one's low half).
             @inline(__always) func rowProducts(_ x: Float, _ v0: inout V, _ v1: inout V, _ v2: inout T) {
