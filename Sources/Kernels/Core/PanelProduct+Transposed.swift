@@ -11,25 +11,43 @@
 /// A last part of at most 8 columns goes in 8-lane vectors, whose multiply-adds cost half a
 /// 16-lane one on Zen 4: N = 36 takes 40 lanes, not 48 (36x36x1024 about 55 -> 63 GFLOP/s).
 ///
-/// The arithmetic is that of OpenBLAS's blocked path with its Cooperlake kernels (what it runs on
-/// AMD Zen 4 and Cooper Lake): K cut into pieces of at most 320 (`depthPieces`), each element a
-/// fused multiply-add chain from zero in order of k over each piece, the pieces' chains added to C
-/// in order (the first one written unless accumulating). `handlesTransposed` takes only products
-/// with M x N x K above 10^6, where OpenBLAS uses that path rather than its small-matrix kernels, so
-/// on such a machine the results equal OpenBLAS's bit for bit (PanelProductTests checks that where
-/// OpenBLAS runs Cooperlake kernels, and every element against the chains everywhere).
+/// The arithmetic is that of OpenBLAS's blocked path with its AVX-512 kernels, SkylakeX and
+/// Cooperlake (one sgemm kernel; Cooperlake is what OpenBLAS 0.3.21 runs on AMD Zen 4 and Cooper
+/// Lake): K cut into pieces of at most the running kernel set's GEMM_Q (`depthPiece`: 448 for
+/// SkylakeX, 320 for Cooperlake; `depthPieces`), each element a fused multiply-add chain from zero
+/// in order of k over each piece, the pieces' chains added to C in order (the first one written
+/// unless accumulating). `handlesTransposed` takes only products with M x N x K above 10^6, where
+/// OpenBLAS uses that path rather than its small-matrix kernels, so where OpenBLAS runs those
+/// kernels the results equal its own bit for bit (PanelProductTests checks that, and every element
+/// against the chains everywhere; `scripts/test` runs those tests under both kernel sets on an
+/// AVX-512 machine). OpenBLAS's AVX2 kernels (Haswell, Zen) compute other sums: there the results
+/// agree to rounding only.
 extension PanelProduct {
-    /// OpenBLAS's largest K piece with its Cooperlake kernels (GEMM_Q), and the multiple a split
-    /// piece is rounded up to (the kernels' M unroll).
-    static let depthPiece = 320, depthUnroll = 16
+    /// OpenBLAS's largest K piece (its sgemm GEMM_Q) for the kernel set it runs, and the multiple
+    /// a split piece is rounded up to (the kernels' M unroll).
+    static let depthPiece = depthPiece(forCore: BLAS.coreName), depthUnroll = 16
+
+    /// GEMM_Q of OpenBLAS's sgemm on x86-64 for a kernel set (`BLAS.coreName`): 448 for SkylakeX,
+    /// 320 for Cooperlake and SapphireRapids (param.h, unchanged from 0.3.15 to 0.3.28); 320 for
+    /// any other, whose kernels do not sum as these do anyway.
+    static func depthPiece(forCore name: String) -> Int {
+        name.lowercased() == "skylakex" ? 448 : 320
+    }
+
+    /// Whether OpenBLAS runs kernels whose arithmetic this file and `multiply` reproduce, so that
+    /// the 1x1 products come out bit for bit as OpenBLAS's: its AVX-512 sets, SkylakeX and
+    /// Cooperlake (SapphireRapids shares their sgemm kernel; not yet measured).
+    public static var reproducesOpenBLAS: Bool {
+        ["skylakex", "cooperlake", "sapphirerapids"].contains(BLAS.coreName.lowercased())
+    }
 
     /// The K pieces OpenBLAS's blocked driver cuts k into: whole pieces while at least two remain,
     /// then the rest halved (rounded up to the unroll) when it exceeds one piece.
-    static func depthPieces(_ k: Int) -> [Range<Int>] {
+    static func depthPieces(_ k: Int, piece: Int = depthPiece) -> [Range<Int>] {
         var pieces: [Range<Int>] = []
         var start = 0
         while start < k {
-            let end = pieceEnd(start, k)
+            let end = pieceEnd(start, k, piece: piece)
             pieces.append(start..<end)
             start = end
         }
@@ -38,10 +56,10 @@ extension PanelProduct {
 
     /// The end of the K piece that starts at `start` (see `depthPieces`).
     @inline(__always)
-    static func pieceEnd(_ start: Int, _ k: Int) -> Int {
+    static func pieceEnd(_ start: Int, _ k: Int, piece: Int = depthPiece) -> Int {
         let rest = k - start
-        if rest >= 2 * depthPiece { return start + depthPiece }
-        if rest > depthPiece { return start + (rest / 2 + depthUnroll - 1) / depthUnroll * depthUnroll }
+        if rest >= 2 * piece { return start + piece }
+        if rest > piece { return start + (rest / 2 + depthUnroll - 1) / depthUnroll * depthUnroll }
         return k
     }
 

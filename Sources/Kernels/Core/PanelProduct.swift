@@ -16,16 +16,18 @@ import Foundation
 ///
 /// Each element of C is the chain fma(a[i][K-1], b[K-1][j], ... fma(a[i][0], b[0][j], 0)), in
 /// order of k, with C's old value added after the chain when accumulating: the arithmetic of
-/// OpenBLAS's SkylakeX sgemm kernels for a K it does not split. PanelProductTests checks every
-/// element against that chain; `nas-mpi bench kernels` compares the kernel with OpenBLAS at the
-/// paper network's shapes (bit-identical at each it takes, which its command-line test checks
-/// where OpenBLAS runs FMA kernels), so the fixed-seed results of a search or a training run do
-/// not depend on which one ran.
+/// OpenBLAS's AVX-512 sgemm kernel (its SkylakeX and Cooperlake sets) for a K it does not split.
+/// PanelProductTests checks every element against that chain; `nas-mpi bench kernels` compares
+/// the kernel with OpenBLAS at the paper network's shapes (bit-identical at each it takes where
+/// OpenBLAS runs those kernels, `reproducesOpenBLAS`, which its command-line test checks), so there
+/// the fixed-seed results of a search or a training run do not depend on which one ran.
+/// OpenBLAS's AVX2 kernels (Haswell, Zen; an AVX2 machine, where this kernel is off by default)
+/// compute other sums: at no shape measured do they agree bit for bit, at all to rounding.
 public enum PanelProduct {
     /// The deepest product taken. Beyond it OpenBLAS's blocked path cuts K into pieces and adds
     /// their chains (its results then differ from one chain): its Cooperlake kernels, which it runs
-    /// on AMD Zen 4, cut any K above 320 (a K of 384 into two halves), so 320 keeps the kernel
-    /// bit-identical on both the Intel and the AMD machines measured. A deeper B would not stay
+    /// on AMD Zen 4, cut any K above 320 (a K of 384 into two halves; its SkylakeX kernels any K
+    /// above 448), so 320 keeps the kernel bit-identical under both. A deeper B would not stay
     /// in L2 either. (OpenBLAS's small-matrix path, for M x N x K up to about 10^6, keeps one
     /// chain at any K; `nas-mpi bench kernels` shows which agree.)
     public static let maxDepth = 320
