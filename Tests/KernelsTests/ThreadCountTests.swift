@@ -151,6 +151,9 @@ final class ThreadCountTests: XCTestCase {
         try assertThreadIndependent("sum", xs) { t, v in try t.sum([v[0], v[1], v[0]]) }
         try assertThreadIndependent("concatChannels", xs) { t, v in try t.concatChannels([v[0], v[1], v[0]]) }
         try assertThreadIndependent("concatChannelsReLU", xs) { t, v in try t.concatChannelsReLU([v[0], v[1], v[0]]) }
+        try assertThreadIndependent("relu+concat+1x1", xs + [randomTensor([5, 16, 1, 1], seed: 42)]) { t, v in
+            try t.reluConcatConv2d([v[0], v[1]], v[2])
+        }
         try assertThreadIndependent("crop", xs) { t, v in try t.add(try t.crop(v[0], top: 1, left: 1, height: 59, width: 59),
                                                                       try t.crop(v[0], top: 0, left: 0, height: 59, width: 59)) }
         let mask = tensor([3], [2, 0, 2])

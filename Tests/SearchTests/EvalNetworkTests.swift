@@ -27,8 +27,8 @@ final class EvalNetworkTests: XCTestCase {
         }
     }
 
-    private func tiny(_ genotype: Genotype = .dartsV2, aux: Bool = true) throws -> EvalNetwork {
-        try EvalNetwork(EvalNetworkConfig(channels: 2, layers: 3, inputShape: [1, 32, 32], classes: 3, auxiliary: aux),
+    private func tiny(_ genotype: Genotype = .dartsV2, aux: Bool = true, layers: Int = 3) throws -> EvalNetwork {
+        try EvalNetwork(EvalNetworkConfig(channels: 2, layers: layers, inputShape: [1, 32, 32], classes: 3, auxiliary: aux),
                         genotype: genotype, seed: 2)
     }
 
@@ -76,9 +76,9 @@ final class EvalNetworkTests: XCTestCase {
 
     /// One training step's loss, gradients, running statistics and drop-path generator, from a
     /// fresh network with the given recomputation.
-    private func step(recompute: RecomputePolicy, releasing: Bool = true, fused: Bool = true, genotype: Genotype? = nil)
+    private func step(recompute: RecomputePolicy, releasing: Bool = true, fused: Bool = true, genotype: Genotype? = nil, layers: Int = 3)
         throws -> (loss: Float, grads: [[Float]], statistics: [[Float]], generator: RandomGenerator, releasedBytes: Int) {
-        let net = try genotype.map { try tiny($0) } ?? tiny()
+        let net = try tiny(genotype ?? .dartsV2, layers: layers)
         net.recompute = recompute
         var x = Tensor(shape: [4, 1, 32, 32])
         var g = RandomGenerator(seed: 5)
@@ -128,14 +128,19 @@ final class EvalNetworkTests: XCTestCase {
     /// 5x5 and stride-2 convolutions, with and without recomputation (a recomputed cell's output
     /// is its ReLU).
     func testFusedCellOpsGiveTheSameStepBitForBit() throws {
-        for genotype in [nil, Self.poolsGenotype] {
-            for policy in [RecomputePolicy.none, .leading(1)] {
-                let fused = try step(recompute: policy, fused: true, genotype: genotype)
-                let separate = try step(recompute: policy, fused: false, genotype: genotype)
-                XCTAssertEqual(fused.loss, separate.loss)
-                XCTAssertEqual(fused.grads, separate.grads, "\(policy): gradients bit for bit")
-                XCTAssertEqual(fused.statistics, separate.statistics)
-                XCTAssertEqual(fused.generator, separate.generator)
+        // 3 cells: the auxiliary head on the last; 5 cells: on cell 3, a reduction whose output the
+        // last cell and the head read, with cell outputs handed on as node states to the 1x1
+        // preprocessing (`reluConcatConv2d`) and formed for FactorizedReduce (cell 2's, read by cell 4).
+        for layers in [3, 5] {
+            for genotype in [nil, Self.poolsGenotype] {
+                for policy in [RecomputePolicy.none, .leading(1), .leading(3)] where layers == 5 || policy != .leading(3) {
+                    let fused = try step(recompute: policy, fused: true, genotype: genotype, layers: layers)
+                    let separate = try step(recompute: policy, fused: false, genotype: genotype, layers: layers)
+                    XCTAssertEqual(fused.loss, separate.loss)
+                    XCTAssertEqual(fused.grads, separate.grads, "\(layers) cells, \(policy): gradients bit for bit")
+                    XCTAssertEqual(fused.statistics, separate.statistics)
+                    XCTAssertEqual(fused.generator, separate.generator)
+                }
             }
         }
     }

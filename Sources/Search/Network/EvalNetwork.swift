@@ -88,7 +88,27 @@ public final class EvalCell {
     ///
     /// With `activatedOutput`, the cell's output goes through a ReLU in the same op as the
     /// concatenation (`concatChannelsReLU`): what the next cells read.
-    func forward(activated r0: Variable, _ r1: Variable, _ ctx: ForwardContext, activatedOutput: Bool = false) throws -> Variable {
+    func forward(activated r0: ActivatedCellOutput, _ r1: ActivatedCellOutput, _ ctx: ForwardContext,
+                 activatedOutput: Bool = false) throws -> Variable {
+        let t = ctx.tape
+        let states = try nodes(r0, r1, ctx)
+        let out = activatedOutput && ctx.fusesOps ? try t.concatChannelsReLU(concat.map { states[$0] }) : try t.concatChannels(concat.map { states[$0] })
+        // The node sums that only the concatenation reads are not kept (those an op reads are).
+        for s in states { t.release(s) }
+        return out
+    }
+
+    /// The cell's output as the next cells read it (`ActivatedCellOutput`), its concatenation
+    /// not formed: the node states, which their readers keep. The other states are released.
+    func forwardActivated(_ r0: ActivatedCellOutput, _ r1: ActivatedCellOutput, _ ctx: ForwardContext) throws -> ActivatedCellOutput {
+        let states = try nodes(r0, r1, ctx)
+        let parts = concat.map { states[$0] }
+        for s in states where !parts.contains(where: { $0 === s }) { ctx.tape.release(s) }
+        return ActivatedCellOutput(states: parts)
+    }
+
+    /// The cell's states: its two preprocessed inputs, then each node's sum.
+    private func nodes(_ r0: ActivatedCellOutput, _ r1: ActivatedCellOutput, _ ctx: ForwardContext) throws -> [Variable] {
         let t = ctx.tape
         var states = [try preprocess0.forward(activated: r0, ctx), try preprocess1.forward(activated: r1, ctx)]
         // An edge that pools a state as an earlier edge did repeats that op (`Tape.repeatOp`): the
@@ -132,10 +152,7 @@ public final class EvalCell {
                 if ctx.fusesOps, let key = poolKey[k] { pooled[key]?.forEach(t.release) }
             }
         }
-        let out = activatedOutput && ctx.fusesOps ? try t.concatChannelsReLU(concat.map { states[$0] }) : try t.concatChannels(concat.map { states[$0] })
-        // The node sums that only the concatenation reads are not kept (those an op reads are).
-        for s in states { t.release(s) }
-        return out
+        return states
     }
 
     func collect(prefix: String, into state: inout NamedState) {
@@ -250,43 +267,64 @@ public final class EvalNetwork {
         let s = try stem.forward(x, ctx)
         // Every cell output feeds the next two cells' preprocessing, each starting with a ReLU:
         // it is computed once (r0, r1: the ReLUs of the cell's two inputs).
-        let rs = t.relu(s)
+        let rs = ActivatedCellOutput(activated: t.relu(s))
         if !cells.isEmpty { t.release(s) }  // only its ReLU reads it, and that keeps its own output
         var (r0, r1) = (rs, rs)
         var last = s
         var aux: Variable?
+        // Cell outputs handed on as node states (by cell index) whose readers are not all recorded.
+        var handedOn: [(cell: Int, output: ActivatedCellOutput)] = []
         let recomputed = t.isRecording ? recomputedCells(batch: x.shape[0]) : []
         for (i, cell) in cells.enumerated() {
-            // Every cell output but the last is read only through a ReLU: the cell applies it.
+            // Every cell output but the last is read only through a ReLU: the cell applies it in
+            // its concatenation, or hands on its node states for its readers to apply it as they
+            // read them (`forwardActivated`).
             let activated = ctx.fusesOps && i + 1 < cells.count
-            let next: Variable
+            let head = i == config.auxiliaryCell && ctx.training ? auxiliaryHead : nil
+            var r: ActivatedCellOutput?
             if recomputed.contains(i) {
                 let start = ctx.dropPath?.generator
-                next = try t.checkpoint([r0, r1], parametersNeedGrad: true, op: "cell (recomputed)") { tape, ins, again in
+                last = try t.checkpoint([try r0.tensor(t), try r1.tensor(t)], parametersNeedGrad: true,
+                                        op: "cell (recomputed)") { tape, ins, again in
                     // The second run draws the first run's masks, then leaves the generator as it was.
                     let after = ctx.dropPath?.generator
                     if again, let start { ctx.dropPath?.generator = start }
                     defer { if again, let after { ctx.dropPath?.generator = after } }
-                    return try cell.forward(activated: ins[0], ins[1], ctx.on(tape, updateStatistics: !again),
-                                            activatedOutput: activated)
+                    return try cell.forward(activated: ActivatedCellOutput(activated: ins[0]), ActivatedCellOutput(activated: ins[1]),
+                                            ctx.on(tape, updateStatistics: !again), activatedOutput: activated)
                 }
+                if activated { r = ActivatedCellOutput(activated: last) }
+            } else if activated, head == nil {
+                let handed = try cell.forwardActivated(r0, r1, ctx)
+                handedOn.append((i, handed))
+                r = handed
             } else {
-                next = try cell.forward(activated: r0, r1, ctx, activatedOutput: activated)
+                // Under the auxiliary head the output is formed: the head's pooling adds its
+                // gradient into the tensor's window by window, after the next cells' readers,
+                // and the states get the sum gated once, as they would without the fusion.
+                last = try cell.forward(activated: r0, r1, ctx, activatedOutput: activated)
+                if activated { r = ActivatedCellOutput(activated: last) }
             }
-            last = next
-            let head = i == config.auxiliaryCell && ctx.training ? auxiliaryHead : nil
+            // Outputs of two cells back have had their last reader (this cell's preprocessing).
+            while let first = handedOn.first, first.cell <= i - 2 { release(handedOn.removeFirst().output, t) }
             guard i + 1 < cells.count || head != nil else { break }
-            var r = next
-            if !activated {
-                r = t.relu(next)
-                // The concatenation is read by this ReLU alone, which keeps its output (the last
+            if r == nil {
+                r = ActivatedCellOutput(activated: t.relu(last))
+                // The concatenation is read by this ReLU alone, which keeps its own output (the last
                 // cell's, under an auxiliary head there, is pooled below).
-                if i + 1 < cells.count { t.release(next) }
+                if i + 1 < cells.count { t.release(last) }
             }
-            if let head { aux = try head.forward(activated: r, ctx) }
-            (r0, r1) = (r1, r)
+            if let head { aux = try head.forward(activated: try r!.tensor(t), ctx) }
+            (r0, r1) = (r1, r!)
         }
+        for h in handedOn { release(h.output, t) }
         return (try classifier.forward(try t.globalAvgPool(last), ctx), aux)
+    }
+
+    /// Releases the node states a cell handed on once all their readers are recorded: a state
+    /// read by a backward rule stays (`reluConcatConv2d` reads them, `concatChannelsReLU` does not).
+    private func release(_ r: ActivatedCellOutput, _ t: Tape) {
+        for p in r.parts { t.release(p) }
     }
 
     /// The cells whose activations are recomputed for a batch of this size: `first` the cells
@@ -299,7 +337,7 @@ public final class EvalNetwork {
     /// A rough size of the activations a training step keeps, on the high side: 2 tensors of a
     /// cell's state size per op (a separable convolution keeps its two 1x1 outputs, a dilated one
     /// one, see `Tape.release` and `depthwisePointwiseConv2d`), plus the node sums, the
-    /// preprocessing's convolution and BatchNorm outputs and the concatenation's ReLU (measured:
+    /// preprocessing's convolution and BatchNorm outputs and the cell output the next cells read (measured:
     /// about 20 per DARTS_V2 cell, this gives 28).
     public func estimatedActivationBytes(batch: Int) -> Int {
         var (h, w, c) = (config.inputShape[1], config.inputShape[2], config.channels)

@@ -9,6 +9,48 @@ import Kernels
 public protocol ReLUPrefixed: Layer {
     /// The op's output given ReLU(x) already computed.
     func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable
+
+    /// The op's output given ReLU(x) as a cell hands it on (the concatenation not necessarily
+    /// formed). By default the op reads the concatenation's ReLU (`ActivatedCellOutput.tensor`).
+    func forward(activated h: ActivatedCellOutput, _ ctx: ForwardContext) throws -> Variable
+}
+
+extension ReLUPrefixed {
+    public func forward(activated h: ActivatedCellOutput, _ ctx: ForwardContext) throws -> Variable {
+        try forward(activated: try h.tensor(ctx.tape), ctx)
+    }
+}
+
+/// A cell's output as the next cells read it: ReLU of the concatenation of `parts` along
+/// channels. Either the cell's node states, whose ReLU each reader applies as it reads them (a
+/// 1x1 preprocessing: `Tape.reluConcatConv2d`), or one tensor that holds it already.
+public final class ActivatedCellOutput {
+    /// The node states (`isTensor` false) or the activated tensor.
+    public let parts: [Variable]
+    public let isTensor: Bool
+    private var formed: Variable?
+
+    /// ReLU(concatenation of `states`), not formed until a reader needs the tensor.
+    public init(states: [Variable]) {
+        parts = states
+        isTensor = false
+    }
+
+    /// The activated tensor itself.
+    public init(activated: Variable) {
+        parts = [activated]
+        isTensor = true
+        formed = activated
+    }
+
+    /// The activated tensor: formed on `tape` at the first call (`concatChannelsReLU`), that
+    /// tensor at later ones.
+    public func tensor(_ tape: Tape) throws -> Variable {
+        if let formed { return formed }
+        let t = try tape.concatChannelsReLU(parts)
+        formed = t
+        return t
+    }
 }
 
 extension Sequential {
@@ -56,6 +98,21 @@ public final class ReLUConvBN: ReLUPrefixed {
 
     public func forward(_ x: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forward(x, ctx) }
     public func forward(activated h: Variable, _ ctx: ForwardContext) throws -> Variable { try op.forwardAfterReLU(h, ctx) }
+
+    /// A 1x1 convolution reads the node states where they lie (`Tape.reluConcatConv2d`, the same
+    /// values as on the concatenation); other convolutions read the concatenation.
+    public func forward(activated h: ActivatedCellOutput, _ ctx: ForwardContext) throws -> Variable {
+        let conv = op.layers[1] as! Conv2dLayer
+        let pointwise = conv.weight.shape[2] == 1 && conv.weight.shape[3] == 1 && conv.stride == (1, 1) && conv.padding == (0, 0)
+            && conv.dilation == 1 && conv.groups == 1
+        guard !h.isTensor, pointwise, Set(h.parts.map(ObjectIdentifier.init)).count == h.parts.count else {
+            return try forward(activated: try h.tensor(ctx.tape), ctx)
+        }
+        var y = try ctx.tape.reluConcatConv2d(h.parts, conv.weight)
+        for l in op.layers.dropFirst(2) { y = try l.forward(y, ctx) }
+        return y
+    }
+
     public func collect(prefix: String, into state: inout NamedState) { op.collect(prefix: qualified(prefix, "op"), into: &state) }
 }
 
