@@ -512,15 +512,30 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
+def cpu_ticks():
+    """The machine's CPU ticks from /proc/stat's "cpu" line: (all, steal), or None."""
+    try:
+        with open('/proc/stat') as f:
+            line = next(l for l in f if l.startswith('cpu '))
+    except (OSError, StopIteration):
+        return None
+    v = [int(t) for t in line.split()[1:9]]
+    return (sum(v), v[7]) if len(v) == 8 else None
+
+
 def time_steps(step, steps, warmup):
+    """Min, median and max of the timed steps, and the host's CPU steal over them (share, or None)."""
     for _ in range(warmup):
         step()
     times = []
+    before = cpu_ticks()
     for _ in range(steps):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times), max(times)
+    after = cpu_ticks()
+    steal = (after[1] - before[1]) / (after[0] - before[0]) if before and after and after[0] > before[0] else None
+    return min(times), statistics.median(times), max(times), steal
 
 
 def parse_input(s):
@@ -571,13 +586,15 @@ def bench(args):
         aux_macs = full - macs
     net.train()
     flops = passes * 3 * 2 * (macs + aux_macs) * args.batch
-    lo, med, hi = time_steps(step, args.steps, args.warmup)
+    lo, med, hi, steal = time_steps(step, args.steps, args.warmup)
     print('pytorch bench %s: %s, torch %s x %d thread(s)' % (args.command, describe(args), torch.__version__, args.threads))
     print('forward MACs per image: %d%s; analytic work per step: %.2f GFLOP' % (
         macs, ' + %d auxiliary head' % aux_macs if aux_macs else '', flops / 1e9))
     print('step time: min=%.3f median=%.3f max=%.3f s over %d steps (after %d warm-up)' % (lo, med, hi, args.steps, args.warmup))
     print('achieved: %.2f GFLOP/s, %.1f images/s' % (flops / med / 1e9, images / med))
     print('peak resident memory: %.0f MB' % peak_rss_mb())
+    print('host CPU steal during the timed steps: ' + ("%.1f%% of the machine's CPU time" % (100 * steal) if steal is not None
+                                                        else 'unknown (no /proc/stat)'))
 
 
 def print_roofline(args):

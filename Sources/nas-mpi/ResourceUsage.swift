@@ -14,6 +14,18 @@ enum ResourceUsage {
         return 0
     }
 
+    /// The machine's CPU time in ticks since boot, from /proc/stat's aggregate "cpu" line: all of
+    /// it, and the part the hypervisor gave to other guests while this one wanted to run
+    /// (steal); nil where unavailable.
+    static func cpuTicks() -> (total: Int, steal: Int)? {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return nil }
+        // user nice system idle iowait irq softirq steal (guest and guest_nice are inside user and nice)
+        let v = line.split(separator: " ").dropFirst().compactMap { Int($0) }
+        guard v.count >= 8 else { return nil }
+        return (v.prefix(8).reduce(0, +), v[7])
+    }
+
     /// Monotonic seconds.
     static func now() -> Double {
         var ts = timespec()

@@ -65,7 +65,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         for field in ["nas-mpi bench train: DARTS_V2, C=2, 3 layers, input 3x32x32, batch 2 per rank, drop path 0.2, auxiliary on",
                       "auxiliary head; analytic work per step:", "step time: min=", "GFLOP/s per rank", "peak resident memory:",
-                      "OpenBLAS sgemm 1024^3:", "op kind", "depthwise+1x1", "batchNormSum"] {
+                      "OpenBLAS sgemm 1024^3:", "host CPU steal during the timed steps: ", "op kind", "depthwise+1x1", "batchNormSum"] {
             XCTAssertTrue(r.stdout.contains(field), "missing '\(field)' in\n\(r.stdout)")
         }
         XCTAssertFalse(r.stdout.contains("peak resident memory: 0 MB"), r.stdout)

@@ -18,6 +18,9 @@ struct StepMeasurement {
     var threads: Int
     /// Seconds per op kind over the timed steps (rank 0's), when profiled.
     var profile: [(kind: String, entry: OpProfile.Entry)]?
+    /// The share of the machine's CPU time the hypervisor gave to other guests during the timed
+    /// steps (the largest over the ranks' machines); nil where /proc/stat is unavailable.
+    var steal: Double?
 
     /// Runs `warmup` untimed steps, then `steps` timed ones; every rank must call it.
     /// - Returns: the measurement on rank 0, nil on the other ranks.
@@ -29,12 +32,20 @@ struct StepMeasurement {
         OpProfile.shared.isEnabled = profile
         OpProfile.shared.reset()
         var times: [Double] = []
+        let cpuBefore = ResourceUsage.cpuTicks()
         for _ in 0..<steps {
             let t0 = ResourceUsage.now()
             try step()
             times.append(ResourceUsage.now() - t0)
         }
+        let cpuAfter = ResourceUsage.cpuTicks()
         OpProfile.shared.isEnabled = false
+        // Steal, as a share of the machine's CPU time over the steps (-1: unknown on some rank).
+        var steal = [-1.0]
+        if let a = cpuBefore, let b = cpuAfter, b.total > a.total { steal[0] = Double(b.steal - a.steal) / Double(b.total - a.total) }
+        var unknown = [steal[0] < 0 ? 1.0 : 0]
+        try comm.allreduceMax(&steal)
+        try comm.allreduceMax(&unknown)
         // The job's step time is the slowest rank's.
         try times.withUnsafeMutableBufferPointer { try comm.allreduceMax($0) }
         var comms = [averager.communicationSeconds / Double(steps)]
@@ -45,7 +56,8 @@ struct StepMeasurement {
         guard comm.rank == 0 else { return nil }
         let entries = OpProfile.shared.entries.sorted { $0.value.total > $1.value.total }.map { (kind: $0.key, entry: $0.value) }
         return StepMeasurement(times: TimingSummary(times), steps: steps, warmup: warmup, communicationSeconds: comms[0],
-                               peakResidentBytes: rss[0], sgemm: sgemm, threads: threads, profile: profile ? entries : nil)
+                               peakResidentBytes: rss[0], sgemm: sgemm, threads: threads, profile: profile ? entries : nil,
+                               steal: unknown[0] > 0 ? nil : steal[0])
     }
 
     /// Prints the figures; `flopsPerStep` is the analytic work of one rank's step and
@@ -59,6 +71,10 @@ struct StepMeasurement {
         Swift.print(String(format: "peak resident memory: %.0f MB (largest rank)", peakResidentBytes / 1e6))
         Swift.print(String(format: "OpenBLAS sgemm 1024^3: %.1f GFLOP/s on 1 thread, %.1f on %d", sgemm.one, sgemm.all, threads))
         Swift.print(BLAS.kernelDescription)
+        // A VM whose host runs other guests can lose CPU time to them (steal): a step measured
+        // then is slower for a reason outside the program.
+        Swift.print(steal.map { String(format: "host CPU steal during the timed steps: %.1f%% of the machine's CPU time", 100 * $0) }
+                    ?? "host CPU steal during the timed steps: unknown (no /proc/stat)")
         guard let profile else { return }
         let total = profile.reduce(0) { $0 + $1.entry.total }
         Swift.print("")
