@@ -33,6 +33,24 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// Each thread starts on its own contiguous share of the pieces (thread 1 of 2 on the second
+    /// half), in order, so consecutive ops over the same range give each thread the items it had
+    /// before; a thread that finishes its share takes what is left of the other's.
+    func testThreadsStartOnTheirOwnShares() {
+        Parallel.setThreads(2)
+        Parallel.forChunks(64) { _, _ in usleep(100) }  // the worker is up and spinning
+        var order = [[Int]](repeating: [], count: 2)
+        let lock = NSLock()
+        Parallel.forChunks(16) { worker, range in
+            lock.lock(); order[worker].append(contentsOf: range); lock.unlock()
+            usleep(5_000)  // the worker has 40 ms to claim the first piece of its share
+        }
+        XCTAssertEqual((order[0] + order[1]).sorted(), Array(0..<16))
+        XCTAssertEqual(order[0].first, 0, "\(order)")
+        XCTAssertEqual(order[1].first, 8, "the second thread starts on the second half: \(order)")
+        XCTAssertEqual(Array(order[0].prefix { $0 < 8 }), Array(0..<order[0].prefix { $0 < 8 }.count), "in order: \(order)")
+    }
+
     /// `forParts` visits the same parts with the same ranges for any thread count and any
     /// `minimumParallelWork`; only the worker that runs a part changes.
     func testPartsDependOnlyOnTheProblemSize() {

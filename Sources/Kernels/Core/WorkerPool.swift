@@ -10,17 +10,32 @@ import Synchronization
 /// A job is a number of pieces that the threads claim one at a time, the caller's thread
 /// included: a thread that starts late (woken from its sleep) or runs slower takes fewer pieces,
 /// instead of the others waiting for its fixed share at the end of every op.
+///
+/// Each thread first claims the pieces of its own contiguous share (thread w of T: pieces
+/// w P/T ..< (w+1) P/T), in order, then those left in the others' shares. Consecutive ops that
+/// split the same range (the samples of a batch) so give each thread the items it wrote in the
+/// op before, still in its own caches: where the two threads do not share a last-level cache
+/// (vCPUs on two core complexes of an AMD EPYC), a piece taken from the shared claim counter by
+/// whichever thread came first read the other thread's output across complexes.
 final class WorkerPool: @unchecked Sendable {
     let size: Int
-    /// The published job: (job number << 8) | threads, in one word so that a worker always sees a
-    /// job number and its thread count together. 0 before the first job.
+    /// The published job: (job number << 16) | (shares << 8) | threads, in one word so that a
+    /// worker always sees a job number with its shares and thread count. 0 before the first job.
     private let published = Atomic<Int>(0)
-    /// The job's next unclaimed piece: (job tag << 24) | (pieces << 12) | next piece, the tag being
-    /// the job number modulo 2^39 (a worker would have to stall for 2^39 jobs to mistake a later
-    /// job for its own). A worker claims a piece by advancing it, only while the tag is that of
-    /// the job it was woken for and pieces remain, so a late worker never claims a piece of
-    /// a later job.
-    private let claims = Atomic<Int>(0)
+    /// Per share of the job (one per thread), its next unclaimed piece: (job tag << 24) | (end of
+    /// the share << 12) | next piece, the tag being the job number modulo 2^39 (a worker would
+    /// have to stall for 2^39 jobs to mistake a later job for its own). A worker claims a piece by
+    /// advancing it, only while the tag is that of the job it was woken for and pieces of the
+    /// share remain, so a late worker never claims a piece of a later job.
+    private let claims: [Claim]
+    /// One share's claim word, alone on its cache line.
+    private final class Claim {
+        let word = Atomic<Int>(0)
+        let padding = (0, 0, 0, 0, 0, 0, 0, 0)
+    }
+    /// Whether threads start on their own shares (`NAS_MPI_POOL_SHARES=0`: one share that all
+    /// threads claim from, for comparisons).
+    private let ownShares = ProcessInfo.processInfo.environment["NAS_MPI_POOL_SHARES"] != "0"
     /// Pieces of the current job finished.
     private let finished = Atomic<Int>(0)
     private var jobNumber = 0
@@ -43,6 +58,7 @@ final class WorkerPool: @unchecked Sendable {
     /// A pool of `size - 1` workers (the caller's thread is the first).
     init(size: Int) {
         self.size = size
+        claims = (0..<size).map { _ in Claim() }
         for w in 1..<size {
             let t = Thread { [self] in  // the thread keeps the pool alive until it exits
                 pthread_setspecific(WorkerPool.workerThreadFlag, UnsafeRawPointer(bitPattern: 1))
@@ -70,11 +86,15 @@ final class WorkerPool: @unchecked Sendable {
             job = escaping
             jobNumber += 1
             finished.store(0, ordering: .relaxed)
-            claims.store(Self.tag(jobNumber) << 24 | pieces << 12, ordering: .releasing)
-            published.store(jobNumber << 8 | threads, ordering: .releasing)
+            let shares = ownShares ? min(threads, pieces) : 1
+            for r in 0..<shares {
+                let (start, end) = (r * pieces / shares, (r + 1) * pieces / shares)
+                claims[r].word.store(Self.tag(jobNumber) << 24 | end << 12 | start, ordering: .releasing)
+            }
+            published.store(jobNumber << 16 | shares << 8 | threads, ordering: .releasing)
             let asleep = sleepers.load(ordering: .acquiring)
             for _ in 0..<asleep { wake.signal() }
-            runPieces(0, job: jobNumber)
+            runPieces(0, job: jobNumber, shares: shares)
             var spins = 0
             while finished.load(ordering: .acquiring) < pieces {
                 spins += 1
@@ -97,16 +117,20 @@ final class WorkerPool: @unchecked Sendable {
         job?(w, piece)
     }
 
-    /// Claims and runs pieces of job `number` until none is left (or a later job replaced it).
+    /// Claims and runs pieces of job `number` until none is left (or a later job replaced it):
+    /// those of the worker's own share first, then the others' in turn.
     @inline(never)
-    private func runPieces(_ w: Int, job number: Int) {
-        var c = claims.load(ordering: .acquiring)
-        while c >> 24 == Self.tag(number), c & 0xFFF < (c >> 12) & 0xFFF {
-            let (exchanged, original) = claims.compareExchange(expected: c, desired: c + 1, ordering: .acquiringAndReleasing)
-            guard exchanged else { c = original; continue }
-            runPiece(w, c & 0xFFF)
-            finished.wrappingAdd(1, ordering: .releasing)
-            c = claims.load(ordering: .acquiring)
+    private func runPieces(_ w: Int, job number: Int, shares: Int) {
+        for k in 0..<shares {
+            let claim = claims[(w + k) % shares]
+            var c = claim.word.load(ordering: .acquiring)
+            while c >> 24 == Self.tag(number), c & 0xFFF < (c >> 12) & 0xFFF {
+                let (exchanged, original) = claim.word.compareExchange(expected: c, desired: c + 1, ordering: .acquiringAndReleasing)
+                guard exchanged else { c = original; continue }
+                runPiece(w, c & 0xFFF)
+                finished.wrappingAdd(1, ordering: .releasing)
+                c = claim.word.load(ordering: .acquiring)
+            }
         }
     }
 
@@ -131,7 +155,7 @@ final class WorkerPool: @unchecked Sendable {
                 continue
             }
             seen = current
-            if w < current & 0xFF { runPieces(w, job: current >> 8) }
+            if w < current & 0xFF { runPieces(w, job: current >> 16, shares: (current >> 8) & 0xFF) }
         }
     }
 }
