@@ -134,40 +134,21 @@ extension Conv2dKernels {
                       dxs: [UnsafeMutablePointer<Float>?], accumulate: [Bool], dw: UnsafeMutablePointer<Float>?) {
             let g = geometry
             let outPlane = g.outChannels * plane
-            let wantsInput = dxs.contains { $0 != nil }
-            // Per worker: the sample's input gradient, its ReLU'd input, the weight gradient's scratch.
-            let weightScratch = dw == nil ? 0 : pointwiseWeightScratch(g)
-            let scratchSize = inputFloats * (dw == nil ? 1 : 2) + weightScratch
-            ScratchPool.shared.withBuffers(1, size: g.inChannels * g.outChannels) { buffers in
-                let wt = buffers[0]
-                if wantsInput { transpose(w, rows: g.outChannels, columns: g.inChannels, into: wt) }
-                let inputGradient = { (n: Int, d: UnsafeMutablePointer<Float>) in
-                    guard wantsInput else { return }
-                    pointwiseInputGradient(g, dy: dy + n * outPlane, wt: wt, into: d, accumulate: false)
-                    var at = UnsafePointer(d)
-                    for (k, x) in xs.enumerated() {
-                        let count = channels[k] * plane
-                        if let dx = dxs[k] {
-                            Elementwise.passWherePositive(at, gate: x + n * count, into: dx + n * count, count, accumulate: accumulate[k])
-                        }
-                        at += count
+            // Per worker: the sample's input gradient, then (for the weight gradient) its ReLU'd input.
+            let inputGradient = dxs.contains { $0 != nil } ? { (n: Int, wt: UnsafePointer<Float>, d: UnsafeMutablePointer<Float>) in
+                pointwiseInputGradient(g, dy: dy + n * outPlane, wt: wt, into: d, accumulate: false)
+                var at = UnsafePointer(d)
+                for (k, x) in xs.enumerated() {
+                    let count = channels[k] * plane
+                    if let dx = dxs[k] {
+                        Elementwise.passWherePositive(at, gate: x + n * count, into: dx + n * count, count, accumulate: accumulate[k])
                     }
+                    at += count
                 }
-                guard let dw else {
-                    ScratchPool.shared.withBuffers(Parallel.chunks(g.batch, work: g.macs), size: scratchSize) { scratch in
-                        Parallel.forChunks(g.batch, work: g.macs) { worker, samples in
-                            for n in samples { inputGradient(n, scratch[worker]) }
-                        }
-                    }
-                    return
-                }
-                weightGradientParts(g, dw: dw, scratchSize: scratchSize) { partial, n, first, _, col in
-                    inputGradient(n, col)
-                    let input = col + inputFloats
-                    gather(xs, sample: n, into: input)
-                    pointwiseWeightGradient(g, dy: dy + n * outPlane, x: input, into: partial, first: first,
-                                            scratch: col + 2 * inputFloats)
-                }
+            } : nil
+            backwardPointwise(g, dy: dy, w: w, scratchFloats: 2 * inputFloats, inputGradient: inputGradient, dw: dw) { n, scratch in
+                gather(xs, sample: n, into: scratch + inputFloats)
+                return UnsafePointer(scratch + inputFloats)
             }
         }
     }

@@ -380,22 +380,37 @@ public enum Conv2dKernels {
         precondition(g.isPointwise && (dw == nil || x != nil), "backwardPointwise: a pointwise convolution, and x for the weight gradient")
         let hw = g.outHeight * g.outWidth
         let (inPlane, outPlane) = (g.inChannels * hw, g.outChannels * hw)
+        backwardPointwise(g, dy: dy, w: w, inputGradient: dx.map { dx in
+            { n, wt, _ in pointwiseInputGradient(g, dy: dy + n * outPlane, wt: wt, into: dx + n * inPlane, accumulate: accumulate) }
+        }, dw: dw, input: { n, _ in x! + n * inPlane })
+    }
+
+    /// `backwardPointwise`'s pass over the batch, each sample's input gradient and input left to
+    /// the caller: per sample n, inputGradient(n, wt, scratch) (wt: w transposed) and then, for
+    /// dW's partial += dy xᵀ, input(n, scratch) (x's planes for sample n). `scratch` is the
+    /// worker's, `scratchFloats` long (the weight gradient's own follows it).
+    static func backwardPointwise(_ g: ConvGeometry, dy: UnsafePointer<Float>, w: UnsafePointer<Float>, scratchFloats: Int = 0,
+                                  inputGradient: ((_ n: Int, _ wt: UnsafePointer<Float>, _ scratch: UnsafeMutablePointer<Float>) -> Void)?,
+                                  dw: UnsafeMutablePointer<Float>?,
+                                  input: (_ n: Int, _ scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float>) {
+        let outPlane = g.outChannels * g.outHeight * g.outWidth
         // W transposed once ([Cin, Cout], a few KB): OpenBLAS's transposed-A path runs these
         // small-K products markedly slower than the plain one.
         ScratchPool.shared.withBuffers(1, size: g.inChannels * g.outChannels) { buffers in
             let wt = buffers[0]
-            if dx != nil { transpose(w, rows: g.outChannels, columns: g.inChannels, into: wt) }
-            let inputGradient = { (n: Int) in
-                guard let dx else { return }
-                pointwiseInputGradient(g, dy: dy + n * outPlane, wt: wt, into: dx + n * inPlane, accumulate: accumulate)
-            }
-            guard let dw, let x else {
-                Parallel.forEach(g.batch, work: g.macs) { n in inputGradient(n) }
+            if inputGradient != nil { transpose(w, rows: g.outChannels, columns: g.inChannels, into: wt) }
+            guard let dw else {
+                guard let inputGradient else { return }
+                ScratchPool.shared.withBuffers(Parallel.chunks(g.batch, work: g.macs), size: max(scratchFloats, 1)) { scratch in
+                    Parallel.forChunks(g.batch, work: g.macs) { worker, samples in
+                        for n in samples { inputGradient(n, wt, scratch[worker]) }
+                    }
+                }
                 return
             }
-            weightGradientParts(g, dw: dw, scratchSize: pointwiseWeightScratch(g)) { partial, n, first, _, col in
-                inputGradient(n)
-                pointwiseWeightGradient(g, dy: dy + n * outPlane, x: x + n * inPlane, into: partial, first: first, scratch: col)
+            weightGradientParts(g, dw: dw, scratchSize: scratchFloats + pointwiseWeightScratch(g)) { partial, n, first, _, col in
+                inputGradient?(n, wt, col)
+                pointwiseWeightGradient(g, dy: dy + n * outPlane, x: input(n, col), into: partial, first: first, scratch: col + scratchFloats)
             }
         }
     }
