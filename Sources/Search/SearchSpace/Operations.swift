@@ -105,7 +105,8 @@ public final class ReLUConvBN: ReLUPrefixed {
         let conv = op.layers[1] as! Conv2dLayer
         let pointwise = conv.weight.shape[2] == 1 && conv.weight.shape[3] == 1 && conv.stride == (1, 1) && conv.padding == (0, 0)
             && conv.dilation == 1 && conv.groups == 1
-        guard !h.isTensor, pointwise, Set(h.parts.map(ObjectIdentifier.init)).count == h.parts.count else {
+        // A cell's node states are distinct tensors (a genotype lists each concatenated node once).
+        guard !h.isTensor, pointwise else {
             return try forward(activated: try h.tensor(ctx.tape), ctx)
         }
         var y = try ctx.tape.reluConcatConv2d(h.parts, conv.weight)

@@ -40,12 +40,11 @@ struct StepMeasurement {
         }
         let cpuAfter = ResourceUsage.cpuTicks()
         OpProfile.shared.isEnabled = false
-        // Steal, as a share of the machine's CPU time over the steps (-1: unknown on some rank).
-        var steal = [-1.0]
-        if let a = cpuBefore, let b = cpuAfter, b.total > a.total { steal[0] = Double(b.steal - a.steal) / Double(b.total - a.total) }
-        var unknown = [steal[0] < 0 ? 1.0 : 0]
+        // Steal as a share of the machine's CPU time over the steps, and whether some rank could
+        // not tell (1), both the largest over the ranks.
+        var steal = [0.0, 1.0]
+        if let a = cpuBefore, let b = cpuAfter, b.total > a.total { steal = [Double(b.steal - a.steal) / Double(b.total - a.total), 0] }
         try comm.allreduceMax(&steal)
-        try comm.allreduceMax(&unknown)
         // The job's step time is the slowest rank's.
         try times.withUnsafeMutableBufferPointer { try comm.allreduceMax($0) }
         var comms = [averager.communicationSeconds / Double(steps)]
@@ -57,7 +56,7 @@ struct StepMeasurement {
         let entries = OpProfile.shared.entries.sorted { $0.value.total > $1.value.total }.map { (kind: $0.key, entry: $0.value) }
         return StepMeasurement(times: TimingSummary(times), steps: steps, warmup: warmup, communicationSeconds: comms[0],
                                peakResidentBytes: rss[0], sgemm: sgemm, threads: threads, profile: profile ? entries : nil,
-                               steal: unknown[0] > 0 ? nil : steal[0])
+                               steal: steal[1] > 0 ? nil : steal[0])
     }
 
     /// Prints the figures; `flopsPerStep` is the analytic work of one rank's step and
